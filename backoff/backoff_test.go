@@ -1,0 +1,107 @@
+package backoff
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Schedule
+	}{
+		{"0,10,30,60,120,300", Default},
+		{"0s,500ms,2s", Schedule{0, 500 * time.Millisecond, 2 * time.Second}},
+		{" 0 , 0.3 , 0.6 ", Schedule{0, 300 * time.Millisecond, 600 * time.Millisecond}},
+		{"30m", Schedule{30 * time.Minute}},
+		{"1,1", Schedule{time.Second, time.Second}},
+		{"0,1m30s", Schedule{0, 90 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := Parse(tt.in)
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.in, err)
+			}
+			if got.String() != tt.want.String() {
+				t.Fatalf("Parse(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+			again, err := Parse(got.String())
+			if err != nil || again.String() != got.String() {
+				t.Fatalf("round trip of %v = %v, %v", got, again, err)
+			}
+		})
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	for _, in := range []string{
+		"", " ", ",", "0,", "-1", "0,-5s", "10,5", "abc", "1h,2x", "NaN", "Inf", "1e30",
+		"31d", "0,2592001", "1e-400x",
+		func() string { // too many attempts
+			s := "0"
+			for i := 0; i < MaxAttempts; i++ {
+				s += ",1"
+			}
+			return s
+		}(),
+	} {
+		t.Run(in, func(t *testing.T) {
+			got, err := Parse(in)
+			if err == nil {
+				t.Fatalf("Parse(%q) = %v, want an error", in, got)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Parse(%q) error %v does not wrap ErrInvalid", in, err)
+			}
+		})
+	}
+}
+
+func TestDue(t *testing.T) {
+	stamp := time.UnixMilli(1_700_000_000_000)
+	tests := []struct {
+		n      int
+		want   time.Duration
+		wantOK bool
+	}{
+		{0, 0, false}, {1, 0, true}, {2, 10 * time.Second, true}, {6, 300 * time.Second, true}, {7, 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := Default.Due(stamp, tt.n)
+		if ok != tt.wantOK || (ok && got.Sub(stamp) != tt.want) {
+			t.Errorf("Due(stamp, %d) = stamp+%v, %v; want stamp+%v, %v", tt.n, got.Sub(stamp), ok, tt.want, tt.wantOK)
+		}
+	}
+}
+
+func TestNext(t *testing.T) {
+	stamp := time.UnixMilli(1_700_000_000_000)
+	at := func(d time.Duration) time.Time { return stamp.Add(d) }
+	tests := []struct {
+		name     string
+		n        int
+		started  time.Duration
+		wantN    int
+		wantDue  time.Duration
+		wantMore bool
+	}{
+		{"OnTime", 1, 0, 2, 10 * time.Second, true},
+		{"LateWorkerStillNextSlot", 2, 12 * time.Second, 3, 30 * time.Second, true},
+		{"SlowPartnerKeepsAnchor", 1, 5 * time.Millisecond, 2, 10 * time.Second, true},
+		{"CatchUpSkipsPassedSlots", 2, 100 * time.Second, 5, 120 * time.Second, true},
+		{"CatchUpOnSlotBoundary", 2, 60 * time.Second, 5, 120 * time.Second, true},
+		{"GivesUpAfterLastSlot", 6, 300 * time.Second, 0, 0, false},
+		{"GivesUpWhenAllSlotsPassed", 3, time.Hour, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, due, ok := Default.Next(stamp, tt.n, at(tt.started))
+			if ok != tt.wantMore || n != tt.wantN || (ok && due.Sub(stamp) != tt.wantDue) {
+				t.Fatalf("Next(%d, stamp+%v) = %d, stamp+%v, %v; want %d, stamp+%v, %v",
+					tt.n, tt.started, n, due.Sub(stamp), ok, tt.wantN, tt.wantDue, tt.wantMore)
+			}
+		})
+	}
+}

@@ -1,0 +1,71 @@
+package store
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/notifier/notifier/notifier"
+)
+
+func TestParseTrigger(t *testing.T) {
+	k := Keys{}
+	tests := []struct {
+		key  string
+		want notifier.Trigger
+	}{
+		{"noticeId_order-1_1700000000000_1", notifier.Trigger{ID: "order-1", Stamp: time.UnixMilli(1700000000000), N: 1}},
+		{"noticeId_a_b_c_1700000000123_12", notifier.Trigger{ID: "a_b_c", Stamp: time.UnixMilli(1700000000123), N: 12}},
+		{"noticeId__x_1_1", notifier.Trigger{ID: "_x", Stamp: time.UnixMilli(1), N: 1}},
+		{"noticeId_1_2_3_4", notifier.Trigger{ID: "1_2", Stamp: time.UnixMilli(3), N: 4}},
+		{"noticeId_id:with:colons_1700000000000_100", notifier.Trigger{ID: "id:with:colons", Stamp: time.UnixMilli(1700000000000), N: 100}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			got, err := k.ParseTrigger(tt.key)
+			if err != nil {
+				t.Fatalf("ParseTrigger(%q): %v", tt.key, err)
+			}
+			if got.ID != tt.want.ID || !got.Stamp.Equal(tt.want.Stamp) || got.N != tt.want.N {
+				t.Fatalf("ParseTrigger(%q) = %+v, want %+v", tt.key, got, tt.want)
+			}
+			if back := k.Trigger(got); back != tt.key {
+				t.Fatalf("Trigger(%+v) = %q, want %q", got, back, tt.key)
+			}
+		})
+	}
+}
+
+func TestParseTriggerRejects(t *testing.T) {
+	k := Keys{}
+	for _, key := range []string{
+		"", "noticeId", "noticeId_", "noticeId__", "noticeId___", "noticeId_x_1", "noticeId_x_1_0",
+		"noticeId_x_1_101", "noticeId_x_0_1", "noticeId_x_-1_1", "noticeId_x_1_+1", "noticeId_x_1_1a",
+		"noticeId_x_99999999999999999999_1", "noticeId_x_1_99999999999999999999", "noticeId__1_1",
+		"noticeId_has space_1_1", "noticeIdX_x_1_1", "other_x_1_1", "noticeId:p:x", "noticeId:due",
+		"session:abc", "noticeId_x_1_ 1", "noticeId_x_1.5_1", "noticeId_\xff_1_1",
+	} {
+		t.Run(key, func(t *testing.T) {
+			got, err := k.ParseTrigger(key)
+			if !errors.Is(err, ErrForeignKey) {
+				t.Fatalf("ParseTrigger(%q) = %+v, %v; want ErrForeignKey", key, got, err)
+			}
+		})
+	}
+}
+
+func TestKeysPrefix(t *testing.T) {
+	k := Keys{Prefix: "pay"}
+	tr := notifier.Trigger{ID: "o_1", Stamp: time.UnixMilli(5), N: 2}
+	if got, want := k.Trigger(tr), "pay_o_1_5_2"; got != want {
+		t.Fatalf("Trigger = %q, want %q", got, want)
+	}
+	if _, err := k.ParseTrigger("noticeId_o_1_5_2"); !errors.Is(err, ErrForeignKey) {
+		t.Fatalf("a key of another prefix parsed: %v", err)
+	}
+	for _, key := range []string{k.Payload("x"), k.Lease("x"), k.Due(), k.DefaultSchedule()} {
+		if _, err := k.ParseTrigger(key); err == nil {
+			t.Errorf("bookkeeping key %q parses as a trigger", key)
+		}
+	}
+}

@@ -1,0 +1,64 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/notifier/notifier/backoff"
+	"github.com/notifier/notifier/notifier"
+)
+
+// errCorrupt marks a payload that does not decode.
+var errCorrupt = errors.New("corrupt payload")
+
+// payloadHeader is the first line of a payload. Short JSON names keep Redis
+// memory down; the body follows the newline raw, so it is neither escaped
+// nor base64-inflated.
+type payloadHeader struct {
+	URL      string      `json:"u"`
+	Header   http.Header `json:"h,omitempty"`
+	Schedule []int64     `json:"s"` // offsets in ms
+	Stamp    int64       `json:"t"` // Unix ms
+}
+
+func encodePayload(n *notifier.Notice) ([]byte, error) {
+	h := payloadHeader{URL: n.URL, Header: n.Header, Stamp: n.Stamp.UnixMilli()}
+	h.Schedule = make([]int64, len(n.Schedule))
+	for i, d := range n.Schedule {
+		h.Schedule[i] = d.Milliseconds()
+	}
+	line, err := json.Marshal(h) // json.Marshal escapes '\n', so the first newline ends the header
+	if err != nil {
+		return nil, fmt.Errorf("encode notice %s: %w", n.ID, err)
+	}
+	out := make([]byte, 0, len(line)+1+len(n.Body))
+	out = append(append(append(out, line...), '\n'), n.Body...)
+	return out, nil
+}
+
+func decodePayload(id string, p []byte) (notifier.Notice, error) {
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		return notifier.Notice{}, fmt.Errorf("notice %s: no header line: %w", id, errCorrupt)
+	}
+	var h payloadHeader
+	if err := json.Unmarshal(p[:i], &h); err != nil {
+		return notifier.Notice{}, fmt.Errorf("notice %s: header: %v: %w", id, err, errCorrupt)
+	}
+	n := notifier.Notice{
+		ID: id, URL: h.URL, Header: h.Header, Stamp: time.UnixMilli(h.Stamp),
+		Body:     p[i+1:],
+		Schedule: make(backoff.Schedule, len(h.Schedule)),
+	}
+	for i, ms := range h.Schedule {
+		n.Schedule[i] = time.Duration(ms) * time.Millisecond
+	}
+	if err := n.Validate(); err != nil {
+		return notifier.Notice{}, fmt.Errorf("notice %s: %v: %w", id, err, errCorrupt)
+	}
+	return n, nil
+}

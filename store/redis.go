@@ -1,0 +1,447 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/notifier/notifier/backoff"
+	"github.com/notifier/notifier/notifier"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrEventsOff is returned by CheckEvents when the server does not publish
+// expired keyspace events and notifier may not turn them on.
+var ErrEventsOff = errors.New("redis does not publish expired keyspace events")
+
+// Redis holds pending notices: it implements notifier.Queue and
+// notifier.Events, and the enqueue side used by the CLI.
+type Redis struct {
+	rdb  *redis.Client
+	keys Keys
+	log  *slog.Logger
+	// Now is the clock; due scores and leases are compared with it.
+	Now func() time.Time
+
+	instance string // random, so claim tokens of different processes never collide
+	claims   atomic.Uint64
+	foreign  atomic.Uint64
+	logged   sync.Once
+}
+
+var (
+	_ notifier.Queue  = (*Redis)(nil)
+	_ notifier.Events = (*Redis)(nil)
+)
+
+// NewRedis returns a store on rdb whose keys start with prefix ("" means
+// DefaultPrefix). A nil log discards.
+func NewRedis(rdb *redis.Client, prefix string, log *slog.Logger) *Redis {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &Redis{rdb: rdb, keys: Keys{Prefix: prefix}, log: log, Now: time.Now, instance: hex.EncodeToString(b[:])}
+}
+
+// Keys returns the key names this store uses.
+func (r *Redis) Keys() Keys { return r.keys }
+
+// ForeignKeys counts expired events for keys that are not trigger keys of
+// this prefix (other applications' keys, malformed keys).
+func (r *Redis) ForeignKeys() uint64 { return r.foreign.Load() }
+
+// Ping checks that Redis answers.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis %s: %w", r.rdb.Options().Addr, err)
+	}
+	return nil
+}
+
+// CheckEvents makes sure Redis publishes expired keyspace events (flags E and
+// x, or A which includes x). If they are off and set is true it turns them on
+// with CONFIG SET, keeping the flags already there; otherwise, or if CONFIG is
+// refused (managed Redis), it returns an error wrapping ErrEventsOff that says
+// how to enable them.
+func (r *Redis) CheckEvents(ctx context.Context, set bool) error {
+	vals, err := r.rdb.ConfigGet(ctx, "notify-keyspace-events").Result()
+	if err != nil {
+		return fmt.Errorf("%w: CONFIG GET notify-keyspace-events: %v; enable them with `redis-cli config set notify-keyspace-events Ex` (or your provider's parameter group)", ErrEventsOff, err)
+	}
+	flags := vals["notify-keyspace-events"]
+	if hasExpiredEvents(flags) {
+		return nil
+	}
+	help := fmt.Sprintf("notify-keyspace-events is %q, notifier needs \"Ex\": run `redis-cli config set notify-keyspace-events %s` or set it in redis.conf / your provider's parameter group", flags, flags+"Ex")
+	if !set {
+		return fmt.Errorf("%w: %s", ErrEventsOff, help)
+	}
+	if err := r.rdb.ConfigSet(ctx, "notify-keyspace-events", flags+"Ex").Err(); err != nil {
+		return fmt.Errorf("%w: %s (CONFIG SET refused: %v)", ErrEventsOff, help, err)
+	}
+	r.log.Warn("enabled expired keyspace events", "was", flags, "now", flags+"Ex")
+	return nil
+}
+
+func hasExpiredEvents(flags string) bool {
+	return strings.ContainsRune(flags, 'E') && strings.ContainsAny(flags, "xA")
+}
+
+// SetDefaultSchedule publishes the schedule that enqueue gives notices that
+// name none.
+func (r *Redis) SetDefaultSchedule(ctx context.Context, s backoff.Schedule) error {
+	if err := r.rdb.Set(ctx, r.keys.DefaultSchedule(), s.String(), 0).Err(); err != nil {
+		return fmt.Errorf("publish default schedule: %w", err)
+	}
+	return nil
+}
+
+// DefaultSchedule returns the schedule published by serve, or backoff.Default
+// if none was.
+func (r *Redis) DefaultSchedule(ctx context.Context) (backoff.Schedule, error) {
+	v, err := r.rdb.Get(ctx, r.keys.DefaultSchedule()).Result()
+	if errors.Is(err, redis.Nil) {
+		return backoff.Default, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read default schedule: %w", err)
+	}
+	s, err := backoff.Parse(v)
+	if err != nil {
+		return nil, fmt.Errorf("default schedule in %s: %w", r.keys.DefaultSchedule(), err)
+	}
+	return s, nil
+}
+
+// Enqueue stores notices and arms their first attempts, pipelined. It returns
+// one error per notice (nil, or one wrapping notifier.ErrDuplicate or
+// notifier.ErrInvalidNotice); the second result is a Redis failure, in which
+// case some notices may have been stored and the caller may safely retry
+// (duplicates are refused, not doubled).
+func (r *Redis) Enqueue(ctx context.Context, notices []notifier.Notice) ([]error, error) {
+	errs := make([]error, len(notices))
+	calls := make([]scriptCall, 0, len(notices))
+	idx := make([]int, 0, len(notices))
+	for i := range notices {
+		n := &notices[i]
+		if err := n.Validate(); err != nil {
+			errs[i] = err
+			continue
+		}
+		p, err := encodePayload(n)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		t := notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}
+		due, _ := n.Schedule.Due(n.Stamp, 1)
+		calls = append(calls, scriptCall{enqueueScript,
+			[]string{r.keys.Payload(n.ID), r.keys.Due(), r.keys.Trigger(t)},
+			[]any{p, r.keys.Member(t), due.UnixMilli()}})
+		idx = append(idx, i)
+	}
+	cmds, err := r.evalPipelined(ctx, calls)
+	if err != nil {
+		return errs, fmt.Errorf("enqueue: %w", err)
+	}
+	for j, cmd := range cmds {
+		v, err := cmd.Int()
+		switch {
+		case err != nil:
+			return errs, fmt.Errorf("enqueue %s: %w", notices[idx[j]].ID, err)
+		case v == 0:
+			errs[idx[j]] = fmt.Errorf("notice %s: %w", notices[idx[j]].ID, notifier.ErrDuplicate)
+		}
+	}
+	return errs, nil
+}
+
+// Claim implements notifier.Queue.
+func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Duration) ([]notifier.ClaimResult, []notifier.Job, error) {
+	end := r.Now().Add(lease).UnixMilli()
+	calls := make([]scriptCall, len(ts))
+	tokens := make([]string, len(ts))
+	for i, t := range ts {
+		tokens[i] = r.instance + ":" + strconv.FormatUint(r.claims.Add(1), 36)
+		calls[i] = scriptCall{claimScript,
+			[]string{r.keys.Due(), r.keys.Payload(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t)},
+			[]any{r.keys.Member(t), lease.Milliseconds(), tokens[i], end}}
+	}
+	cmds, err := r.evalPipelined(ctx, calls)
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim %d attempts: %w", len(ts), err)
+	}
+	results := make([]notifier.ClaimResult, len(ts))
+	var jobs []notifier.Job
+	for i, cmd := range cmds {
+		v, err := cmd.Slice()
+		if err != nil || len(v) == 0 {
+			return nil, nil, fmt.Errorf("claim %s: %w", r.keys.Trigger(ts[i]), errors.Join(err, errors.New("empty reply")))
+		}
+		code, _ := v[0].(int64)
+		switch code {
+		case 0:
+			results[i] = notifier.Stale
+		case 1:
+			results[i] = notifier.Busy
+		case 2:
+			results[i] = notifier.Orphan
+		case 3:
+			p, _ := v[1].(string)
+			n, err := decodePayload(ts[i].ID, []byte(p))
+			if err != nil || !n.Stamp.Equal(ts[i].Stamp) || ts[i].N > len(n.Schedule) {
+				// Nothing can be sent; finishing drops the notice so it
+				// is not claimed again after every lease.
+				results[i] = notifier.Corrupt
+				job := notifier.Job{Notice: notifier.Notice{ID: ts[i].ID, Stamp: ts[i].Stamp}, N: ts[i].N, Token: tokens[i]}
+				if _, ferr := r.Finish(ctx, job); ferr != nil {
+					return nil, nil, ferr
+				}
+				r.log.Error("dropped a notice whose payload does not decode", "id", ts[i].ID, "err", err)
+				continue
+			}
+			results[i] = notifier.Claimed
+			jobs = append(jobs, notifier.Job{Notice: n, N: ts[i].N, Token: tokens[i]})
+		default:
+			return nil, nil, fmt.Errorf("claim %s: unexpected reply %v", r.keys.Trigger(ts[i]), v)
+		}
+	}
+	return results, jobs, nil
+}
+
+func (r *Redis) trigger(job notifier.Job) notifier.Trigger {
+	return notifier.Trigger{ID: job.Notice.ID, Stamp: job.Notice.Stamp, N: job.N}
+}
+
+// Reschedule implements notifier.Queue.
+func (r *Redis) Reschedule(ctx context.Context, job notifier.Job, next int, due time.Time) (bool, error) {
+	nt := notifier.Trigger{ID: job.Notice.ID, Stamp: job.Notice.Stamp, N: next}
+	return r.complete(ctx, job, r.keys.Member(nt), r.keys.Trigger(nt), due)
+}
+
+// Finish implements notifier.Queue.
+func (r *Redis) Finish(ctx context.Context, job notifier.Job) (bool, error) {
+	return r.complete(ctx, job, "", r.keys.Trigger(r.trigger(job)), time.Time{})
+}
+
+func (r *Redis) complete(ctx context.Context, job notifier.Job, nextMember, nextKey string, due time.Time) (bool, error) {
+	t := r.trigger(job)
+	v, err := completeScript.Run(ctx, r.rdb,
+		[]string{r.keys.Due(), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey},
+		r.keys.Member(t), job.Token, nextMember, due.UnixMilli()).Int()
+	if err != nil {
+		return false, fmt.Errorf("complete %s: %w", r.keys.Trigger(t), err)
+	}
+	return v == 1, nil
+}
+
+// Release implements notifier.Queue.
+func (r *Redis) Release(ctx context.Context, job notifier.Job) error {
+	t := r.trigger(job)
+	err := releaseScript.Run(ctx, r.rdb,
+		[]string{r.keys.Due(), r.keys.Lease(t.ID), r.keys.Trigger(t)},
+		r.keys.Member(t), job.Token, r.Now().UnixMilli()).Err()
+	if err != nil {
+		return fmt.Errorf("release %s: %w", r.keys.Trigger(t), err)
+	}
+	return nil
+}
+
+// Overdue implements notifier.Queue.
+func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier.Trigger, error) {
+	members, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: r.keys.Due(), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(t.UnixMilli(), 10), Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("overdue: %w", err)
+	}
+	ts := make([]notifier.Trigger, 0, len(members))
+	for _, m := range members {
+		tr, err := r.keys.ParseMember(m)
+		if err != nil {
+			// Only notifier writes this index; a bad member is
+			// removed so it is not listed for ever.
+			r.log.Error("dropping malformed due-index member", "member", m, "err", err)
+			r.rdb.ZRem(ctx, r.keys.Due(), m)
+			continue
+		}
+		ts = append(ts, tr)
+	}
+	return ts, nil
+}
+
+// Nudge implements notifier.Queue: EXISTS on a key past its expiry makes
+// Redis expire it, and publish the expired event, at once.
+func (r *Redis) Nudge(ctx context.Context, ts []notifier.Trigger) ([]bool, error) {
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(ts))
+	for i, t := range ts {
+		cmds[i] = pipe.Exists(ctx, r.keys.Trigger(t))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("nudge %d triggers: %w", len(ts), err)
+	}
+	alive := make([]bool, len(ts))
+	for i, c := range cmds {
+		alive[i] = c.Val() == 1
+	}
+	return alive, nil
+}
+
+// Listen implements notifier.Events with a PSUBSCRIBE to the expired
+// keyevent channel of the client's db. go-redis reconnects and resubscribes
+// by itself; each resubscription calls ready so the caller sweeps for events
+// lost meanwhile.
+func (r *Redis) Listen(ctx context.Context, ready func(), fn func(notifier.Trigger)) error {
+	channel := fmt.Sprintf("__keyevent@%d__:expired", r.rdb.Options().DB)
+	ps := r.rdb.PSubscribe(ctx, channel)
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		return fmt.Errorf("psubscribe %s: %w", channel, err)
+	}
+	ready()
+	// A large buffer keeps Redis from cutting us off (it drops pubsub
+	// clients 32 MB behind) while workers are saturated.
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1 << 16))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			switch m := m.(type) {
+			case *redis.Subscription:
+				if m.Kind == "psubscribe" {
+					r.log.Info("resubscribed to expired events", "channel", channel)
+					ready()
+				}
+			case *redis.Message:
+				t, err := r.keys.ParseTrigger(m.Payload)
+				if err != nil {
+					r.foreign.Add(1)
+					r.logged.Do(func() {
+						r.log.Debug("ignoring expired keys that are not notifier triggers (logged once)", "key", m.Payload)
+					})
+					continue
+				}
+				fn(t)
+			}
+		}
+	}
+}
+
+// Pending describes a notice that has an attempt pending.
+type Pending struct {
+	Notice notifier.Notice
+	// N is the pending attempt.
+	N int
+	// Due is when attempt N is due.
+	Due time.Time
+	// InFlight is true while a worker holds a claim on the attempt.
+	InFlight bool
+}
+
+// Pending returns the pending state of notice id, or an error wrapping
+// notifier.ErrNotFound if nothing is pending for it.
+func (r *Redis) Pending(ctx context.Context, id string) (Pending, error) {
+	p, err := r.rdb.Get(ctx, r.keys.Payload(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Pending{}, fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
+	}
+	if err != nil {
+		return Pending{}, fmt.Errorf("read notice %s: %w", id, err)
+	}
+	n, err := decodePayload(id, p)
+	if err != nil {
+		return Pending{}, err
+	}
+	// The payload does not record which attempt is pending (so it never has
+	// to be rewritten); the candidates are few, so ask the index for each.
+	pipe := r.rdb.Pipeline()
+	scores := make([]*redis.FloatCmd, len(n.Schedule))
+	for k := range scores {
+		scores[k] = pipe.ZScore(ctx, r.keys.Due(), r.keys.Member(notifier.Trigger{ID: id, Stamp: n.Stamp, N: k + 1}))
+	}
+	lease := pipe.Exists(ctx, r.keys.Lease(id))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Pending{}, fmt.Errorf("read notice %s: %w", id, err)
+	}
+	for k, c := range scores {
+		if c.Err() == nil {
+			due, _ := n.Schedule.Due(n.Stamp, k+1)
+			return Pending{Notice: n, N: k + 1, Due: due, InFlight: lease.Val() == 1}, nil
+		}
+	}
+	return Pending{}, fmt.Errorf("notice %s: payload without a pending attempt: %w", id, notifier.ErrNotFound)
+}
+
+// PendingCount is the number of notices with an attempt pending.
+func (r *Redis) PendingCount(ctx context.Context) (int64, error) {
+	n, err := r.rdb.ZCard(ctx, r.keys.Due()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("count pending: %w", err)
+	}
+	return n, nil
+}
+
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// evalPipelined runs calls in one round trip with EVALSHA. Scripts missing
+// from the server (after a restart or SCRIPT FLUSH) are loaded, and the calls
+// that failed with NOSCRIPT, which did nothing, are sent again.
+func (r *Redis) evalPipelined(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(calls))
+	todo := make([]int, len(calls))
+	for i := range todo {
+		todo[i] = i
+	}
+	for try := 0; len(todo) > 0; try++ {
+		pipe := r.rdb.Pipeline()
+		for _, i := range todo {
+			cmds[i] = calls[i].script.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
+		}
+		_, err := pipe.Exec(ctx)
+		var again []int
+		for _, i := range todo {
+			if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 || try == 1 {
+			if err != nil && !isReplyError(err) {
+				return nil, err
+			}
+			return cmds, nil
+		}
+		for _, s := range allScripts {
+			if err := s.Load(ctx, r.rdb).Err(); err != nil {
+				return nil, fmt.Errorf("load scripts: %w", err)
+			}
+		}
+		todo = again
+	}
+	return cmds, nil
+}
+
+// isReplyError tells a command's error reply (reported per command) from a
+// connection failure (which fails the whole pipeline).
+func isReplyError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}

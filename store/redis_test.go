@@ -1,0 +1,310 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/notifier/notifier/backoff"
+	"github.com/notifier/notifier/notifier"
+	"github.com/notifier/notifier/store"
+	"github.com/notifier/notifier/store/redistest"
+)
+
+func newNotice(id string, stamp time.Time, sched string) notifier.Notice {
+	s, err := backoff.Parse(sched)
+	if err != nil {
+		panic(err)
+	}
+	return notifier.Notice{ID: id, URL: "http://partner.example/notify?token=secret", Body: []byte("{\"a\":1}\nline2"),
+		Header: http.Header{"X-Shop": {"42"}}, Schedule: s, Stamp: stamp.Truncate(time.Millisecond)}
+}
+
+func TestEnqueueStoresTriggerPayloadAndIndex(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	stamp := time.Now().Truncate(time.Millisecond)
+	n := newNotice("order_1", stamp, "10,20")
+	errs, err := r.Enqueue(ctx, []notifier.Notice{n, newNotice("bad id", stamp, "0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || !errors.Is(errs[1], notifier.ErrInvalidNotice) {
+		t.Fatalf("errs = %v, want [nil, ErrInvalidNotice]", errs)
+	}
+	key := r.Keys().Trigger(notifier.Trigger{ID: "order_1", Stamp: stamp, N: 1})
+	pttl, err := rdb.PTTL(ctx, key).Result()
+	if err != nil || pttl < 9*time.Second || pttl > 10*time.Second {
+		t.Fatalf("PTTL %s = %v, %v; want about 10s", key, pttl, err)
+	}
+	score, err := rdb.ZScore(ctx, r.Keys().Due(), r.Keys().Member(notifier.Trigger{ID: "order_1", Stamp: stamp, N: 1})).Result()
+	if err != nil || int64(score) != stamp.Add(10*time.Second).UnixMilli() {
+		t.Fatalf("due score = %v, %v; want %d", score, err, stamp.Add(10*time.Second).UnixMilli())
+	}
+	p, err := r.Pending(ctx, "order_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.N != 1 || !p.Due.Equal(stamp.Add(10*time.Second)) || string(p.Notice.Body) != string(n.Body) ||
+		p.Notice.URL != n.URL || p.Notice.Header.Get("X-Shop") != "42" || p.Notice.Schedule.String() != n.Schedule.String() {
+		t.Fatalf("Pending = %+v", p)
+	}
+
+	t.Run("DuplicateIsRefusedAndKeepsTheFirst", func(t *testing.T) {
+		dup := newNotice("order_1", stamp.Add(time.Second), "0")
+		errs, err := r.Enqueue(ctx, []notifier.Notice{dup})
+		if err != nil || !errors.Is(errs[0], notifier.ErrDuplicate) {
+			t.Fatalf("Enqueue duplicate = %v, %v; want ErrDuplicate", errs, err)
+		}
+		if p, _ := r.Pending(ctx, "order_1"); !p.Notice.Stamp.Equal(stamp) {
+			t.Fatalf("duplicate replaced the pending notice: stamp %v", p.Notice.Stamp)
+		}
+	})
+	t.Run("ZeroOffsetClampsTTLToOneMillisecond", func(t *testing.T) {
+		past := time.Now().Add(-time.Hour)
+		errs, err := r.Enqueue(ctx, []notifier.Notice{newNotice("late", past, "0")})
+		if err != nil || errs[0] != nil {
+			t.Fatalf("enqueue overdue notice: %v %v", errs, err)
+		}
+		ts, err := r.Overdue(ctx, time.Now(), 10)
+		if err != nil || len(ts) != 1 || ts[0].ID != "late" {
+			t.Fatalf("Overdue = %v, %v; want [late]", ts, err)
+		}
+	})
+}
+
+func TestClaimIsExclusive(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	a, b := store.NewRedis(rdb, "", nil), store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	stamp := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	if _, err := a.Enqueue(ctx, []notifier.Notice{newNotice("x", stamp, "0,1h,2h")}); err != nil {
+		t.Fatal(err)
+	}
+	t1 := notifier.Trigger{ID: "x", Stamp: stamp, N: 1}
+	res, jobs, err := a.Claim(ctx, []notifier.Trigger{t1, t1}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0] != notifier.Claimed || res[1] != notifier.Busy || len(jobs) != 1 {
+		t.Fatalf("claim twice = %v (%d jobs), want [Claimed Busy]", res, len(jobs))
+	}
+	if res, _, _ := b.Claim(ctx, []notifier.Trigger{t1}, time.Minute); res[0] != notifier.Busy {
+		t.Fatalf("second instance claim = %v, want Busy", res)
+	}
+	if ts, _ := a.Overdue(ctx, time.Now(), 10); len(ts) != 0 {
+		t.Fatalf("a claimed attempt is listed as overdue: %v", ts)
+	}
+	due2 := stamp.Add(time.Hour)
+	if kept, err := a.Reschedule(ctx, jobs[0], 2, due2); err != nil || !kept {
+		t.Fatalf("Reschedule = %v, %v", kept, err)
+	}
+	if res, _, _ := b.Claim(ctx, []notifier.Trigger{t1}, time.Minute); res[0] != notifier.Stale {
+		t.Fatalf("claim of a finished attempt = %v, want Stale", res)
+	}
+	if n, _ := rdb.Exists(ctx, a.Keys().Trigger(notifier.Trigger{ID: "x", Stamp: stamp, N: 2})).Result(); n != 1 {
+		t.Fatal("no trigger key for attempt 2")
+	}
+	t2 := notifier.Trigger{ID: "x", Stamp: stamp, N: 2}
+
+	t.Run("ExpiredLeaseIsTakenOver", func(t *testing.T) {
+		res, jobs, err := a.Claim(ctx, []notifier.Trigger{t2}, 50*time.Millisecond)
+		if err != nil || res[0] != notifier.Claimed {
+			t.Fatalf("claim = %v, %v", res, err)
+		}
+		if n, _ := rdb.Exists(ctx, a.Keys().Trigger(t2)).Result(); n != 0 {
+			t.Fatal("claim left a trigger key that could fire later")
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		var res2 []notifier.ClaimResult
+		var jobs2 []notifier.Job
+		for time.Now().Before(deadline) {
+			if res2, jobs2, err = b.Claim(ctx, []notifier.Trigger{t2}, time.Minute); err != nil || res2[0] != notifier.Busy {
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // waiting on Redis's own clock: PX has no event to wait for
+		}
+		if res2[0] != notifier.Claimed {
+			t.Fatalf("claim after lease ran out = %v, want Claimed", res2)
+		}
+		if kept, err := a.Finish(ctx, jobs[0]); err != nil || kept {
+			t.Fatalf("Finish with a lost claim = %v, %v; want false", kept, err)
+		}
+		if kept, err := b.Finish(ctx, jobs2[0]); err != nil || !kept {
+			t.Fatalf("Finish by the new holder = %v, %v; want true", kept, err)
+		}
+		if n, _ := rdb.Exists(ctx, a.Keys().Payload("x")).Result(); n != 0 {
+			t.Fatal("Finish left the payload")
+		}
+		if _, err := a.Pending(ctx, "x"); !errors.Is(err, notifier.ErrNotFound) {
+			t.Fatalf("Pending after finish: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func TestClaimOrphanAndCorrupt(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	stamp := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	if _, err := r.Enqueue(ctx, []notifier.Notice{newNotice("gone", stamp, "0"), newNotice("junk", stamp, "0")}); err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(ctx, r.Keys().Payload("gone"))
+	rdb.Set(ctx, r.Keys().Payload("junk"), "not a payload", 0)
+	ts := []notifier.Trigger{{ID: "gone", Stamp: stamp, N: 1}, {ID: "junk", Stamp: stamp, N: 1}, {ID: "never", Stamp: stamp, N: 1}}
+	res, jobs, err := r.Claim(ctx, ts, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []notifier.ClaimResult{notifier.Orphan, notifier.Corrupt, notifier.Stale}
+	for i := range want {
+		if res[i] != want[i] {
+			t.Fatalf("results = %v, want %v", res, want)
+		}
+	}
+	if len(jobs) != 0 {
+		t.Fatalf("jobs = %v", jobs)
+	}
+	if n, _ := rdb.ZCard(ctx, r.Keys().Due()).Result(); n != 0 {
+		t.Fatalf("due index keeps %d dropped entries", n)
+	}
+}
+
+func TestReleaseRearmsTheTrigger(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stamp := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	if _, err := r.Enqueue(ctx, []notifier.Notice{newNotice("rel", stamp, "0")}); err != nil {
+		t.Fatal(err)
+	}
+	tr := notifier.Trigger{ID: "rel", Stamp: stamp, N: 1}
+	_, jobs, err := r.Claim(ctx, []notifier.Trigger{tr}, time.Minute)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("claim: %v %v", jobs, err)
+	}
+	fired := make(chan notifier.Trigger, 1)
+	ready := make(chan struct{}, 1)
+	go r.Listen(ctx, func() { ready <- struct{}{} }, func(t notifier.Trigger) { fired <- t })
+	<-ready
+	if err := r.Release(ctx, jobs[0]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-fired:
+		if got != tr {
+			t.Fatalf("fired %+v, want %+v", got, tr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("released attempt never fired")
+	}
+	if res, _, _ := r.Claim(ctx, []notifier.Trigger{tr}, time.Minute); res[0] != notifier.Claimed {
+		t.Fatalf("claim after release = %v", res)
+	}
+}
+
+func TestListenParsesTriggersAndCountsForeignKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fired := make(chan notifier.Trigger, 10)
+	ready := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() { done <- r.Listen(ctx, func() { ready <- struct{}{} }, func(t notifier.Trigger) { fired <- t }) }()
+	<-ready
+	for _, k := range []string{"session:1", "noticeId_bad", "noticeId_x_1_0", "noticeId_a_b_1700000000000_2"} {
+		rdb.Set(ctx, k, "", time.Millisecond)
+	}
+	select {
+	case got := <-fired:
+		if got.ID != "a_b" || got.N != 2 || got.Stamp.UnixMilli() != 1700000000000 {
+			t.Fatalf("fired %+v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event for the trigger key")
+	}
+	// Events arrive in order, so the three foreign keys set before the
+	// trigger have been counted by now.
+	if n := r.ForeignKeys(); n != 3 {
+		t.Fatalf("ForeignKeys = %d, want 3", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Listen returned %v after cancel", err)
+	}
+}
+
+func TestNudgeFiresDueKeysAtOnce(t *testing.T) {
+	// Many pending keys make Redis's own expiry cycle slow to find due
+	// ones; a nudge must not depend on it.
+	srv := redistest.Start(t, "hz 1")
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fired := make(chan notifier.Trigger, 10)
+	ready := make(chan struct{}, 1)
+	go r.Listen(ctx, func() { ready <- struct{}{} }, func(t notifier.Trigger) { fired <- t })
+	<-ready
+	stamp := time.Now().Truncate(time.Millisecond)
+	if _, err := r.Enqueue(ctx, []notifier.Notice{newNotice("soon", stamp, "0.05")}); err != nil {
+		t.Fatal(err)
+	}
+	tr := notifier.Trigger{ID: "soon", Stamp: stamp, N: 1}
+	time.Sleep(time.Until(stamp.Add(52 * time.Millisecond))) // until just past due
+	alive, err := r.Nudge(ctx, []notifier.Trigger{tr})
+	if err != nil || alive[0] {
+		t.Fatalf("Nudge = %v, %v; want the key expired by the touch", alive, err)
+	}
+	select {
+	case got := <-fired:
+		if got != tr {
+			t.Fatalf("fired %+v", got)
+		}
+	case <-time.After(500 * time.Millisecond): // hz 1 alone would take up to a second
+		t.Fatal("nudged key did not fire promptly")
+	}
+}
+
+func TestCheckEvents(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	rdb.ConfigSet(ctx, "notify-keyspace-events", "")
+	if err := r.CheckEvents(ctx, false); !errors.Is(err, store.ErrEventsOff) {
+		t.Fatalf("CheckEvents(no set) = %v, want ErrEventsOff", err)
+	}
+	if err := r.CheckEvents(ctx, true); err != nil {
+		t.Fatalf("CheckEvents(set) = %v", err)
+	}
+	if v := rdb.ConfigGet(ctx, "notify-keyspace-events").Val()["notify-keyspace-events"]; v != "xE" {
+		t.Fatalf("flags after set = %q, want xE", v)
+	}
+}
+
+func TestScriptsSurviveScriptFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	rdb.ScriptFlush(ctx)
+	errs, err := r.Enqueue(ctx, []notifier.Notice{newNotice("f", time.Now(), "1h")})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("enqueue after SCRIPT FLUSH: %v %v", errs, err)
+	}
+	if _, err := r.Pending(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+}

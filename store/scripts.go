@@ -1,0 +1,109 @@
+package store
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts below are every multi-key change notifier makes. Each runs
+// atomically, which is what lets several serve instances share one Redis and
+// still make each attempt once. Times (ARGV "now") come from the caller's
+// clock, like the due scores they are compared with.
+
+// pxUntil defines px_until(due): the PX that makes a key expire at due (Unix
+// ms) by the server's own clock, at least 1 ms (PX 0 is an error). Computing
+// it here rather than in the client keeps the round trip out of the TTL, so
+// a key is expired exactly when its due-index score says.
+const pxUntil = `
+local function px_until(due)
+  local t = redis.call('TIME')
+  local px = tonumber(due) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  if px < 1 then return 1 end
+  return px
+end
+`
+
+// enqueueScript stores a new notice and arms its first attempt.
+//
+//	KEYS[1] -> payload key      ARGV[1] -> payload
+//	KEYS[2] -> due index        ARGV[2] -> due-index member of attempt n
+//	KEYS[3] -> trigger key      ARGV[3] -> due time, Unix ms (the member's score)
+//
+// Returns 1, or 0 if a notice with this id is already pending (nothing is
+// written).
+var enqueueScript = redis.NewScript(pxUntil + `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[3], '', 'PX', px_until(ARGV[3]))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+`)
+
+// claimScript takes a pending attempt for one worker.
+//
+//	KEYS[1] -> due index        ARGV[1] -> member of the attempt
+//	KEYS[2] -> payload key      ARGV[2] -> lease, ms
+//	KEYS[3] -> lease key        ARGV[3] -> claim token
+//	KEYS[4] -> trigger key      ARGV[4] -> lease end, Unix ms
+//
+// Returns {0} stale (the attempt is not pending: done, superseded or never
+// existed), {1} busy (another worker's lease is live), {2} orphan (indexed but
+// the payload is gone: the entry is dropped), or {3, payload} claimed: the
+// lease is set, the member's score moves to the lease's end so the sweep
+// leaves it alone until then, and a trigger key that has not fired yet is
+// deleted (a sweep claimed it) so it cannot fire a second delivery later.
+var claimScript = redis.NewScript(`
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {0} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {1} end
+local p = redis.call('GET', KEYS[2])
+if not p then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return {2}
+end
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+redis.call('UNLINK', KEYS[4])
+return {3, p}
+`)
+
+// completeScript ends a claimed attempt: either arms the next attempt or
+// removes the notice.
+//
+//	KEYS[1] -> due index        ARGV[1] -> member of the finished attempt
+//	KEYS[2] -> payload key      ARGV[2] -> claim token
+//	KEYS[3] -> lease key        ARGV[3] -> member of the next attempt, '' to remove the notice
+//	KEYS[4] -> next trigger key ARGV[4] -> next due time, Unix ms
+//
+// Returns 1, or 0 if the claim was lost: another worker holds the lease, or
+// the attempt is no longer pending. A lease that merely ran out with nobody
+// taking over still completes, so a slow attempt is not repeated for nothing.
+var completeScript = redis.NewScript(pxUntil + `
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[2] then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('SET', KEYS[4], '', 'PX', px_until(ARGV[4]))
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+end
+return 1
+`)
+
+// releaseScript hands a claimed attempt back, due now: its trigger key is
+// re-armed to expire in 1 ms so any serve's subscriber picks it up.
+//
+//	KEYS[1] -> due index        ARGV[1] -> member
+//	KEYS[2] -> lease key        ARGV[2] -> claim token
+//	KEYS[3] -> trigger key      ARGV[3] -> now, Unix ms
+//
+// Returns 1, or 0 if the claim was not ours any more.
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('SET', KEYS[3], '', 'PX', 1)
+return 1
+`)
+
+var allScripts = []*redis.Script{enqueueScript, claimScript, completeScript, releaseScript}
