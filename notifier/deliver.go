@@ -1,0 +1,169 @@
+package notifier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// MaxSnippet is how much of a partner's reply is kept in the attempt log.
+const MaxSnippet = 4 << 10
+
+// maxDrain is how much more of a reply is read (and discarded) so the
+// connection can be reused; a larger reply costs a new connection instead.
+const maxDrain = 64 << 10
+
+// DefaultTimeout bounds one attempt: connect, send, and read the reply.
+const DefaultTimeout = 15 * time.Second
+
+// Succeeded is the success rule: the partner answered 2xx. Anything else,
+// including 3xx (redirects are not followed), is a failed attempt.
+func Succeeded(status int) bool { return status >= 200 && status <= 299 }
+
+// Permanent reports whether a failed attempt's status means the partner will
+// never take this notice: 410 Gone, as in Standard Webhooks. The notice is
+// given up at once instead of retried.
+func Permanent(status int) bool { return status == http.StatusGone }
+
+// Result is what one POST came to.
+type Result struct {
+	Start    time.Time
+	Duration time.Duration
+	// Status is 0 when no response came.
+	Status int
+	// Snippet is the start of the reply body, at most MaxSnippet bytes.
+	Snippet []byte
+	// Err is why no response came, or why the reply could not be read; it
+	// never contains the URL.
+	Err error
+}
+
+// Deliverer POSTs notices. It is safe for concurrent use and keeps
+// connections to partners alive between attempts.
+type Deliverer struct {
+	client *retryablehttp.Client
+	// Timeout bounds each attempt.
+	Timeout time.Duration
+	// Now is the clock; Webhook-Timestamp is read from it.
+	Now func() time.Time
+	// UserAgent is sent on every request.
+	UserAgent string
+}
+
+// NewDeliverer returns a Deliverer with the given per-attempt timeout
+// (DefaultTimeout if zero) that keeps up to maxIdlePerHost idle connections
+// per partner. It never follows redirects, ignores proxy environment
+// variables, and makes no in-call retries: the schedule is the retry layer.
+func NewDeliverer(timeout time.Duration, maxIdlePerHost int) *Deliverer {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   max(maxIdlePerHost, 2),
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   min(timeout, 10*time.Second),
+		ExpectContinueTimeout: time.Second,
+	}
+	hc := &http.Client{
+		// retryablehttp calls CloseIdleConnections after every failed
+		// request, which would drop the warm connections to every other
+		// partner; hiding the method behind a bare RoundTripper keeps them.
+		Transport:     roundTripper{tr},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	rc := &retryablehttp.Client{
+		HTTPClient:   hc,
+		Logger:       nil, // it would print full URLs, tokens in query strings included
+		RetryMax:     0,
+		RetryWaitMin: 100 * time.Millisecond,
+		RetryWaitMax: time.Second,
+		CheckRetry: func(context.Context, *http.Response, error) (bool, error) {
+			return false, nil // success is decided by Succeeded, retries by the schedule
+		},
+		Backoff:      retryablehttp.DefaultBackoff,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	return &Deliverer{client: rc, Timeout: timeout, Now: time.Now, UserAgent: "notifier/1"}
+}
+
+type roundTripper struct{ http.RoundTripper }
+
+// Post makes attempt n of notice. Extra headers on every attempt:
+// Webhook-Id (the notice id, stable), Webhook-Timestamp (Unix seconds of
+// this attempt), Notice-Attempt (n) and Notice-Stamp (the stamp, Unix ms).
+func (d *Deliverer) Post(ctx context.Context, notice *Notice, n int) Result {
+	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	start := d.Now()
+	res := Result{Start: start}
+
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, notice.URL, notice.Body)
+	if err != nil {
+		res.Err = d.redactErr(err)
+		res.Duration = d.Now().Sub(start)
+		return res
+	}
+	for k, vs := range notice.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("User-Agent", d.UserAgent)
+	req.Header.Set("Webhook-Id", notice.ID)
+	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(start.Unix(), 10))
+	req.Header.Set("Notice-Attempt", strconv.Itoa(n))
+	req.Header.Set("Notice-Stamp", strconv.FormatInt(notice.Stamp.UnixMilli(), 10))
+
+	resp, err := d.client.Do(req)
+	if err != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		res.Err = d.redactErr(err)
+		res.Duration = d.Now().Sub(start)
+		return res
+	}
+	defer resp.Body.Close()
+	res.Status = resp.StatusCode
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, io.LimitReader(resp.Body, MaxSnippet)); err != nil {
+		res.Err = fmt.Errorf("read reply: %w", d.redactErr(err))
+	}
+	res.Snippet = buf.Bytes()
+	if res.Err == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	}
+	res.Duration = d.Now().Sub(start)
+	return res
+}
+
+// redactErr strips the URL that net/http puts in its errors (it may carry
+// tokens in its query string) and names timeouts plainly.
+func (d *Deliverer) redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w after %s", ErrTimeout, d.Timeout)
+	}
+	return err
+}
+
+// ErrTimeout is wrapped by Result.Err when an attempt ran out of time.
+var ErrTimeout = errors.New("timed out")

@@ -1,0 +1,439 @@
+package notifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Dispatcher turns due triggers into attempts. Three sources feed it:
+//
+//   - expiry events (Events.Listen): the normal trigger;
+//   - the waker, which every WakeInterval touches trigger keys that are past
+//     due so Redis expires them, and publishes their events, at once instead
+//     of whenever its expiry cycle gets round to them;
+//   - the sweep, which every SweepInterval (and after every (re)subscribe)
+//     takes attempts overdue by more than SweepGrace whose event never came.
+//
+// Each trigger is claimed atomically before it is attempted, so the event
+// path and the sweep, and several dispatchers on one Queue, make each
+// attempt once. At most Concurrency attempts run at a time; triggers are
+// claimed only when a worker is free, so a claim never waits in a queue while
+// its lease runs down.
+type Dispatcher struct {
+	Queue  Queue
+	Events Events
+	Log    AttemptLog
+	// Post makes one attempt; usually (*Deliverer).Post.
+	Post func(ctx context.Context, n *Notice, attempt int) Result
+	// Logger receives operational messages; nil discards.
+	Logger *slog.Logger
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+
+	// Concurrency is the most attempts in flight (default 64).
+	Concurrency int
+	// Lease is how long a claim lasts before another worker may take the
+	// attempt over; it must outlast one attempt (default 45 s).
+	Lease time.Duration
+	// WakeInterval is how often due triggers are touched (default 10 ms);
+	// negative turns the waker off, leaving wake-ups to Redis alone.
+	WakeInterval time.Duration
+	// SweepInterval is how often the due index is swept (default 1 s).
+	SweepInterval time.Duration
+	// SweepGrace is how overdue an attempt must be before the sweep takes
+	// it without its event (default 2 s).
+	SweepGrace time.Duration
+	// ShutdownGrace is how long in-flight attempts may run after Run's
+	// context ends; then they are cancelled and released (default 10 s).
+	ShutdownGrace time.Duration
+
+	stats Stats
+}
+
+// Stats counts what a Dispatcher did; read it with (*Dispatcher).Stats.
+type Stats struct {
+	Attempts, Delivered, Retried, GaveUp, Errors atomic.Int64
+	// Stale and Busy count triggers another worker had already handled or
+	// was handling; Orphans count attempts whose notice was gone.
+	Stale, Busy, Orphans atomic.Int64
+	// Recovered counts attempts claimed by the sweep: their event never came.
+	Recovered atomic.Int64
+	// Lost counts attempts whose claim ran out before they were completed.
+	Lost atomic.Int64
+}
+
+// Stats returns the dispatcher's counters.
+func (d *Dispatcher) Stats() *Stats { return &d.stats }
+
+type intakeItem struct {
+	t     Trigger
+	swept bool
+}
+
+func (d *Dispatcher) defaults() {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Concurrency <= 0 {
+		d.Concurrency = 64
+	}
+	if d.Lease <= 0 {
+		d.Lease = 45 * time.Second
+	}
+	if d.WakeInterval == 0 {
+		d.WakeInterval = 10 * time.Millisecond
+	}
+	if d.SweepInterval <= 0 {
+		d.SweepInterval = time.Second
+	}
+	if d.SweepGrace <= 0 {
+		d.SweepGrace = 2 * time.Second
+	}
+	if d.ShutdownGrace <= 0 {
+		d.ShutdownGrace = 10 * time.Second
+	}
+}
+
+// Run dispatches until ctx ends, then stops taking work, lets attempts in
+// flight finish for up to ShutdownGrace, cancels and releases the rest, and
+// returns. Redis being unreachable does not end it: each loop logs and tries
+// again with backoff.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.defaults()
+	if d.Queue == nil || d.Events == nil || d.Log == nil || d.Post == nil {
+		return errors.New("dispatcher: Queue, Events, Log and Post are required")
+	}
+	intake := make(chan intakeItem, 4096)
+	sweepNow := make(chan time.Duration, 1)
+	// Workers get their own context so shutdown can let them finish.
+	workCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	var workers sync.WaitGroup
+	sem := make(chan struct{}, d.Concurrency)
+
+	var loops sync.WaitGroup
+	for _, loop := range []func(){
+		func() { d.listen(ctx, intake, sweepNow) },
+		func() { d.sweep(ctx, intake, sweepNow) },
+		func() { d.intake(ctx, workCtx, intake, sem, &workers) },
+		func() {
+			if d.WakeInterval > 0 {
+				d.wake(ctx)
+			}
+		},
+	} {
+		loops.Add(1)
+		go func() { defer loops.Done(); loop() }()
+	}
+	<-ctx.Done()
+	loops.Wait()
+
+	done := make(chan struct{})
+	go func() { workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d.ShutdownGrace):
+		d.Logger.Warn("cancelling attempts still in flight after the shutdown grace", "grace", d.ShutdownGrace)
+		abort()
+		<-done
+	}
+	return nil
+}
+
+func (d *Dispatcher) listen(ctx context.Context, intake chan<- intakeItem, sweepNow chan time.Duration) {
+	ready := func() {
+		// Anything that came due while nobody listened fired unheard:
+		// sweep without grace.
+		select {
+		case sweepNow <- 0:
+		default:
+		}
+	}
+	fn := func(t Trigger) {
+		select {
+		case intake <- intakeItem{t: t}:
+		case <-ctx.Done():
+		}
+	}
+	retry(ctx, d.Logger, "listen for expired events", func() error {
+		return d.Events.Listen(ctx, ready, fn)
+	})
+}
+
+// retry runs f until ctx ends, logging its errors and backing off from
+// 100 ms up to 5 s between failures.
+func retry(ctx context.Context, log *slog.Logger, what string, f func() error) {
+	wait := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := f()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			wait = 100 * time.Millisecond
+		}
+		if err != nil {
+			log.Error(what, "err", err, "retry_in", wait)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+func (d *Dispatcher) sweep(ctx context.Context, intake chan<- intakeItem, sweepNow <-chan time.Duration) {
+	tick := time.NewTicker(d.SweepInterval)
+	defer tick.Stop()
+	failing := false
+	for {
+		grace := d.SweepGrace
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case grace = <-sweepNow:
+		}
+		ts, err := d.Queue.Overdue(ctx, d.Now().Add(-grace), 1000)
+		if err != nil {
+			if !failing && ctx.Err() == nil {
+				d.Logger.Error("sweep", "err", err)
+			}
+			failing = true
+			continue
+		}
+		if failing {
+			d.Logger.Info("sweep works again")
+			failing = false
+		}
+		for _, t := range ts {
+			select {
+			case intake <- intakeItem{t: t, swept: true}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// wake touches due trigger keys so Redis fires their events now. It
+// remembers what it touched, so a trigger whose event is on its way is not
+// touched again; what it touched and is still unclaimed after SweepGrace is
+// the sweep's.
+func (d *Dispatcher) wake(ctx context.Context) {
+	tick := time.NewTicker(d.WakeInterval)
+	defer tick.Stop()
+	touched := map[Trigger]bool{}
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		// Redis expires a key only strictly after its expiry millisecond.
+		ts, err := d.Queue.Overdue(ctx, d.Now().Add(-time.Millisecond), 1000)
+		if err == nil {
+			seen := make(map[Trigger]bool, len(ts))
+			var todo []Trigger
+			for _, t := range ts {
+				seen[t] = true
+				if !touched[t] {
+					todo = append(todo, t)
+				}
+			}
+			for t := range touched {
+				if !seen[t] {
+					delete(touched, t) // claimed: no longer overdue
+				}
+			}
+			if len(todo) > 0 {
+				var alive []bool
+				if alive, err = d.Queue.Nudge(ctx, todo); err == nil {
+					for i, t := range todo {
+						// A key still there is not due by Redis's
+						// clock yet: touch it again next tick.
+						touched[t] = !alive[i]
+					}
+				}
+			}
+		}
+		if err != nil && !failing && ctx.Err() == nil {
+			d.Logger.Error("wake due triggers", "err", err)
+		}
+		failing = err != nil
+	}
+}
+
+// intake claims triggers as workers come free and starts an attempt for
+// each claim.
+func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeItem, sem chan struct{}, workers *sync.WaitGroup) {
+	const maxBatch = 256
+	batch := make([]intakeItem, 0, maxBatch)
+	wait := 100 * time.Millisecond
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case it := <-intake:
+			batch = append(batch, it)
+		}
+		free := max(cap(sem)-len(sem), 1)
+	drain:
+		for len(batch) < min(free, maxBatch) {
+			select {
+			case it := <-intake:
+				batch = append(batch, it)
+			default:
+				break drain
+			}
+		}
+		for range batch {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		ts := make([]Trigger, len(batch))
+		for i, it := range batch {
+			ts[i] = it.t
+		}
+		results, jobs, err := d.Queue.Claim(ctx, ts, d.Lease)
+		if err != nil {
+			for range batch {
+				<-sem
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			// The due index still holds these; the sweep will bring
+			// them back once Redis answers.
+			d.Logger.Error("claim", "err", err, "dropped_until_sweep", len(batch))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(wait*2, 5*time.Second)
+			continue
+		}
+		wait = 100 * time.Millisecond
+		next := 0
+		for i, r := range results {
+			switch r {
+			case Claimed:
+				job := jobs[next]
+				next++
+				if batch[i].swept {
+					d.stats.Recovered.Add(1)
+					d.Logger.Info("sweep took an attempt whose expiry event never came", "id", job.Notice.ID, "n", job.N)
+				}
+				workers.Add(1)
+				go func() {
+					defer workers.Done()
+					defer func() { <-sem }()
+					d.attempt(workCtx, job)
+				}()
+				continue
+			case Stale:
+				d.stats.Stale.Add(1)
+			case Busy:
+				d.stats.Busy.Add(1)
+			case Orphan, Corrupt:
+				d.stats.Orphans.Add(1)
+				d.Logger.Warn("dropped a trigger whose notice is gone or unreadable", "id", batch[i].t.ID, "n", batch[i].t.N)
+			}
+			<-sem
+		}
+	}
+}
+
+// attempt makes one claimed attempt, stores what comes next, and logs it.
+func (d *Dispatcher) attempt(ctx context.Context, job Job) {
+	n := &job.Notice
+	due, _ := n.Schedule.Due(n.Stamp, job.N)
+	res := d.Post(ctx, n, job.N)
+	a := Attempt{
+		NoticeID: n.ID, Stamp: n.Stamp, N: job.N, Due: due, Start: res.Start, Duration: res.Duration,
+		URL: RedactURL(n.URL), Status: res.Status, Response: string(res.Snippet),
+	}
+	if res.Err != nil {
+		a.Error = res.Err.Error()
+	}
+	// Completing must happen even while shutting down.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var kept bool
+	var err error
+	switch {
+	case ctx.Err() != nil && res.Status == 0:
+		// Cancelled by shutdown: hand the attempt back untouched.
+		a.Outcome, a.Error, a.Next = Error, "aborted by shutdown; attempt released for retry", d.Now()
+		kept, err = true, d.Queue.Release(sctx, job)
+	case res.Err == nil && Succeeded(res.Status):
+		a.Outcome = Delivered
+		kept, err = d.Queue.Finish(sctx, job)
+	default:
+		next, nextDue, ok := n.Schedule.Next(n.Stamp, job.N, res.Start)
+		if ok && !Permanent(res.Status) {
+			a.Outcome, a.Next = Retry, nextDue
+			kept, err = d.Queue.Reschedule(sctx, job, next, nextDue)
+		} else {
+			a.Outcome = GaveUp
+			if a.Error == "" {
+				a.Error = failure(res.Status)
+			}
+			kept, err = d.Queue.Finish(sctx, job)
+		}
+	}
+	if err != nil {
+		// The lease will run out and the attempt will be made again.
+		a.Outcome, a.Next = Error, time.Time{}
+		a.Error = fmt.Sprintf("result not saved, attempt will be repeated: %v", err)
+		d.Logger.Error("save attempt result", "id", n.ID, "n", job.N, "err", err)
+	} else if !kept {
+		d.stats.Lost.Add(1)
+		d.Logger.Warn("claim ran out before the attempt ended; another worker took it over", "id", n.ID, "n", job.N)
+	}
+	d.count(a.Outcome)
+	if a.Outcome == GaveUp {
+		d.Logger.Warn("gave up a notice", "id", n.ID, "attempts", job.N, "status", res.Status, "err", a.Error)
+	}
+	if err := d.Log.Record(sctx, a); err != nil {
+		d.Logger.Error("record attempt", "id", n.ID, "n", job.N, "err", err)
+	}
+}
+
+func failure(status int) string {
+	if Permanent(status) {
+		return fmt.Sprintf("partner answered %d: permanent, not retried", status)
+	}
+	return ""
+}
+
+func (d *Dispatcher) count(o Outcome) {
+	d.stats.Attempts.Add(1)
+	switch o {
+	case Delivered:
+		d.stats.Delivered.Add(1)
+	case Retry:
+		d.stats.Retried.Add(1)
+	case GaveUp:
+		d.stats.GaveUp.Add(1)
+	case Error:
+		d.stats.Errors.Add(1)
+	}
+}

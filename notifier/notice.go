@@ -1,0 +1,221 @@
+package notifier
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/notifier/notifier/backoff"
+)
+
+// Limits on what a notice may hold. They keep one bad notice from costing
+// Redis memory or a partner's patience.
+const (
+	MaxIDLen     = 200
+	MaxURLLen    = 2048
+	MaxBodyBytes = 1 << 20
+	MaxHeaders   = 50
+)
+
+// ErrInvalidNotice is wrapped by every error Validate returns.
+var ErrInvalidNotice = errors.New("invalid notice")
+
+// ErrDuplicate is returned when a notice with the same id is already pending.
+var ErrDuplicate = errors.New("duplicate notice id")
+
+// ErrNotFound is returned when no notice or attempt has the given id.
+var ErrNotFound = errors.New("notice not found")
+
+// Notice is one message to deliver to one partner URL, retried on Schedule
+// until the partner accepts it or the schedule runs out.
+type Notice struct {
+	// ID is stable across attempts and sent as Webhook-Id, so partners can
+	// drop duplicates.
+	ID string
+	// URL is where the notice is POSTed.
+	URL string
+	// Body is sent as-is.
+	Body []byte
+	// Header holds extra request headers; Content-Type defaults to
+	// application/json.
+	Header http.Header
+	// Schedule lists the attempt offsets from Stamp.
+	Schedule backoff.Schedule
+	// Stamp is when the notice was first enqueued, with millisecond precision.
+	Stamp time.Time
+}
+
+// reserved headers are set by the deliverer on every attempt; a notice may not
+// override them, or Webhook-Id would stop being stable.
+var reserved = map[string]bool{
+	"Webhook-Id": true, "Webhook-Timestamp": true, "Webhook-Signature": true,
+	"Notice-Attempt": true, "Notice-Stamp": true, "Content-Length": true, "Host": true,
+	"Transfer-Encoding": true, "Connection": true,
+}
+
+// Validate reports whether n can be stored and delivered.
+func (n *Notice) Validate() error {
+	if err := ValidateID(n.ID); err != nil {
+		return err
+	}
+	if err := ValidateURL(n.URL); err != nil {
+		return err
+	}
+	if len(n.Body) > MaxBodyBytes {
+		return fmt.Errorf("%w: body is %d bytes, at most %d", ErrInvalidNotice, len(n.Body), MaxBodyBytes)
+	}
+	if len(n.Header) > MaxHeaders {
+		return fmt.Errorf("%w: %d headers, at most %d", ErrInvalidNotice, len(n.Header), MaxHeaders)
+	}
+	for k, vs := range n.Header {
+		if !validHeaderName(k) {
+			return fmt.Errorf("%w: header name %q", ErrInvalidNotice, k)
+		}
+		if reserved[http.CanonicalHeaderKey(k)] {
+			return fmt.Errorf("%w: header %s is set by notifier", ErrInvalidNotice, http.CanonicalHeaderKey(k))
+		}
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n\x00") {
+				return fmt.Errorf("%w: header %s has a control character", ErrInvalidNotice, k)
+			}
+		}
+	}
+	if len(n.Schedule) == 0 || len(n.Schedule) > backoff.MaxAttempts {
+		return fmt.Errorf("%w: schedule has %d attempts", ErrInvalidNotice, len(n.Schedule))
+	}
+	return nil
+}
+
+// ValidateID reports whether id can name a notice: 1 to MaxIDLen printable
+// ASCII characters without spaces. Ids may contain '_': trigger keys are parsed
+// from the right.
+func ValidateID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty id", ErrInvalidNotice)
+	}
+	if len(id) > MaxIDLen {
+		return fmt.Errorf("%w: id is %d bytes, at most %d", ErrInvalidNotice, len(id), MaxIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c >= 0x7f {
+			return fmt.Errorf("%w: id %q has a space, control or non-ASCII character", ErrInvalidNotice, id)
+		}
+	}
+	return nil
+}
+
+// ValidateURL reports whether raw is an absolute http or https URL without
+// user info.
+func ValidateURL(raw string) error {
+	if raw == "" {
+		return fmt.Errorf("%w: empty url", ErrInvalidNotice)
+	}
+	if len(raw) > MaxURLLen {
+		return fmt.Errorf("%w: url is %d bytes, at most %d", ErrInvalidNotice, len(raw), MaxURLLen)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%w: url %q does not parse", ErrInvalidNotice, RedactURL(raw))
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%w: url %q: scheme must be http or https", ErrInvalidNotice, RedactURL(raw))
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%w: url %q has no host", ErrInvalidNotice, RedactURL(raw))
+	}
+	if u.User != nil {
+		return fmt.Errorf("%w: url must not carry user info", ErrInvalidNotice)
+	}
+	return nil
+}
+
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// RedactURL returns raw without user info, query string or fragment, which
+// often carry tokens. It is what the attempt log and error messages show.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if i := strings.IndexAny(raw, "?#"); i >= 0 {
+			raw = raw[:i]
+		}
+		if i := strings.Index(raw, "@"); i >= 0 {
+			return "<unparsable url>"
+		}
+		return raw
+	}
+	u.User = nil
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery = "redacted"
+		u.ForceQuery = false
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}
+
+// Outcome is the result of one attempt, as recorded in the attempt log.
+type Outcome string
+
+// The outcomes of an attempt.
+const (
+	// Delivered: the partner accepted the notice; nothing is left pending.
+	Delivered Outcome = "delivered"
+	// Retry: the attempt failed and a later attempt is scheduled.
+	Retry Outcome = "retry"
+	// GaveUp: the attempt failed and no attempt is left (or the partner
+	// answered 410 Gone); the notice is dropped from Redis.
+	GaveUp Outcome = "gave-up"
+	// Error: no request could be made (for example the stored notice did
+	// not decode); the notice is dropped.
+	Error Outcome = "error"
+)
+
+// ParseOutcome returns the Outcome named s.
+func ParseOutcome(s string) (Outcome, error) {
+	switch o := Outcome(s); o {
+	case Delivered, Retry, GaveUp, Error:
+		return o, nil
+	}
+	return "", fmt.Errorf("unknown outcome %q (want delivered, retry, gave-up or error)", s)
+}
+
+// Attempt is one POST of a notice, or the record that none could be made.
+type Attempt struct {
+	// Seq orders attempts in the log; it is set by the log.
+	Seq      int64
+	NoticeID string
+	Stamp    time.Time
+	// N is the 1-based slot of the schedule this attempt filled.
+	N        int
+	Due      time.Time
+	Start    time.Time
+	Duration time.Duration
+	// URL is redacted (see RedactURL).
+	URL string
+	// Status is the HTTP status code, 0 when no response came.
+	Status  int
+	Outcome Outcome
+	// Error says why the attempt failed, without the URL.
+	Error string
+	// Response is the start of the partner's reply, at most MaxSnippet bytes.
+	Response string
+	// Next is when the next attempt is due; zero when none is scheduled.
+	Next time.Time
+}
+
+// Lateness is how long after its due time the attempt started.
+func (a *Attempt) Lateness() time.Duration { return a.Start.Sub(a.Due) }

@@ -1,0 +1,85 @@
+package notifier
+
+import (
+	"context"
+	"time"
+)
+
+// Trigger names one pending attempt: attempt N of the notice ID stamped at
+// Stamp. It is what a trigger key encodes.
+type Trigger struct {
+	ID    string
+	Stamp time.Time
+	N     int
+}
+
+// Job is a claimed attempt: the notice to send and the lease token that proves
+// the claim when the attempt is completed or released.
+type Job struct {
+	Notice Notice
+	N      int
+	// Token identifies this claim; a claim whose lease ran out is taken over
+	// by whoever claims next, and completing with a stale token is a no-op.
+	Token string
+}
+
+// ClaimResult says what happened to one trigger passed to Queue.Claim.
+type ClaimResult int
+
+// The results of a claim.
+const (
+	// Claimed: the caller owns the attempt until its lease runs out.
+	Claimed ClaimResult = iota
+	// Stale: the attempt is no longer pending (done by someone else,
+	// cancelled, or a trigger for a notice that is gone).
+	Stale
+	// Busy: another worker holds a live lease on the notice.
+	Busy
+	// Orphan: the due index named the attempt but its payload is gone; the
+	// entry was dropped.
+	Orphan
+	// Corrupt: the stored payload did not decode; it was dropped.
+	Corrupt
+)
+
+// Queue is the store of pending attempts. Implementations make every method
+// atomic per notice, so several dispatchers on one store make each attempt
+// once (bar a lease that runs out mid-attempt).
+type Queue interface {
+	// Claim tries to take each trigger for lease. It returns one result per
+	// trigger, and the Job for each Claimed one, in order. Claiming deletes a
+	// trigger key that has not fired yet, so it cannot fire later.
+	Claim(ctx context.Context, ts []Trigger, lease time.Duration) ([]ClaimResult, []Job, error)
+	// Reschedule ends job's attempt and arms attempt next, due at due.
+	// It returns false if the claim was lost (its lease ran out and another
+	// worker took the attempt over).
+	Reschedule(ctx context.Context, job Job, next int, due time.Time) (bool, error)
+	// Finish ends job's attempt and removes the notice: it was delivered or
+	// given up. It returns false if the claim was lost.
+	Finish(ctx context.Context, job Job) (bool, error)
+	// Release hands job's attempt back unfinished, due now, for any worker.
+	Release(ctx context.Context, job Job) error
+	// Overdue lists up to limit pending triggers due at or before t, oldest
+	// first. Claimed attempts are not listed until their lease runs out.
+	Overdue(ctx context.Context, t time.Time, limit int) ([]Trigger, error)
+	// Nudge touches the trigger keys of ts so the store fires their expiry
+	// events now rather than whenever its expiry cycle finds them. It reports
+	// for each whether the key was still there, unexpired.
+	Nudge(ctx context.Context, ts []Trigger) ([]bool, error)
+}
+
+// Events is the stream of triggers whose time has come.
+type Events interface {
+	// Listen calls fn for each trigger that fires, from one goroutine, until
+	// ctx ends or the subscription fails for good. It calls ready each time
+	// the subscription is (re)established, so the caller can sweep for
+	// triggers that fired while nobody listened.
+	Listen(ctx context.Context, ready func(), fn func(Trigger)) error
+}
+
+// AttemptLog records attempts. Record may batch: a recorded attempt becomes
+// visible to readers shortly after, and all recorded attempts are written by
+// the time the log's Run returns.
+type AttemptLog interface {
+	Record(ctx context.Context, a Attempt) error
+}
