@@ -113,6 +113,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	intake := make(chan intakeItem, 4096)
 	sweepNow := make(chan time.Duration, 1)
+	wakeNow := make(chan struct{}, 1)
 	// Workers get their own context so shutdown can let them finish.
 	workCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
@@ -121,12 +122,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	var loops sync.WaitGroup
 	for _, loop := range []func(){
-		func() { d.listen(ctx, intake, sweepNow) },
+		func() { d.listen(ctx, intake, sweepNow, wakeNow) },
 		func() { d.sweep(ctx, intake, sweepNow) },
 		func() { d.intake(ctx, workCtx, intake, sem, &workers) },
 		func() {
 			if d.WakeInterval > 0 {
-				d.wake(ctx)
+				d.wake(ctx, wakeNow)
 			}
 		},
 	} {
@@ -148,23 +149,31 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
-func (d *Dispatcher) listen(ctx context.Context, intake chan<- intakeItem, sweepNow chan time.Duration) {
-	ready := func() {
-		// Anything that came due while nobody listened fired unheard:
-		// sweep without grace.
-		select {
-		case sweepNow <- 0:
-		default:
-		}
-	}
-	fn := func(t Trigger) {
-		select {
-		case intake <- intakeItem{t: t}:
-		case <-ctx.Done():
-		}
+func (d *Dispatcher) listen(ctx context.Context, intake chan<- intakeItem, sweepNow chan time.Duration, wakeNow chan struct{}) {
+	h := Handlers{
+		Ready: func() {
+			// Anything that came due while nobody listened fired
+			// unheard: sweep without grace.
+			select {
+			case sweepNow <- 0:
+			default:
+			}
+		},
+		Fire: func(t Trigger) {
+			select {
+			case intake <- intakeItem{t: t}:
+			case <-ctx.Done():
+			}
+		},
+		Wake: func() {
+			select {
+			case wakeNow <- struct{}{}:
+			default:
+			}
+		},
 	}
 	retry(ctx, d.Logger, "listen for expired events", func() error {
-		return d.Events.Listen(ctx, ready, fn)
+		return d.Events.Listen(ctx, h)
 	})
 }
 
@@ -227,53 +236,79 @@ func (d *Dispatcher) sweep(ctx context.Context, intake chan<- intakeItem, sweepN
 	}
 }
 
-// wake touches due trigger keys so Redis fires their events now. It
-// remembers what it touched, so a trigger whose event is on its way is not
-// touched again; what it touched and is still unclaimed after SweepGrace is
-// the sweep's.
-func (d *Dispatcher) wake(ctx context.Context) {
-	tick := time.NewTicker(d.WakeInterval)
-	defer tick.Stop()
+// wake touches due trigger keys so Redis fires their events now. It sleeps
+// until the next due time (at most WakeInterval, so attempts armed by other
+// processes are found), or until a wake hint says an attempt was armed
+// already due. It remembers what it touched, so a trigger whose event is on
+// its way is not touched again; what it touched and is still unclaimed after
+// SweepGrace is the sweep's.
+func (d *Dispatcher) wake(ctx context.Context, wakeNow <-chan struct{}) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	touched := map[Trigger]bool{}
 	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
+		case <-wakeNow:
+			timer.Stop()
 		}
-		// Redis expires a key only strictly after its expiry millisecond.
-		ts, err := d.Queue.Overdue(ctx, d.Now().Add(-time.Millisecond), 1000)
-		if err == nil {
-			seen := make(map[Trigger]bool, len(ts))
-			var todo []Trigger
-			for _, t := range ts {
-				seen[t] = true
-				if !touched[t] {
-					todo = append(todo, t)
-				}
-			}
-			for t := range touched {
-				if !seen[t] {
-					delete(touched, t) // claimed: no longer overdue
-				}
-			}
-			if len(todo) > 0 {
-				var alive []bool
-				if alive, err = d.Queue.Nudge(ctx, todo); err == nil {
-					for i, t := range todo {
-						// A key still there is not due by Redis's
-						// clock yet: touch it again next tick.
-						touched[t] = !alive[i]
-					}
-				}
-			}
-		}
+		sleep, err := d.wakeOnce(ctx, touched)
 		if err != nil && !failing && ctx.Err() == nil {
 			d.Logger.Error("wake due triggers", "err", err)
 		}
 		failing = err != nil
+		timer.Reset(sleep)
 	}
+}
+
+// wakeOnce touches what is due and says how long to sleep.
+func (d *Dispatcher) wakeOnce(ctx context.Context, touched map[Trigger]bool) (time.Duration, error) {
+	now := d.Now()
+	// Redis expires a key only strictly after its expiry millisecond.
+	ts, err := d.Queue.Overdue(ctx, now.Add(-time.Millisecond), 1000)
+	if err != nil {
+		return d.WakeInterval, err
+	}
+	seen := make(map[Trigger]bool, len(ts))
+	var todo []Trigger
+	for _, t := range ts {
+		seen[t] = true
+		if !touched[t] {
+			todo = append(todo, t)
+		}
+	}
+	for t := range touched {
+		if !seen[t] {
+			delete(touched, t) // claimed: no longer overdue
+		}
+	}
+	sleep := d.WakeInterval
+	if len(todo) > 0 {
+		alive, err := d.Queue.Nudge(ctx, todo)
+		if err != nil {
+			return d.WakeInterval, err
+		}
+		for i, t := range todo {
+			// A key still there is not due by Redis's clock yet: touch
+			// it again very soon.
+			touched[t] = !alive[i]
+			if alive[i] {
+				sleep = time.Millisecond
+			}
+		}
+	}
+	next, ok, err := d.Queue.NextDue(ctx, now.Add(-time.Millisecond))
+	if err != nil {
+		return d.WakeInterval, err
+	}
+	if ok {
+		// Wake 1 ms after the due millisecond, when Redis will expire it.
+		sleep = min(sleep, max(next.Sub(d.Now())+time.Millisecond, 0))
+	}
+	return sleep, nil
 }
 
 // intake claims triggers as workers come free and starts an attempt for

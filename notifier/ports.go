@@ -62,6 +62,9 @@ type Queue interface {
 	// Overdue lists up to limit pending triggers due at or before t, oldest
 	// first. Claimed attempts are not listed until their lease runs out.
 	Overdue(ctx context.Context, t time.Time, limit int) ([]Trigger, error)
+	// NextDue returns the earliest due time after t of a pending attempt,
+	// and false if there is none.
+	NextDue(ctx context.Context, t time.Time) (time.Time, bool, error)
 	// Nudge touches the trigger keys of ts so the store fires their expiry
 	// events now rather than whenever its expiry cycle finds them. It reports
 	// for each whether the key was still there, unexpired.
@@ -70,11 +73,22 @@ type Queue interface {
 
 // Events is the stream of triggers whose time has come.
 type Events interface {
-	// Listen calls fn for each trigger that fires, from one goroutine, until
-	// ctx ends or the subscription fails for good. It calls ready each time
-	// the subscription is (re)established, so the caller can sweep for
-	// triggers that fired while nobody listened.
-	Listen(ctx context.Context, ready func(), fn func(Trigger)) error
+	// Listen calls h's functions, from one goroutine, until ctx ends (it
+	// then returns nil) or the subscription fails.
+	Listen(ctx context.Context, h Handlers) error
+}
+
+// Handlers receive what Events.Listen hears.
+type Handlers struct {
+	// Ready is called each time the subscription is (re)established, so
+	// the caller can sweep for triggers that fired while nobody listened.
+	Ready func()
+	// Fire is called for each trigger that fires.
+	Fire func(Trigger)
+	// Wake is called when an attempt was armed already due (a new notice,
+	// or a retry whose slot has passed): the waker should look now rather
+	// than at its next tick.
+	Wake func()
 }
 
 // AttemptLog records attempts. Record may batch: a recorded attempt becomes

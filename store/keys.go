@@ -28,6 +28,8 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	                    while the attempt is claimed
 //	P:l:<id>            lease: claim token of the worker making the notice's attempt, PX lease
 //	P:schedule          the default schedule of the serve that last started, read by enqueue
+//	P:wake              pubsub channel: an attempt was armed already due, wake up now
+//	P:wakeflag          set for 2 ms after a wake message, so a burst sends one
 //
 // A notice has at most one pending attempt, so it has one due-index member
 // and at most one trigger key at a time.
@@ -64,6 +66,13 @@ func (k Keys) Due() string { return k.prefix() + ":due" }
 
 // DefaultSchedule is the key where serve publishes its default schedule.
 func (k Keys) DefaultSchedule() string { return k.prefix() + ":schedule" }
+
+// Wake is the pubsub channel on which scripts hint that an attempt was armed
+// already due.
+func (k Keys) Wake() string { return k.prefix() + ":wake" }
+
+// WakeFlag rate-limits wake messages to one per 2 ms.
+func (k Keys) WakeFlag() string { return k.prefix() + ":wakeflag" }
 
 // ParseTrigger reads a trigger key. It parses from the right, so ids may
 // contain '_'. Any other key yields an error wrapping ErrForeignKey.

@@ -146,7 +146,7 @@ func (r *Redis) Enqueue(ctx context.Context, notices []notifier.Notice) ([]error
 		t := notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}
 		due, _ := n.Schedule.Due(n.Stamp, 1)
 		calls = append(calls, scriptCall{enqueueScript,
-			[]string{r.keys.Payload(n.ID), r.keys.Due(), r.keys.Trigger(t)},
+			[]string{r.keys.Payload(n.ID), r.keys.Due(), r.keys.Trigger(t), r.keys.Wake(), r.keys.WakeFlag()},
 			[]any{p, r.keys.Member(t), due.UnixMilli()}})
 		idx = append(idx, i)
 	}
@@ -237,7 +237,7 @@ func (r *Redis) Finish(ctx context.Context, job notifier.Job) (bool, error) {
 func (r *Redis) complete(ctx context.Context, job notifier.Job, nextMember, nextKey string, due time.Time) (bool, error) {
 	t := r.trigger(job)
 	v, err := completeScript.Run(ctx, r.rdb,
-		[]string{r.keys.Due(), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey},
+		[]string{r.keys.Due(), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.Wake(), r.keys.WakeFlag()},
 		r.keys.Member(t), job.Token, nextMember, due.UnixMilli()).Int()
 	if err != nil {
 		return false, fmt.Errorf("complete %s: %w", r.keys.Trigger(t), err)
@@ -280,6 +280,20 @@ func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier
 	return ts, nil
 }
 
+// NextDue implements notifier.Queue.
+func (r *Redis) NextDue(ctx context.Context, t time.Time) (time.Time, bool, error) {
+	zs, err := r.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+		Key: r.keys.Due(), ByScore: true, Start: "(" + strconv.FormatInt(t.UnixMilli(), 10), Stop: "+inf", Count: 1,
+	}).Result()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due: %w", err)
+	}
+	if len(zs) == 0 {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMilli(int64(zs[0].Score)), true, nil
+}
+
 // Nudge implements notifier.Queue: EXISTS on a key past its expiry makes
 // Redis expire it, and publish the expired event, at once.
 func (r *Redis) Nudge(ctx context.Context, ts []notifier.Trigger) ([]bool, error) {
@@ -299,17 +313,23 @@ func (r *Redis) Nudge(ctx context.Context, ts []notifier.Trigger) ([]bool, error
 }
 
 // Listen implements notifier.Events with a PSUBSCRIBE to the expired
-// keyevent channel of the client's db. go-redis reconnects and resubscribes
-// by itself; each resubscription calls ready so the caller sweeps for events
-// lost meanwhile.
-func (r *Redis) Listen(ctx context.Context, ready func(), fn func(notifier.Trigger)) error {
-	channel := fmt.Sprintf("__keyevent@%d__:expired", r.rdb.Options().DB)
-	ps := r.rdb.PSubscribe(ctx, channel)
+// keyevent channel of the client's db, and a SUBSCRIBE to the wake channel.
+// go-redis reconnects and resubscribes by itself; each resubscription calls
+// h.Ready so the caller sweeps for events lost meanwhile.
+func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
+	expired := fmt.Sprintf("__keyevent@%d__:expired", r.rdb.Options().DB)
+	ps := r.rdb.PSubscribe(ctx, expired)
 	defer ps.Close()
 	if _, err := ps.Receive(ctx); err != nil {
-		return fmt.Errorf("psubscribe %s: %w", channel, err)
+		return fmt.Errorf("psubscribe %s: %w", expired, err)
 	}
-	ready()
+	if err := ps.Subscribe(ctx, r.keys.Wake()); err != nil {
+		return fmt.Errorf("subscribe %s: %w", r.keys.Wake(), err)
+	}
+	if _, err := ps.Receive(ctx); err != nil {
+		return fmt.Errorf("subscribe %s: %w", r.keys.Wake(), err)
+	}
+	h.Ready()
 	// A large buffer keeps Redis from cutting us off (it drops pubsub
 	// clients 32 MB behind) while workers are saturated.
 	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1 << 16))
@@ -324,10 +344,14 @@ func (r *Redis) Listen(ctx context.Context, ready func(), fn func(notifier.Trigg
 			switch m := m.(type) {
 			case *redis.Subscription:
 				if m.Kind == "psubscribe" {
-					r.log.Info("resubscribed to expired events", "channel", channel)
-					ready()
+					r.log.Info("resubscribed to expired events", "channel", expired)
+					h.Ready()
 				}
 			case *redis.Message:
+				if m.Channel == r.keys.Wake() {
+					h.Wake()
+					continue
+				}
 				t, err := r.keys.ParseTrigger(m.Payload)
 				if err != nil {
 					r.foreign.Add(1)
@@ -336,7 +360,7 @@ func (r *Redis) Listen(ctx context.Context, ready func(), fn func(notifier.Trigg
 					})
 					continue
 				}
-				fn(t)
+				h.Fire(t)
 			}
 		}
 	}

@@ -194,7 +194,7 @@ func TestReleaseRearmsTheTrigger(t *testing.T) {
 	}
 	fired := make(chan notifier.Trigger, 1)
 	ready := make(chan struct{}, 1)
-	go r.Listen(ctx, func() { ready <- struct{}{} }, func(t notifier.Trigger) { fired <- t })
+	go r.Listen(ctx, handlers(ready, fired))
 	<-ready
 	if err := r.Release(ctx, jobs[0]); err != nil {
 		t.Fatal(err)
@@ -221,7 +221,7 @@ func TestListenParsesTriggersAndCountsForeignKeys(t *testing.T) {
 	fired := make(chan notifier.Trigger, 10)
 	ready := make(chan struct{}, 1)
 	done := make(chan error, 1)
-	go func() { done <- r.Listen(ctx, func() { ready <- struct{}{} }, func(t notifier.Trigger) { fired <- t }) }()
+	go func() { done <- r.Listen(ctx, handlers(ready, fired)) }()
 	<-ready
 	for _, k := range []string{"session:1", "noticeId_bad", "noticeId_x_1_0", "noticeId_a_b_1700000000000_2"} {
 		rdb.Set(ctx, k, "", time.Millisecond)
@@ -255,7 +255,7 @@ func TestNudgeFiresDueKeysAtOnce(t *testing.T) {
 	defer cancel()
 	fired := make(chan notifier.Trigger, 10)
 	ready := make(chan struct{}, 1)
-	go r.Listen(ctx, func() { ready <- struct{}{} }, func(t notifier.Trigger) { fired <- t })
+	go r.Listen(ctx, handlers(ready, fired))
 	<-ready
 	stamp := time.Now().Truncate(time.Millisecond)
 	if _, err := r.Enqueue(ctx, []notifier.Notice{newNotice("soon", stamp, "0.05")}); err != nil {
@@ -306,5 +306,42 @@ func TestScriptsSurviveScriptFlush(t *testing.T) {
 	}
 	if _, err := r.Pending(ctx, "f"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func handlers(ready chan struct{}, fired chan notifier.Trigger) notifier.Handlers {
+	return notifier.Handlers{
+		Ready: func() { ready <- struct{}{} },
+		Fire:  func(t notifier.Trigger) { fired <- t },
+		Wake:  func() {},
+	}
+}
+
+func TestWakeHintWhenArmedDue(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready, woken := make(chan struct{}, 1), make(chan struct{}, 10)
+	go r.Listen(ctx, notifier.Handlers{Ready: func() { ready <- struct{}{} }, Fire: func(notifier.Trigger) {}, Wake: func() { woken <- struct{}{} }})
+	<-ready
+	if _, err := r.Enqueue(ctx, []notifier.Notice{newNotice("later", time.Now(), "1h")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, r.Keys().WakeFlag()).Val(); n != 0 {
+		t.Fatal("a notice due in an hour sent a wake hint")
+	}
+	if _, err := r.Enqueue(ctx, []notifier.Notice{newNotice("now", time.Now(), "0")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woken:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no wake hint for a notice due now")
+	}
+	next, ok, err := r.NextDue(ctx, time.Now())
+	if err != nil || !ok || next.Before(time.Now().Add(59*time.Minute)) {
+		t.Fatalf("NextDue = %v, %v, %v; want about an hour from now", next, ok, err)
 	}
 }

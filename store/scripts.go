@@ -11,12 +11,21 @@ import "github.com/redis/go-redis/v9"
 // ms) by the server's own clock, at least 1 ms (PX 0 is an error). Computing
 // it here rather than in the client keeps the round trip out of the TTL, so
 // a key is expired exactly when its due-index score says.
+//
+// wake_if_due(px, channel, flag) publishes a wake hint when an attempt is
+// armed already due, at most one per 2 ms, so the dispatchers' wakers touch
+// it at once instead of at their next tick.
 const pxUntil = `
 local function px_until(due)
   local t = redis.call('TIME')
   local px = tonumber(due) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
   if px < 1 then return 1 end
   return px
+end
+local function wake_if_due(px, channel, flag)
+  if px <= 1 and redis.call('SET', flag, '', 'NX', 'PX', 2) then
+    redis.call('PUBLISH', channel, '')
+  end
 end
 `
 
@@ -25,14 +34,18 @@ end
 //	KEYS[1] -> payload key      ARGV[1] -> payload
 //	KEYS[2] -> due index        ARGV[2] -> due-index member of attempt n
 //	KEYS[3] -> trigger key      ARGV[3] -> due time, Unix ms (the member's score)
+//	KEYS[4] -> wake channel
+//	KEYS[5] -> wake flag
 //
 // Returns 1, or 0 if a notice with this id is already pending (nothing is
 // written).
 var enqueueScript = redis.NewScript(pxUntil + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[3], '', 'PX', px_until(ARGV[3]))
+local px = px_until(ARGV[3])
+redis.call('SET', KEYS[3], '', 'PX', px)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+wake_if_due(px, KEYS[4], KEYS[5])
 return 1
 `)
 
@@ -70,6 +83,8 @@ return {3, p}
 //	KEYS[2] -> payload key      ARGV[2] -> claim token
 //	KEYS[3] -> lease key        ARGV[3] -> member of the next attempt, '' to remove the notice
 //	KEYS[4] -> next trigger key ARGV[4] -> next due time, Unix ms
+//	KEYS[5] -> wake channel
+//	KEYS[6] -> wake flag
 //
 // Returns 1, or 0 if the claim was lost: another worker holds the lease, or
 // the attempt is no longer pending. A lease that merely ran out with nobody
@@ -83,8 +98,10 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[3] == '' then
   redis.call('DEL', KEYS[2])
 else
-  redis.call('SET', KEYS[4], '', 'PX', px_until(ARGV[4]))
+  local px = px_until(ARGV[4])
+  redis.call('SET', KEYS[4], '', 'PX', px)
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+  wake_if_due(px, KEYS[5], KEYS[6])
 end
 return 1
 `)

@@ -1,0 +1,621 @@
+// Command notifier delivers webhook notices and retries them on a fixed
+// schedule anchored to when each was first enqueued. This file only wires:
+// flags, environment, logger, signals, and the packages that do the work.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/notifier/notifier/backoff"
+	"github.com/notifier/notifier/notifier"
+	"github.com/notifier/notifier/store"
+	"github.com/redis/go-redis/v9"
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes: 2 for input notifier refuses, 3 when the only problem is ids
+// that are already pending (scripts retrying an enqueue can treat it as done).
+const (
+	exitError     = 1
+	exitBadInput  = 2
+	exitDuplicate = 3
+)
+
+func main() {
+	ctx, stop := signalContext()
+	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// signalContext is cancelled by the first SIGINT or SIGTERM (graceful
+// shutdown); a second one exits at once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if _, ok := <-ch; !ok {
+			return
+		}
+		cancel()
+		if _, ok := <-ch; ok {
+			fmt.Fprintln(os.Stderr, "notifier: second signal, exiting now")
+			os.Exit(130)
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); close(ch); cancel() }
+}
+
+// run runs the CLI with args and returns the exit code; errors are printed
+// here, as one line, and nowhere else.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := newApp(stdin, stdout, stderr).RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "notifier: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+	switch {
+	case errors.Is(err, errOnlyDuplicates), errors.Is(err, notifier.ErrDuplicate):
+		return exitDuplicate
+	case errors.Is(err, notifier.ErrInvalidNotice), errors.Is(err, backoff.ErrInvalid), errors.Is(err, errBadInput):
+		return exitBadInput
+	}
+	return exitError
+}
+
+var (
+	errBadInput       = errors.New("bad input")
+	errOnlyDuplicates = errors.New("every refused notice was a duplicate")
+)
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	// Commands other than serve report Redis failures as their error.
+	redis.SetLogger(redisLog{slog.New(slog.DiscardHandler)})
+	return &cli.App{
+		Name:            "notifier",
+		Usage:           "deliver webhook notices and retry them on a schedule anchored to their first enqueue",
+		Version:         version,
+		Reader:          stdin,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {}, // run reports errors
+		Commands: []*cli.Command{
+			serveCommand(),
+			enqueueCommand(),
+			tailCommand(),
+			statusCommand(),
+		},
+	}
+}
+
+// Flags shared by every command that reads or writes state.
+func redisFlag() cli.Flag {
+	return &cli.StringFlag{Name: "redis", EnvVars: []string{"NOTIFIER_REDIS_URL"},
+		Usage: "Redis URL (redis://, rediss://, unix://); default: the private redis-server of the serve using --data-dir"}
+}
+func dataDirFlag() cli.Flag {
+	return &cli.StringFlag{Name: "data-dir", Value: "./notifier-data", EnvVars: []string{"NOTIFIER_DATA_DIR"},
+		Usage: "directory of the embedded Redis (socket, AOF) and the default attempt log"}
+}
+func dbFlag() cli.Flag {
+	return &cli.StringFlag{Name: "db", EnvVars: []string{"NOTIFIER_DB"}, Usage: "SQLite attempt log (default: <data-dir>/attempts.db)"}
+}
+func prefixFlag() cli.Flag {
+	return &cli.StringFlag{Name: "prefix", Value: store.DefaultPrefix, EnvVars: []string{"NOTIFIER_PREFIX"},
+		Usage: "prefix of every Redis key; trigger keys are <prefix>_<id>_<stamp>_<n>"}
+}
+func scheduleFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: "schedule", Usage: usage}
+}
+
+func dbPath(c *cli.Context) string {
+	if p := c.String("db"); p != "" {
+		return p
+	}
+	return filepath.Join(c.String("data-dir"), "attempts.db")
+}
+
+// connect opens the Redis that --redis names, or the private one of the serve
+// using --data-dir, and checks that it answers.
+func connect(c *cli.Context) (*redis.Client, error) {
+	url := c.String("redis")
+	if url == "" {
+		dir, err := filepath.Abs(c.String("data-dir"))
+		if err != nil {
+			return nil, fmt.Errorf("%w: --data-dir: %v", errBadInput, err)
+		}
+		sock := store.SocketPath(dir)
+		if _, err := os.Stat(sock); err != nil {
+			return nil, fmt.Errorf("no Redis: no serve is running with data dir %s (start `notifier serve`, or pass --redis URL)", c.String("data-dir"))
+		}
+		url = "unix://" + sock
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --redis: %v", errBadInput, err)
+	}
+	rdb := redis.NewClient(opt)
+	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis %s unreachable: %w", opt.Addr, err)
+	}
+	return rdb, nil
+}
+
+// redisLog sends go-redis's own messages (dial failures, dropped pubsub
+// messages) to slog at warn, instead of the standard logger.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.log.Warn("go-redis: " + fmt.Sprintf(format, v...))
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errBadInput, level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format %q: want text or json", errBadInput, format)
+}
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "deliver notices: subscribe to expired trigger keys, POST, retry, log every attempt",
+		Flags: []cli.Flag{
+			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(),
+			scheduleFlag("default schedule for notices enqueued without one (seconds or Go durations)"),
+			&cli.IntFlag{Name: "concurrency", Value: 128, Usage: "most attempts in flight"},
+			&cli.DurationFlag{Name: "timeout", Value: notifier.DefaultTimeout, Usage: "per-attempt timeout"},
+			&cli.StringFlag{Name: "appendfsync", Value: "everysec", Usage: "embedded Redis AOF fsync policy: everysec or always"},
+			&cli.DurationFlag{Name: "shutdown-grace", Value: 10 * time.Second, Usage: "how long attempts in flight may finish after SIGTERM"},
+			&cli.BoolFlag{Name: "no-wake", Usage: "do not touch due trigger keys; leave wake-ups to Redis's expiry cycle (for comparison)"},
+			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"NOTIFIER_LOG_LEVEL"}},
+			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"NOTIFIER_LOG_FORMAT"}},
+		},
+		Action: serve,
+	}
+}
+
+func serve(c *cli.Context) error {
+	log, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
+	if err != nil {
+		return err
+	}
+	sched := backoff.Default
+	if s := c.String("schedule"); s != "" {
+		if sched, err = backoff.Parse(s); err != nil {
+			return fmt.Errorf("--schedule: %w", err)
+		}
+	}
+	if c.Int("concurrency") < 1 || c.Duration("timeout") <= 0 {
+		return fmt.Errorf("%w: --concurrency and --timeout must be positive", errBadInput)
+	}
+	fsync := c.String("appendfsync")
+	if fsync != "everysec" && fsync != "always" {
+		return fmt.Errorf("%w: --appendfsync %q: want everysec or always", errBadInput, fsync)
+	}
+	redis.SetLogger(redisLog{log})
+	// Everything serve creates (socket, AOF, log) is private.
+	syscall.Umask(0o077)
+	if c.String("redis") == "" {
+		dir := c.String("data-dir")
+		unlock, err := store.LockDir(dir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		srv, err := store.StartServer(c.Context, store.ServerConfig{Dir: dir, AppendFsync: fsync})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := srv.Stop(); err != nil {
+				log.Error("stop embedded redis-server", "err", err)
+			}
+		}()
+		log.Info("started embedded redis-server", "socket", srv.Socket, "appendfsync", fsync)
+	}
+	rdb, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	q := store.NewRedis(rdb, c.String("prefix"), log)
+	if err := q.CheckEvents(c.Context, true); err != nil {
+		return err
+	}
+	if err := q.SetDefaultSchedule(c.Context, sched); err != nil {
+		return err
+	}
+	path := dbPath(c)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("attempt log dir: %w", err)
+	}
+	alog, err := store.OpenSQLite(path)
+	if err != nil {
+		return err
+	}
+	defer alog.Close()
+	// The log outlives the dispatcher so attempts finished during shutdown
+	// are still written.
+	logCtx, stopLog := context.WithCancel(context.WithoutCancel(c.Context))
+	logDone := make(chan error, 1)
+	go func() { logDone <- alog.Run(logCtx) }()
+
+	dl := notifier.NewDeliverer(c.Duration("timeout"), c.Int("concurrency"))
+	dl.UserAgent = "notifier/" + version
+	wake := time.Duration(0)
+	if c.Bool("no-wake") {
+		wake = -1
+	}
+	d := &notifier.Dispatcher{
+		Queue: q, Events: q, Log: alog, Post: dl.Post, Logger: log,
+		Concurrency:   c.Int("concurrency"),
+		Lease:         c.Duration("timeout") + 30*time.Second,
+		WakeInterval:  wake,
+		ShutdownGrace: c.Duration("shutdown-grace"),
+	}
+	log.Info("serving", "redis", rdb.Options().Addr, "db", path, "schedule", sched.String(), "concurrency", d.Concurrency)
+	runErr := d.Run(c.Context)
+	stopLog()
+	logErr := <-logDone
+	st := d.Stats()
+	log.Info("stopped", "attempts", st.Attempts.Load(), "delivered", st.Delivered.Load(), "gave_up", st.GaveUp.Load(),
+		"recovered_by_sweep", st.Recovered.Load(), "foreign_keys", q.ForeignKeys())
+	return errors.Join(runErr, logErr)
+}
+
+func enqueueCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "enqueue",
+		Usage:     "store a notice and arm its first attempt; prints its id",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "url", Usage: "partner URL to POST to"},
+			&cli.StringFlag{Name: "id", Usage: "notice id (default: generated); sent as Webhook-Id"},
+			&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Usage: "body: TEXT, @FILE, or - for standard input"},
+			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra header 'Name: value' (repeatable)"},
+			scheduleFlag("this notice's schedule (default: the running serve's)"),
+			&cli.StringFlag{Name: "file", Usage: "enqueue JSON lines {\"id\",\"url\",\"body\",\"headers\",\"schedule\"} from FILE (- for standard input)"},
+			redisFlag(), dataDirFlag(), prefixFlag(),
+		},
+		Action: enqueue,
+	}
+}
+
+func enqueue(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errBadInput, c.Args().First())
+	}
+	var override backoff.Schedule
+	if s := c.String("schedule"); s != "" {
+		var err error
+		if override, err = backoff.Parse(s); err != nil {
+			return fmt.Errorf("--schedule: %w", err)
+		}
+	}
+	var single *notifier.Notice
+	if c.String("file") == "" {
+		n, err := noticeFromFlags(c)
+		if err != nil {
+			return err
+		}
+		single = &n
+	} else if c.IsSet("url") || c.IsSet("data") || c.IsSet("id") || c.IsSet("header") {
+		return fmt.Errorf("%w: --file takes its notices from the file; --url, --id, --data and --header do not apply", errBadInput)
+	}
+	rdb, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	q := store.NewRedis(rdb, c.String("prefix"), nil)
+	def := override
+	if def == nil {
+		if def, err = q.DefaultSchedule(c.Context); err != nil {
+			return err
+		}
+	}
+	if single != nil {
+		if single.Schedule == nil {
+			single.Schedule = def
+		}
+		// The stamp is when the notice is stored, not when flags were read.
+		single.Stamp = time.Now().Truncate(time.Millisecond)
+		errs, err := q.Enqueue(c.Context, []notifier.Notice{*single})
+		if err != nil {
+			return err
+		}
+		if errs[0] != nil {
+			return errs[0]
+		}
+		fmt.Fprintln(c.App.Writer, single.ID)
+		return nil
+	}
+	return enqueueFile(c, q, def)
+}
+
+func noticeFromFlags(c *cli.Context) (notifier.Notice, error) {
+	if c.String("url") == "" {
+		return notifier.Notice{}, fmt.Errorf("%w: --url is required (or --file)", errBadInput)
+	}
+	l := notifier.Line{ID: c.String("id"), URL: c.String("url"), Schedule: c.String("schedule")}
+	n, err := l.Notice(backoff.Default, time.Now())
+	if err != nil {
+		return n, err
+	}
+	if c.String("schedule") == "" {
+		n.Schedule = nil // the serve's default, read once Redis is reached
+	}
+	if d := c.String("data"); d != "" {
+		switch {
+		case d == "-":
+			n.Body, err = io.ReadAll(io.LimitReader(c.App.Reader, notifier.MaxBodyBytes+1))
+		case strings.HasPrefix(d, "@"):
+			n.Body, err = readFileLimited(d[1:], notifier.MaxBodyBytes+1)
+		default:
+			n.Body = []byte(d)
+		}
+		if err != nil {
+			return n, fmt.Errorf("%w: --data: %v", errBadInput, err)
+		}
+	}
+	for _, h := range c.StringSlice("header") {
+		k, v, err := notifier.ParseHeader(h)
+		if err != nil {
+			return n, err
+		}
+		if n.Header == nil {
+			n.Header = map[string][]string{}
+		}
+		n.Header.Add(k, v)
+	}
+	check := n
+	check.Schedule = backoff.Default
+	return n, check.Validate()
+}
+
+func readFileLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+// enqueueFile enqueues JSON lines in pipelined batches. Bad lines are
+// reported by number on stderr and the good ones are still enqueued.
+func enqueueFile(c *cli.Context, q *store.Redis, def backoff.Schedule) error {
+	in := c.App.Reader
+	if name := c.String("file"); name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("%w: --file: %v", errBadInput, err)
+		}
+		defer f.Close()
+		in = f
+	}
+	const batchSize = 1000
+	var (
+		batch      []notifier.Notice
+		lines      []int
+		enqueued   int
+		bad, dups  int
+		stderr     = c.App.ErrWriter
+		reportLine = func(e *notifier.LineError) {
+			bad++
+			if errors.Is(e, notifier.ErrDuplicate) {
+				dups++
+			}
+			fmt.Fprintf(stderr, "notifier: %v\n", e)
+		}
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		errs, err := q.Enqueue(c.Context, batch)
+		if err != nil {
+			return err
+		}
+		for i, e := range errs {
+			if e != nil {
+				reportLine(&notifier.LineError{Line: lines[i], Err: e})
+			} else {
+				enqueued++
+			}
+		}
+		batch, lines = batch[:0], lines[:0]
+		return nil
+	}
+	err := notifier.ReadLines(in, def, time.Now, func(ln int, n notifier.Notice) error {
+		batch, lines = append(batch, n), append(lines, ln)
+		if len(batch) == batchSize {
+			return flush()
+		}
+		return nil
+	}, reportLine)
+	if err == nil {
+		err = flush()
+	}
+	fmt.Fprintf(c.App.Writer, "enqueued %d\n", enqueued)
+	if err != nil {
+		return err
+	}
+	switch {
+	case bad == 0:
+		return nil
+	case bad == dups:
+		return fmt.Errorf("%d lines refused: %w", bad, errOnlyDuplicates)
+	}
+	return fmt.Errorf("%w: %d lines refused (%d duplicates)", errBadInput, bad, dups)
+}
+
+func tailCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "tail",
+		Usage: "print the attempt log, oldest first; -f keeps printing new attempts",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing attempts as a running serve logs them"},
+			&cli.StringFlag{Name: "id", Usage: "only this notice"},
+			&cli.StringFlag{Name: "outcome", Usage: "only delivered, retry, gave-up or error"},
+			&cli.IntFlag{Name: "n", Value: 20, Usage: "start with the last N attempts (0: all)"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON object per attempt, with every column"},
+			&cli.DurationFlag{Name: "poll", Value: 200 * time.Millisecond, Usage: "how often -f looks for new attempts"},
+			dataDirFlag(), dbFlag(),
+		},
+		Action: tail,
+	}
+}
+
+func tail(c *cli.Context) error {
+	f := store.Filter{NoticeID: c.String("id")}
+	if o := c.String("outcome"); o != "" {
+		out, err := notifier.ParseOutcome(o)
+		if err != nil {
+			return fmt.Errorf("%w: --outcome: %v", errBadInput, err)
+		}
+		f.Outcome = out
+	}
+	if c.Int("n") < 0 || c.Duration("poll") <= 0 {
+		return fmt.Errorf("%w: -n must be >= 0 and --poll positive", errBadInput)
+	}
+	alog, err := store.OpenSQLiteReadOnly(dbPath(c))
+	if err != nil {
+		return err
+	}
+	defer alog.Close()
+	print := func(a notifier.Attempt) error {
+		if c.Bool("json") {
+			b, err := notifier.MarshalAttempt(a)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(c.App.Writer, "%s\n", b)
+			return err
+		}
+		_, err := fmt.Fprintln(c.App.Writer, notifier.FormatAttempt(a))
+		return err
+	}
+	rows, err := alog.Last(c.Context, f, c.Int("n"))
+	if err != nil {
+		return err
+	}
+	for _, a := range rows {
+		if err := print(a); err != nil {
+			return err
+		}
+	}
+	if !c.Bool("follow") {
+		return nil
+	}
+	if len(rows) > 0 {
+		f.AfterSeq = rows[len(rows)-1].Seq
+	} else if c.Int("n") > 0 {
+		// -n filtered nothing in: follow from the end of the whole log.
+		if last, err := alog.Last(c.Context, store.Filter{}, 1); err == nil && len(last) == 1 {
+			f.AfterSeq = last[0].Seq
+		}
+	}
+	return alog.Follow(c.Context, f, c.Duration("poll"), print)
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show a notice's state (pending, delivered, gave-up), attempts so far and next due time",
+		ArgsUsage: "ID",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(),
+		},
+		Action: status,
+	}
+}
+
+func status(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("%w: status takes one notice id", errBadInput)
+	}
+	id := c.Args().First()
+	if err := notifier.ValidateID(id); err != nil {
+		return err
+	}
+	rdb, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	q := store.NewRedis(rdb, c.String("prefix"), nil)
+	var pending *notifier.Notice
+	var n int
+	var inFlight bool
+	switch p, err := q.Pending(c.Context, id); {
+	case err == nil:
+		pending, n, inFlight = &p.Notice, p.N, p.InFlight
+	case !errors.Is(err, notifier.ErrNotFound):
+		return err
+	}
+	var attempts []notifier.Attempt
+	alog, err := store.OpenSQLiteReadOnly(dbPath(c))
+	switch {
+	case err == nil:
+		defer alog.Close()
+		if attempts, err = alog.NoticeAttempts(c.Context, id); err != nil {
+			return err
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	// Attempts of an earlier notice with the same id are not this one's.
+	if pending != nil {
+		kept := attempts[:0]
+		for _, a := range attempts {
+			if a.Stamp.Equal(pending.Stamp) {
+				kept = append(kept, a)
+			}
+		}
+		attempts = kept
+	}
+	st, ok := notifier.StatusOf(id, pending, n, inFlight, attempts)
+	if !ok {
+		return fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
+	}
+	if c.Bool("json") {
+		b, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "%s\n", b)
+		return nil
+	}
+	fmt.Fprint(c.App.Writer, st.Format(time.Now()))
+	return nil
+}

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/notifier/notifier/notifier"
+	"github.com/notifier/notifier/store"
+	"github.com/notifier/notifier/store/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// syncBuffer is a bytes.Buffer safe for a serve goroutine to write while the
+// test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// cli runs one notifier command in-process and returns its exit code,
+// stdout and stderr.
+func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), append([]string{"notifier"}, args...), strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// binary is the notifier built once for the tests that run serve as a
+// separate process, as users do (and as the fault tests must, to kill it).
+var binary string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "notifier-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "notifier")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build notifier:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startServe runs `notifier serve` as a child process until the test ends
+// (then stops it with SIGTERM and expects a clean exit), and waits until it
+// has subscribed to expired events.
+func startServe(t *testing.T, rdb *redis.Client, args ...string) *syncBuffer {
+	t.Helper()
+	logs := &syncBuffer{}
+	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve exited with %v: %s", err, logs.String())
+			}
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("serve did not stop within 20s of SIGTERM")
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.PubSubNumPat(context.Background()).Val() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve never subscribed: %s", logs.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited: %v: %s", err, logs.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return logs
+}
+
+type arrival struct {
+	id, attempt, stamp string
+	at                 time.Time
+}
+
+// partner is a real HTTP server that fails the first `failures` attempts of
+// each notice (after `delay`) and then answers 200.
+func partner(t *testing.T, failures int, delay time.Duration) (*httptest.Server, chan arrival) {
+	t.Helper()
+	arrivals := make(chan arrival, 100)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := time.Now()
+		id := r.Header.Get("Webhook-Id")
+		mu.Lock()
+		seen[id]++
+		k := seen[id]
+		mu.Unlock()
+		arrivals <- arrival{id: id, attempt: r.Header.Get("Notice-Attempt"), stamp: r.Header.Get("Notice-Stamp"), at: at}
+		if k <= failures {
+			time.Sleep(delay)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, "try later")
+			return
+		}
+		fmt.Fprint(w, "success")
+	}))
+	t.Cleanup(srv.Close)
+	return srv, arrivals
+}
+
+// TestRetriesOnAnchoredSchedule is the core promise end to end: a notice to a
+// partner that fails twice arrives at stamp+0, +300ms and +600ms, through
+// trigger keys named noticeId_<id>_<stamp>_<n>, leaving three rows in the
+// attempt log, even when the partner takes 200ms to fail.
+func TestRetriesOnAnchoredSchedule(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+	}{
+		{"FastFailure", 0},
+		{"SlowFailureKeepsAnchor", 200 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			rdb := srv.Client()
+			db := filepath.Join(t.TempDir(), "attempts.db")
+			partnerSrv, arrivals := partner(t, 2, tc.delay)
+
+			ctx := context.Background()
+			expired := rdb.PSubscribe(ctx, "__keyevent@0__:expired")
+			defer expired.Close()
+			if _, err := expired.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+			startServe(t, rdb, "--redis", srv.URL(), "--db", db)
+
+			code, out, errOut := runCLI(t, "", "enqueue", "--redis", srv.URL(), "--id", "order_42",
+				"--url", partnerSrv.URL+"/notify?sign=secret", "--data", `{"paid":true}`, "--schedule", "0,300ms,600ms")
+			if code != 0 || strings.TrimSpace(out) != "order_42" {
+				t.Fatalf("enqueue = %d %q %q", code, out, errOut)
+			}
+			var got []arrival
+			for len(got) < 3 {
+				select {
+				case a := <-arrivals:
+					got = append(got, a)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("only %d attempts arrived", len(got))
+				}
+			}
+			stampMS, err := strconv.ParseInt(got[0].stamp, 10, 64)
+			if err != nil {
+				t.Fatalf("Notice-Stamp %q: %v", got[0].stamp, err)
+			}
+			stamp := time.UnixMilli(stampMS)
+			for i, a := range got {
+				offset := time.Duration(i) * 300 * time.Millisecond
+				late := a.at.Sub(stamp.Add(offset))
+				t.Logf("attempt %s at stamp+%v (late %v)", a.attempt, a.at.Sub(stamp), late)
+				if a.attempt != strconv.Itoa(i+1) || a.id != "order_42" || a.stamp != got[0].stamp {
+					t.Errorf("arrival %d = %+v", i, a)
+				}
+				// Generous bounds for a shared 2-core machine under -race; a
+				// schedule measured from the last failure would be 200ms late
+				// on attempt 2 and 400ms late on attempt 3 in the slow case.
+				if late < 0 || late > 150*time.Millisecond {
+					t.Errorf("attempt %d arrived %v after stamp+%v, want within [0, 150ms]", i+1, late, offset)
+				}
+			}
+			// The retries were triggered by expired trigger keys of the exact shape.
+			want := map[string]bool{}
+			for n := 1; n <= 3; n++ {
+				want[fmt.Sprintf("noticeId_order_42_%d_%d", stampMS, n)] = true
+			}
+			ch := expired.Channel()
+			for len(want) > 0 {
+				select {
+				case m := <-ch:
+					delete(want, m.Payload)
+				case <-time.After(5 * time.Second):
+					t.Fatalf("trigger keys never expired: %v", want)
+				}
+			}
+
+			rows := waitRows(t, db, 3)
+			wantOutcomes := []notifier.Outcome{notifier.Retry, notifier.Retry, notifier.Delivered}
+			for i, a := range rows {
+				if a.NoticeID != "order_42" || a.N != i+1 || a.Outcome != wantOutcomes[i] {
+					t.Errorf("row %d = %+v", i, a)
+				}
+				if wantStatus := map[bool]int{true: 503, false: 200}[i < 2]; a.Status != wantStatus {
+					t.Errorf("row %d status %d, want %d", i, a.Status, wantStatus)
+				}
+				if a.URL != partnerSrv.URL+"/notify?redacted" {
+					t.Errorf("row %d url %q: query string not redacted", i, a.URL)
+				}
+				if due := stamp.Add(time.Duration(i) * 300 * time.Millisecond); !a.Due.Equal(due) {
+					t.Errorf("row %d due %v, want %v", i, a.Due, due)
+				}
+			}
+			if !rows[0].Next.Equal(stamp.Add(300*time.Millisecond)) || !rows[2].Next.IsZero() {
+				t.Errorf("next due times: %v, %v", rows[0].Next, rows[2].Next)
+			}
+			if n, _ := rdb.DBSize(ctx).Result(); n != 1 { // only noticeId:schedule is left
+				keys, _ := rdb.Keys(ctx, "*").Result()
+				t.Errorf("Redis keeps %v after delivery", keys)
+			}
+
+			code, out, errOut = runCLI(t, "", "tail", "--db", db)
+			if code != 0 {
+				t.Fatalf("tail = %d %s", code, errOut)
+			}
+			normalized := normalizeTail(out, partnerSrv.URL)
+			golden(t, "tail_e2e.golden", normalized)
+
+			code, out, _ = runCLI(t, "", "status", "--redis", srv.URL(), "--db", db, "order_42")
+			if code != 0 || !strings.Contains(out, "state:    delivered") || !strings.Contains(out, "attempts: 3") {
+				t.Errorf("status = %d\n%s", code, out)
+			}
+		})
+	}
+}
+
+func waitRows(t *testing.T, db string, n int) []notifier.Attempt {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if log, err := store.OpenSQLiteReadOnly(db); err == nil {
+			rows, err := log.Last(context.Background(), store.Filter{}, 0)
+			log.Close()
+			if err == nil && len(rows) >= n {
+				return rows
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("attempt log never reached %d rows", n)
+		}
+		time.Sleep(10 * time.Millisecond) // another process's writer: polling is what tail does too
+	}
+}
+
+var (
+	reTime = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`)
+	reDur  = regexp.MustCompile(`(late|took)=[^ ]+`)
+)
+
+// normalizeTail replaces what changes from run to run (times, durations,
+// the partner's port) so the rest of the format can be compared.
+func normalizeTail(out, partnerURL string) string {
+	out = reTime.ReplaceAllString(out, "TIME")
+	out = reDur.ReplaceAllString(out, "$1=D")
+	return strings.ReplaceAll(out, partnerURL, "http://partner")
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s:\n--- got\n%s--- want\n%s", path, got, want)
+	}
+}

@@ -1,0 +1,173 @@
+package notifier
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// tailSnippet is how much of a reply one tail line shows; --json shows all
+// that was stored.
+const tailSnippet = 80
+
+// FormatAttempt renders a for `notifier tail`: one line, key=value after the
+// start time, id, attempt number and outcome, so it reads well and greps
+// well. Times are UTC with milliseconds.
+func FormatAttempt(a Attempt) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s #%d %s", stamp(a.Start), a.NoticeID, a.N, a.Outcome)
+	if a.Status != 0 {
+		fmt.Fprintf(&b, " status=%d", a.Status)
+	} else {
+		b.WriteString(" status=-")
+	}
+	fmt.Fprintf(&b, " due=%s late=%s took=%s", stamp(a.Due), ms(a.Lateness()), ms(a.Duration))
+	if !a.Next.IsZero() {
+		fmt.Fprintf(&b, " next=%s", stamp(a.Next))
+	}
+	fmt.Fprintf(&b, " url=%s", a.URL)
+	if a.Error != "" {
+		fmt.Fprintf(&b, " error=%s", strconv.Quote(a.Error))
+	}
+	if a.Response != "" {
+		r := a.Response
+		if len(r) > tailSnippet {
+			r = r[:tailSnippet] + "…"
+		}
+		fmt.Fprintf(&b, " reply=%s", strconv.Quote(r))
+	}
+	return b.String()
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
+
+// AttemptJSON is the shape of one attempt in `notifier tail --json`: every
+// column of the attempt log. Field names are a contract for scripts.
+type AttemptJSON struct {
+	Seq        int64      `json:"seq"`
+	ID         string     `json:"id"`
+	Stamp      time.Time  `json:"stamp"`
+	N          int        `json:"n"`
+	Due        time.Time  `json:"due"`
+	Start      time.Time  `json:"start"`
+	DurationMS float64    `json:"duration_ms"`
+	LateMS     float64    `json:"late_ms"`
+	URL        string     `json:"url"`
+	Status     int        `json:"status"`
+	Outcome    Outcome    `json:"outcome"`
+	Error      string     `json:"error"`
+	Response   string     `json:"response"`
+	Next       *time.Time `json:"next_due"`
+}
+
+// MarshalAttempt returns a as one line of JSON.
+func MarshalAttempt(a Attempt) ([]byte, error) {
+	j := AttemptJSON{
+		Seq: a.Seq, ID: a.NoticeID, Stamp: a.Stamp.UTC(), N: a.N, Due: a.Due.UTC(), Start: a.Start.UTC(),
+		DurationMS: float64(a.Duration.Microseconds()) / 1000, LateMS: float64(a.Lateness().Microseconds()) / 1000,
+		URL: a.URL, Status: a.Status, Outcome: a.Outcome, Error: a.Error, Response: a.Response,
+	}
+	if !a.Next.IsZero() {
+		next := a.Next.UTC()
+		j.Next = &next
+	}
+	return json.Marshal(j)
+}
+
+// State is where a notice stands.
+type State string
+
+// The states of a notice.
+const (
+	Pending State = "pending"
+	// StateDelivered and StateGaveUp mirror the final outcomes.
+	StateDelivered State = "delivered"
+	StateGaveUp    State = "gave-up"
+	// Dropped: the notice could not be attempted (its stored form was
+	// unreadable) and was removed.
+	Dropped State = "dropped"
+)
+
+// Status is what `notifier status` reports about one notice.
+type Status struct {
+	ID    string `json:"id"`
+	State State  `json:"state"`
+	// Attempts is how many attempts the log holds for the notice.
+	Attempts int `json:"attempts"`
+	// MaxAttempts is the schedule's length, when known (pending notices).
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// NextAttempt and NextDue describe the pending attempt.
+	NextAttempt int        `json:"next_attempt,omitempty"`
+	NextDue     *time.Time `json:"next_due,omitempty"`
+	InFlight    bool       `json:"in_flight,omitempty"`
+	Stamp       *time.Time `json:"stamp,omitempty"`
+	// Last is the most recent attempt, if any.
+	Last *AttemptJSON `json:"last,omitempty"`
+}
+
+// StatusOf combines the pending attempt (n = 0 if none) and the logged
+// attempts of a notice into its Status. ok is false when neither knows it.
+func StatusOf(id string, pending *Notice, n int, inFlight bool, attempts []Attempt) (s Status, ok bool) {
+	s = Status{ID: id, Attempts: len(attempts)}
+	if len(attempts) > 0 {
+		last := attempts[len(attempts)-1]
+		raw, _ := MarshalAttempt(last)
+		var j AttemptJSON
+		_ = json.Unmarshal(raw, &j)
+		s.Last = &j
+	}
+	switch {
+	case pending != nil:
+		s.State, s.MaxAttempts, s.NextAttempt, s.InFlight = Pending, len(pending.Schedule), n, inFlight
+		due, _ := pending.Schedule.Due(pending.Stamp, n)
+		due, st := due.UTC(), pending.Stamp.UTC()
+		s.NextDue, s.Stamp = &due, &st
+	case len(attempts) == 0:
+		return s, false
+	default:
+		switch attempts[len(attempts)-1].Outcome {
+		case Delivered:
+			s.State = StateDelivered
+		case GaveUp:
+			s.State = StateGaveUp
+		default:
+			s.State = Dropped
+		}
+		st := attempts[len(attempts)-1].Stamp.UTC()
+		s.Stamp = &st
+	}
+	return s, true
+}
+
+// Format renders s for a terminal, one "key: value" per line.
+func (s Status) Format(now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "id:       %s\nstate:    %s\n", s.ID, s.State)
+	if s.Stamp != nil {
+		fmt.Fprintf(&b, "stamp:    %s\n", stamp(*s.Stamp))
+	}
+	fmt.Fprintf(&b, "attempts: %d", s.Attempts)
+	if s.MaxAttempts > 0 {
+		fmt.Fprintf(&b, " of %d", s.MaxAttempts)
+	}
+	b.WriteString("\n")
+	if s.NextDue != nil {
+		fmt.Fprintf(&b, "next:     #%d due %s (in %s)", s.NextAttempt, stamp(*s.NextDue), ms(max(s.NextDue.Sub(now), 0)))
+		if s.InFlight {
+			b.WriteString(", in flight")
+		}
+		b.WriteString("\n")
+	}
+	if s.Last != nil {
+		fmt.Fprintf(&b, "last:     #%d %s status=%d at %s", s.Last.N, s.Last.Outcome, s.Last.Status, stamp(s.Last.Start))
+		if s.Last.Error != "" {
+			fmt.Fprintf(&b, " error=%s", strconv.Quote(s.Last.Error))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}

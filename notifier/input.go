@@ -1,0 +1,149 @@
+package notifier
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/notifier/notifier/backoff"
+)
+
+// Line is one notice as written in an `enqueue --file` line (and, later, the
+// HTTP API): {"id","url","body","headers","schedule"}. Field names are a
+// contract.
+type Line struct {
+	ID  string `json:"id"`
+	URL string `json:"url"`
+	// Body is sent as-is when it is a JSON string, else as the JSON
+	// encoding of the value.
+	Body json.RawMessage `json:"body"`
+	// Headers maps a name to a value or a list of values.
+	Headers map[string]json.RawMessage `json:"headers"`
+	// Schedule is a LIST as for --schedule; empty means the default.
+	Schedule string `json:"schedule"`
+}
+
+// NewID returns a random notice id: 26 hex digits after "n_".
+func NewID() string {
+	var b [13]byte
+	_, _ = rand.Read(b[:])
+	return "n_" + hex.EncodeToString(b[:])
+}
+
+// Notice turns l into a Notice stamped at stamp, with def as the schedule
+// when l names none and a fresh id when it has none.
+func (l *Line) Notice(def backoff.Schedule, stamp time.Time) (Notice, error) {
+	n := Notice{ID: l.ID, URL: l.URL, Schedule: def, Stamp: stamp.Truncate(time.Millisecond)}
+	if n.ID == "" {
+		n.ID = NewID()
+	}
+	if len(l.Body) > 0 && !bytes.Equal(l.Body, []byte("null")) {
+		if l.Body[0] == '"' {
+			var s string
+			if err := json.Unmarshal(l.Body, &s); err != nil {
+				return Notice{}, fmt.Errorf("%w: body: %v", ErrInvalidNotice, err)
+			}
+			n.Body = []byte(s)
+		} else {
+			n.Body = append([]byte(nil), l.Body...)
+		}
+	}
+	if len(l.Headers) > 0 {
+		n.Header = make(http.Header, len(l.Headers))
+		for k, raw := range l.Headers {
+			var one string
+			var many []string
+			if err := json.Unmarshal(raw, &one); err == nil {
+				n.Header.Add(k, one)
+			} else if err := json.Unmarshal(raw, &many); err == nil {
+				for _, v := range many {
+					n.Header.Add(k, v)
+				}
+			} else {
+				return Notice{}, fmt.Errorf("%w: header %q: want a string or a list of strings", ErrInvalidNotice, k)
+			}
+		}
+	}
+	if l.Schedule != "" {
+		s, err := backoff.Parse(l.Schedule)
+		if err != nil {
+			return Notice{}, fmt.Errorf("%w: %v", ErrInvalidNotice, err)
+		}
+		n.Schedule = s
+	}
+	if err := n.Validate(); err != nil {
+		return Notice{}, err
+	}
+	return n, nil
+}
+
+// ParseHeader reads a --header value "Name: value".
+func ParseHeader(h string) (name, value string, err error) {
+	name, value, ok := strings.Cut(h, ":")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" {
+		return "", "", fmt.Errorf("%w: header %q: want 'Name: value'", ErrInvalidNotice, h)
+	}
+	return name, strings.TrimSpace(value), nil
+}
+
+// LineError is a bad line of an `enqueue --file` input.
+type LineError struct {
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
+// maxLine bounds one input line: the largest body plus room for the rest.
+const maxLine = 2*MaxBodyBytes + 64<<10
+
+// ReadLines reads JSON lines from r and calls fn with each good notice and
+// its line number; blank lines are skipped. Bad lines are reported to bad and
+// reading goes on, so good lines are never dropped for a bad neighbour. It
+// returns only read errors.
+func ReadLines(r io.Reader, def backoff.Schedule, now func() time.Time, fn func(line int, n Notice) error, bad func(*LineError)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxLine)
+	for ln := 1; sc.Scan(); ln++ {
+		text := bytes.TrimSpace(sc.Bytes())
+		if len(text) == 0 {
+			continue
+		}
+		var l Line
+		dec := json.NewDecoder(bytes.NewReader(text))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&l); err != nil {
+			bad(&LineError{Line: ln, Err: fmt.Errorf("%w: %v", ErrInvalidNotice, err)})
+			continue
+		}
+		if dec.More() {
+			bad(&LineError{Line: ln, Err: fmt.Errorf("%w: text after the JSON object", ErrInvalidNotice)})
+			continue
+		}
+		n, err := l.Notice(def, now())
+		if err != nil {
+			bad(&LineError{Line: ln, Err: err})
+			continue
+		}
+		if err := fn(ln, n); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("a line is longer than %d bytes: %w", maxLine, err)
+		}
+		return fmt.Errorf("read notices: %w", err)
+	}
+	return nil
+}
