@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -430,6 +431,10 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 			a.Outcome = GaveUp
 			if a.Error == "" {
 				a.Error = failure(res.Status)
+			}
+			if !ok && job.N < len(n.Schedule) {
+				a.Error = strings.TrimPrefix(a.Error+"; ", "; ") + fmt.Sprintf(
+					"slots %d-%d had passed when this attempt started (catch-up): none left", job.N+1, len(n.Schedule))
 			}
 			kept, err = d.Queue.Finish(sctx, job)
 		}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // tailSnippet is how much of a reply one tail line shows; --json shows all
@@ -34,7 +35,11 @@ func FormatAttempt(a Attempt) string {
 	if a.Response != "" {
 		r := a.Response
 		if len(r) > tailSnippet {
-			r = r[:tailSnippet] + "…"
+			cut := tailSnippet
+			for cut > 0 && !utf8.RuneStart(r[cut]) {
+				cut-- // do not split a character
+			}
+			r = r[:cut] + "…"
 		}
 		fmt.Fprintf(&b, " reply=%s", strconv.Quote(r))
 	}
@@ -123,9 +128,12 @@ func StatusOf(id string, pending *Notice, n int, inFlight bool, attempts []Attem
 	switch {
 	case pending != nil:
 		s.State, s.MaxAttempts, s.NextAttempt, s.InFlight = Pending, len(pending.Schedule), n, inFlight
-		due, _ := pending.Schedule.Due(pending.Stamp, n)
-		due, st := due.UTC(), pending.Stamp.UTC()
-		s.NextDue, s.Stamp = &due, &st
+		st := pending.Stamp.UTC()
+		s.Stamp = &st
+		if due, ok := pending.Schedule.Due(pending.Stamp, n); ok {
+			due = due.UTC()
+			s.NextDue = &due
+		}
 	case len(attempts) == 0:
 		return s, false
 	default:

@@ -126,7 +126,9 @@ func ReadLines(r io.Reader, def backoff.Schedule, now func() time.Time, fn func(
 			bad(&LineError{Line: ln, Err: fmt.Errorf("%w: %v", ErrInvalidNotice, err)})
 			continue
 		}
-		if dec.More() {
+		// More() is false before a stray '}' or ']', so ask for the next
+		// token instead: only the end of the line is acceptable.
+		if _, err := dec.Token(); err != io.EOF {
 			bad(&LineError{Line: ln, Err: fmt.Errorf("%w: text after the JSON object", ErrInvalidNotice)})
 			continue
 		}

@@ -1,0 +1,43 @@
+# Two commands on a fresh Debian machine: `make run` and `make test`.
+# Each installs what it needs first (redis-server via apt-get when run as
+# root; otherwise it says what to install).
+
+export PATH := $(PATH):/usr/local/go/bin
+export CGO_ENABLED := 1
+GO ?= go
+BIN := bin/notifier
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build run test bench lint fmt deps
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
+
+## run: build and start serve on the embedded default (private redis-server + ./notifier-data)
+run: deps build
+	./$(BIN) serve
+
+## test: install what is missing, then run every test with the race detector
+test: deps
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+## bench: the performance figures in the README
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 2x ./...
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)
+
+fmt:
+	gofmt -w .
+
+deps:
+	@command -v $(GO) >/dev/null || { echo "Go is not installed: see https://go.dev/doc/install (Go 1.26 or later)"; exit 1; }
+	@command -v gcc >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; \
+		else echo "gcc is missing (go-sqlite3 needs cgo): sudo apt-get install gcc"; exit 1; fi; }
+	@command -v redis-server >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then echo "installing redis-server..."; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+		else echo "redis-server is missing: run 'sudo apt-get install redis-server' (or make test as root)"; exit 1; fi; }
+	@command -v redis-server >/dev/null || { echo "redis-server still not on PATH after installing"; exit 1; }

@@ -1,0 +1,333 @@
+package notifier_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/notifier/notifier/backoff"
+	"github.com/notifier/notifier/notifier"
+	"github.com/notifier/notifier/store"
+	"github.com/notifier/notifier/store/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// stack is a real Redis, a real SQLite attempt log and a way to run
+// dispatchers on them.
+type stack struct {
+	t   *testing.T
+	rdb *redis.Client
+	q   *store.Redis
+	log *store.SQLite
+}
+
+func newStack(t *testing.T, redisConf ...string) *stack {
+	t.Helper()
+	srv := redistest.Start(t, redisConf...)
+	rdb := srv.Client()
+	log, err := store.OpenSQLite(filepath.Join(t.TempDir(), "attempts.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- log.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("attempt log: %v", err)
+		}
+		log.Close()
+	})
+	return &stack{t: t, rdb: rdb, q: store.NewRedis(rdb, "", nil), log: log}
+}
+
+// dispatcher returns a dispatcher on the stack with test-sized intervals.
+func (s *stack) dispatcher(timeout time.Duration) *notifier.Dispatcher {
+	dl := notifier.NewDeliverer(timeout, 16)
+	return &notifier.Dispatcher{
+		Queue: store.NewRedis(s.rdb, "", nil), Events: store.NewRedis(s.rdb, "", nil), Log: s.log, Post: dl.Post,
+		Concurrency: 16, Lease: timeout + 5*time.Second,
+		SweepInterval: 50 * time.Millisecond, SweepGrace: 300 * time.Millisecond, ShutdownGrace: 5 * time.Second,
+	}
+}
+
+// run starts d until the returned stop is called (or the test ends); stop
+// returns how long Run took to return.
+func (s *stack) run(d *notifier.Dispatcher) (stop func() time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		if err := d.Run(ctx); err != nil {
+			s.t.Errorf("Run: %v", err)
+		}
+		close(done)
+	}()
+	var once sync.Once
+	var took time.Duration
+	stop = func() time.Duration {
+		once.Do(func() {
+			start := time.Now()
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				s.t.Errorf("Run did not return within 30s of cancel")
+			}
+			took = time.Since(start)
+		})
+		return took
+	}
+	s.t.Cleanup(func() { stop() })
+	return stop
+}
+
+func (s *stack) enqueue(ns ...notifier.Notice) {
+	s.t.Helper()
+	errs, err := s.q.Enqueue(context.Background(), ns)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, e := range errs {
+		if e != nil {
+			s.t.Fatal(e)
+		}
+	}
+}
+
+// rows waits until the log holds at least n attempts and returns them.
+func (s *stack) rows(n int) []notifier.Attempt {
+	s.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if err := s.log.Sync(context.Background()); err != nil {
+			s.t.Fatal(err)
+		}
+		rows, err := s.log.Last(context.Background(), store.Filter{}, 0)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if len(rows) >= n {
+			return rows
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("log holds %d attempts, want %d", len(rows), n)
+		}
+		time.Sleep(5 * time.Millisecond) // attempts are made by other goroutines on Redis's clock
+	}
+}
+
+func (s *stack) assertRedisEmpty() {
+	s.t.Helper()
+	keys, err := s.rdb.Keys(context.Background(), "noticeId*").Result()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if len(keys) != 0 {
+		s.t.Fatalf("Redis still holds %v", keys)
+	}
+}
+
+func notice(id, url, sched string, stamp time.Time) notifier.Notice {
+	s, err := backoff.Parse(sched)
+	if err != nil {
+		panic(err)
+	}
+	return notifier.Notice{ID: id, URL: url, Body: []byte(`{}`), Schedule: s, Stamp: stamp.Truncate(time.Millisecond)}
+}
+
+// counting is a partner that answers each attempt with status(id, n) and
+// counts POSTs per (Webhook-Id, Notice-Attempt).
+type counting struct {
+	*httptest.Server
+	mu    sync.Mutex
+	posts map[string]int
+}
+
+func newCounting(t *testing.T, status func(id string, n int) int) *counting {
+	c := &counting{posts: map[string]int{}}
+	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("Webhook-Id")
+		n, _ := strconv.Atoi(r.Header.Get("Notice-Attempt"))
+		c.mu.Lock()
+		c.posts[fmt.Sprintf("%s#%d", id, n)]++
+		c.mu.Unlock()
+		w.WriteHeader(status(id, n))
+	}))
+	t.Cleanup(c.Close)
+	return c
+}
+
+func (c *counting) count(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.posts[key]
+}
+
+func TestDispatcherOutcomes(t *testing.T) {
+	tests := []struct {
+		name     string
+		status   int
+		sched    string
+		outcomes []notifier.Outcome
+	}{
+		{"DeliveredOn2xx", 204, "0,100ms", []notifier.Outcome{notifier.Delivered}},
+		{"GivesUpAfterLastSlot", 500, "0,100ms", []notifier.Outcome{notifier.Retry, notifier.GaveUp}},
+		{"GoneIsPermanent", 410, "0,100ms,200ms", []notifier.Outcome{notifier.GaveUp}},
+		{"ClientErrorRetries", 404, "0,50ms", []notifier.Outcome{notifier.Retry, notifier.GaveUp}},
+		{"RedirectIsAFailure", 302, "0", []notifier.Outcome{notifier.GaveUp}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStack(t)
+			p := newCounting(t, func(string, int) int { return tt.status })
+			s.run(s.dispatcher(5 * time.Second))
+			s.enqueue(notice("n1", p.URL, tt.sched, time.Now()))
+			rows := s.rows(len(tt.outcomes))
+			if len(rows) != len(tt.outcomes) {
+				t.Fatalf("%d attempts, want %d: %+v", len(rows), len(tt.outcomes), rows)
+			}
+			for i, a := range rows {
+				if a.Outcome != tt.outcomes[i] || a.Status != tt.status || a.N != i+1 {
+					t.Errorf("attempt %d = %s status %d n %d, want %s status %d", i+1, a.Outcome, a.Status, a.N, tt.outcomes[i], tt.status)
+				}
+			}
+			s.assertRedisEmpty()
+		})
+	}
+}
+
+func TestSweepDeliversWhenTheEventIsLost(t *testing.T) {
+	t.Run("TriggerGoneBeforeStart", func(t *testing.T) {
+		s := newStack(t)
+		p := newCounting(t, func(string, int) int { return 200 })
+		n := notice("lost", p.URL, "0", time.Now().Add(-time.Minute))
+		s.enqueue(n)
+		// The trigger key expired while nobody listened: its event is gone.
+		s.rdb.Del(context.Background(), s.q.Keys().Trigger(notifier.Trigger{ID: "lost", Stamp: n.Stamp, N: 1}))
+		d := s.dispatcher(5 * time.Second)
+		d.WakeInterval = -1 // the sweep alone must find it
+		s.run(d)
+		if rows := s.rows(1); rows[0].Outcome != notifier.Delivered {
+			t.Fatalf("attempt = %+v", rows[0])
+		}
+		if got := d.Stats().Recovered.Load(); got != 1 {
+			t.Fatalf("Recovered = %d, want 1", got)
+		}
+	})
+	t.Run("KeyspaceEventsSwitchedOff", func(t *testing.T) {
+		s := newStack(t)
+		p := newCounting(t, func(string, int) int { return 200 })
+		d := s.dispatcher(5 * time.Second)
+		s.run(d)
+		s.rdb.ConfigSet(context.Background(), "notify-keyspace-events", "")
+		s.enqueue(notice("quiet", p.URL, "100ms", time.Now()))
+		a := s.rows(1)[0]
+		if a.Outcome != notifier.Delivered {
+			t.Fatalf("attempt = %+v", a)
+		}
+		// Grace 300ms plus one sweep interval, with room for a loaded machine.
+		if late := a.Lateness(); late < 300*time.Millisecond || late > 2*time.Second {
+			t.Errorf("lateness %v, want the sweep's grace (300ms) to about 2s", late)
+		}
+		if got := d.Stats().Recovered.Load(); got != 1 {
+			t.Fatalf("Recovered = %d, want 1", got)
+		}
+	})
+}
+
+func TestTwoDispatchersPostEachAttemptOnce(t *testing.T) {
+	s := newStack(t)
+	// Attempt 1 fails, attempt 2 succeeds: each notice makes two claims.
+	// Slot 2 is far enough out that a slow (-race) machine still makes
+	// every first attempt before it, so no slot is skipped by catch-up.
+	p := newCounting(t, func(_ string, n int) int { return map[bool]int{true: 500, false: 200}[n == 1] })
+	d1, d2 := s.dispatcher(5*time.Second), s.dispatcher(5*time.Second)
+	s.run(d1)
+	s.run(d2)
+	const total = 300
+	stamp := time.Now()
+	var ns []notifier.Notice
+	for i := range total {
+		ns = append(ns, notice(fmt.Sprintf("n%03d", i), p.URL, "0,1s", stamp))
+	}
+	s.enqueue(ns...)
+	s.rows(2 * total)
+	for i := range total {
+		for n := 1; n <= 2; n++ {
+			key := fmt.Sprintf("n%03d#%d", i, n)
+			if got := p.count(key); got != 1 {
+				t.Errorf("%s POSTed %d times, want 1", key, got)
+			}
+		}
+	}
+	if b1, b2 := d1.Stats().Attempts.Load(), d2.Stats().Attempts.Load(); b1+b2 != 2*total {
+		t.Errorf("attempts %d + %d, want %d", b1, b2, 2*total)
+	}
+	s.assertRedisEmpty()
+}
+
+func TestShutdown(t *testing.T) {
+	t.Run("InFlightAttemptFinishes", func(t *testing.T) {
+		s := newStack(t)
+		arrived, release := make(chan struct{}), make(chan struct{})
+		p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(arrived)
+			<-release
+		}))
+		defer p.Close()
+		d := s.dispatcher(5 * time.Second)
+		stop := s.run(d)
+		s.enqueue(notice("slow", p.URL, "0,1h", time.Now()))
+		<-arrived
+		stopped := make(chan time.Duration)
+		go func() { stopped <- stop() }()
+		close(release)
+		<-stopped
+		if rows := s.rows(1); rows[0].Outcome != notifier.Delivered {
+			t.Fatalf("attempt = %+v", rows[0])
+		}
+		s.assertRedisEmpty()
+	})
+	t.Run("HungAttemptIsReleasedAfterGrace", func(t *testing.T) {
+		s := newStack(t)
+		arrived := make(chan struct{}, 1)
+		p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Reading the body lets the server notice the client hang up
+			// (it starts watching the connection only after that).
+			_, _ = io.Copy(io.Discard, r.Body)
+			arrived <- struct{}{}
+			<-r.Context().Done()
+		}))
+		defer p.Close()
+		d := s.dispatcher(time.Minute)
+		d.ShutdownGrace = 200 * time.Millisecond
+		stop := s.run(d)
+		n := notice("hung", p.URL, "0,1h", time.Now())
+		s.enqueue(n)
+		<-arrived
+		if took := stop(); took > 3*time.Second {
+			t.Errorf("shutdown took %v, want about the 200ms grace", took)
+		}
+		a := s.rows(1)[0]
+		if a.Outcome != notifier.Error {
+			t.Fatalf("aborted attempt logged as %+v", a)
+		}
+		// Released: still pending at attempt 1, no lease, trigger re-armed.
+		p1, err := s.q.Pending(context.Background(), "hung")
+		if err != nil || p1.N != 1 || p1.InFlight {
+			t.Fatalf("Pending = %+v, %v; want attempt 1, not in flight", p1, err)
+		}
+		ts, err := s.q.Overdue(context.Background(), time.Now(), 10)
+		if err != nil || len(ts) != 1 {
+			t.Fatalf("released attempt is not due now: %v %v", ts, err)
+		}
+	})
+}

@@ -1,0 +1,258 @@
+package notifier
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/notifier/notifier/backoff"
+)
+
+func ExampleFormatAttempt() {
+	stamp := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	a := Attempt{
+		Seq:      7,
+		NoticeID: "n_order-42",
+		Stamp:    stamp,
+		N:        2,
+		Due:      stamp.Add(10 * time.Second),
+		Start:    stamp.Add(10*time.Second + 250*time.Millisecond),
+		Duration: 15 * time.Second,
+		URL:      "https://partner.example/hooks?redacted",
+		Status:   200,
+		Outcome:  Retry,
+		Error:    "read reply: timed out after 15s",
+		Response: `{"ok":`,
+		Next:     stamp.Add(30 * time.Second),
+	}
+	fmt.Println(FormatAttempt(a))
+	// Output:
+	// 2025-03-01T12:00:10.250Z n_order-42 #2 retry status=200 due=2025-03-01T12:00:10.000Z late=250ms took=15s next=2025-03-01T12:00:30.000Z url=https://partner.example/hooks?redacted error="read reply: timed out after 15s" reply="{\"ok\":"
+}
+
+// formatAttempt is a fully populated attempt in a non-UTC zone.
+func formatAttempt() Attempt {
+	zone := time.FixedZone("CET", 3600)
+	stamp := time.Date(2025, 3, 1, 13, 0, 0, 0, zone)
+	return Attempt{
+		Seq:      7,
+		NoticeID: "n_order-42",
+		Stamp:    stamp,
+		N:        2,
+		Due:      stamp.Add(10 * time.Second),
+		Start:    stamp.Add(10*time.Second + 250*time.Millisecond),
+		Duration: 1500 * time.Millisecond,
+		URL:      "https://partner.example/hooks?redacted",
+		Status:   503,
+		Outcome:  Retry,
+		Error:    "partner busy",
+		Response: "try later",
+		Next:     stamp.Add(30 * time.Second),
+	}
+}
+
+func TestFormatAttempt(t *testing.T) {
+	long := make([]byte, 100)
+	for i := range long {
+		long[i] = 'a' + byte(i%26)
+	}
+	tests := []struct {
+		name   string
+		change func(a *Attempt)
+		want   string
+	}{
+		{
+			name:   "AllFieldsInUTC",
+			change: func(*Attempt) {},
+			want: `2025-03-01T12:00:10.250Z n_order-42 #2 retry status=503 due=2025-03-01T12:00:10.000Z late=250ms took=1.5s` +
+				` next=2025-03-01T12:00:30.000Z url=https://partner.example/hooks?redacted error="partner busy" reply="try later"`,
+		},
+		{
+			name: "NoResponseShowsADash",
+			change: func(a *Attempt) {
+				a.Status, a.Response, a.Next, a.Outcome = 0, "", time.Time{}, GaveUp
+			},
+			want: `2025-03-01T12:00:10.250Z n_order-42 #2 gave-up status=- due=2025-03-01T12:00:10.000Z late=250ms took=1.5s` +
+				` url=https://partner.example/hooks?redacted error="partner busy"`,
+		},
+		{
+			name: "LongReplyIsCut",
+			change: func(a *Attempt) {
+				a.Status, a.Error, a.Outcome, a.Next = 200, "", Delivered, time.Time{}
+				a.Response = string(long)
+			},
+			want: `2025-03-01T12:00:10.250Z n_order-42 #2 delivered status=200 due=2025-03-01T12:00:10.000Z late=250ms took=1.5s` +
+				` url=https://partner.example/hooks?redacted reply="` + string(long[:tailSnippet]) + `…"`,
+		},
+		{
+			name: "ControlCharactersAreQuoted",
+			change: func(a *Attempt) {
+				a.Error, a.Response, a.Next = "line1\nline2", "a\tb", time.Time{}
+			},
+			want: `2025-03-01T12:00:10.250Z n_order-42 #2 retry status=503 due=2025-03-01T12:00:10.000Z late=250ms took=1.5s` +
+				` url=https://partner.example/hooks?redacted error="line1\nline2" reply="a\tb"`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := formatAttempt()
+			tt.change(&a)
+			if got := FormatAttempt(a); got != tt.want {
+				t.Errorf("FormatAttempt =\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMarshalAttempt(t *testing.T) {
+	wantKeys := []string{"seq", "id", "stamp", "n", "due", "start", "duration_ms", "late_ms",
+		"url", "status", "outcome", "error", "response", "next_due"}
+	slices.Sort(wantKeys)
+
+	tests := []struct {
+		name     string
+		change   func(a *Attempt)
+		wantNext any
+	}{
+		{"NextDueIsUTC", func(*Attempt) {}, "2025-03-01T12:00:30Z"},
+		{"NextDueIsNullForAZeroNext", func(a *Attempt) { a.Next = time.Time{} }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := formatAttempt()
+			tt.change(&a)
+			raw, err := MarshalAttempt(a)
+			if err != nil {
+				t.Fatalf("MarshalAttempt: %v", err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(raw, &got); err != nil {
+				t.Fatalf("decode %s: %v", raw, err)
+			}
+			keys := make([]string, 0, len(got))
+			for k := range got {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			if !slices.Equal(keys, wantKeys) {
+				t.Errorf("keys = %v, want %v", keys, wantKeys)
+			}
+			if v, ok := got["next_due"]; !ok || v != tt.wantNext {
+				t.Errorf("next_due = %#v, want %#v", v, tt.wantNext)
+			}
+			want := map[string]any{
+				"seq": 7.0, "id": "n_order-42", "n": 2.0, "status": 503.0, "outcome": "retry",
+				"stamp": "2025-03-01T12:00:00Z", "due": "2025-03-01T12:00:10Z", "start": "2025-03-01T12:00:10.25Z",
+				"duration_ms": 1500.0, "late_ms": 250.0, "url": "https://partner.example/hooks?redacted",
+				"error": "partner busy", "response": "try later",
+			}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("%s = %#v, want %#v", k, got[k], v)
+				}
+			}
+		})
+	}
+
+	t.Run("IsOneLine", func(t *testing.T) {
+		a := formatAttempt()
+		a.Response = "multi\nline\n"
+		raw, err := MarshalAttempt(a)
+		if err != nil {
+			t.Fatalf("MarshalAttempt: %v", err)
+		}
+		if slices.Contains(raw, '\n') {
+			t.Errorf("MarshalAttempt = %s, want no newline", raw)
+		}
+	})
+}
+
+func TestStatusOf(t *testing.T) {
+	stamp := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	pending := &Notice{
+		ID: "n_1", URL: "https://p.example/h", Stamp: stamp,
+		Schedule: backoff.Schedule{0, 10 * time.Second, 30 * time.Second},
+	}
+	attempt := func(n int, o Outcome) Attempt {
+		return Attempt{NoticeID: "n_1", Stamp: stamp, N: n, Due: stamp, Start: stamp, Status: 500, Outcome: o}
+	}
+	ptr := func(t time.Time) *time.Time { return &t }
+
+	tests := []struct {
+		name     string
+		pending  *Notice
+		n        int
+		inFlight bool
+		attempts []Attempt
+		wantOK   bool
+		want     Status // Last is checked by its N and Outcome only
+	}{
+		{
+			name:    "PendingBeforeAnyAttempt",
+			pending: pending, n: 1,
+			wantOK: true,
+			want:   Status{ID: "n_1", State: Pending, MaxAttempts: 3, NextAttempt: 1, NextDue: ptr(stamp), Stamp: ptr(stamp)},
+		},
+		{
+			name:    "PendingAfterARetry",
+			pending: pending, n: 2, inFlight: true,
+			attempts: []Attempt{attempt(1, Retry)},
+			wantOK:   true,
+			want: Status{ID: "n_1", State: Pending, Attempts: 1, MaxAttempts: 3, NextAttempt: 2,
+				NextDue: ptr(stamp.Add(10 * time.Second)), InFlight: true, Stamp: ptr(stamp),
+				Last: &AttemptJSON{N: 1, Outcome: Retry}},
+		},
+		{
+			name:     "DeliveredWhenTheLastOutcomeIsDelivered",
+			attempts: []Attempt{attempt(1, Retry), attempt(2, Delivered)},
+			wantOK:   true,
+			want:     Status{ID: "n_1", State: StateDelivered, Attempts: 2, Stamp: ptr(stamp), Last: &AttemptJSON{N: 2, Outcome: Delivered}},
+		},
+		{
+			name:     "GaveUpWhenTheLastOutcomeIsGaveUp",
+			attempts: []Attempt{attempt(1, Retry), attempt(2, Retry), attempt(3, GaveUp)},
+			wantOK:   true,
+			want:     Status{ID: "n_1", State: StateGaveUp, Attempts: 3, Stamp: ptr(stamp), Last: &AttemptJSON{N: 3, Outcome: GaveUp}},
+		},
+		{
+			name:     "DroppedWhenTheLastOutcomeIsError",
+			attempts: []Attempt{attempt(1, Error)},
+			wantOK:   true,
+			want:     Status{ID: "n_1", State: Dropped, Attempts: 1, Stamp: ptr(stamp), Last: &AttemptJSON{N: 1, Outcome: Error}},
+		},
+		{
+			name:   "UnknownWhenNothingKnowsTheNotice",
+			wantOK: false,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := StatusOf("n_1", tt.pending, tt.n, tt.inFlight, tt.attempts)
+			if ok != tt.wantOK {
+				t.Fatalf("ok = %v, want %v", ok, tt.wantOK)
+			}
+			if !ok {
+				return
+			}
+			if (got.Last == nil) != (tt.want.Last == nil) {
+				t.Fatalf("Last = %+v, want %+v", got.Last, tt.want.Last)
+			}
+			if got.Last != nil && (got.Last.N != tt.want.Last.N || got.Last.Outcome != tt.want.Last.Outcome) {
+				t.Errorf("Last = #%d %s, want #%d %s", got.Last.N, got.Last.Outcome, tt.want.Last.N, tt.want.Last.Outcome)
+			}
+			got.Last, tt.want.Last = nil, nil
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("StatusOf =\n%s\nwant\n%s", statusString(got), statusString(tt.want))
+			}
+		})
+	}
+}
+
+// statusString shows s with its pointers followed.
+func statusString(s Status) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,315 @@
+package notifier
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/notifier/notifier/backoff"
+)
+
+// inputStamp is the stamp given to Line.Notice; it has sub-millisecond digits
+// so truncation shows.
+var inputStamp = time.Date(2025, 3, 1, 12, 0, 0, 123_456_789, time.UTC)
+
+// parseLine decodes one input line the way a caller of Line.Notice would.
+func parseLine(t *testing.T, text string) Line {
+	t.Helper()
+	var l Line
+	if err := json.Unmarshal([]byte(text), &l); err != nil {
+		t.Fatalf("decode %s: %v", text, err)
+	}
+	return l
+}
+
+func TestLineNotice(t *testing.T) {
+	tests := []struct {
+		name         string
+		line         string
+		wantBody     string
+		wantHeader   http.Header
+		wantSchedule backoff.Schedule
+	}{
+		{
+			name:         "BodyStringIsSentAsIs",
+			line:         `{"id":"a","url":"https://p.example/h","body":"a\nb"}`,
+			wantBody:     "a\nb",
+			wantSchedule: backoff.Default,
+		},
+		{
+			name:         "BodyStringWithEscapesIsUnescaped",
+			line:         `{"id":"a","url":"https://p.example/h","body":"\"q\" \u00e9"}`,
+			wantBody:     `"q" é`,
+			wantSchedule: backoff.Default,
+		},
+		{
+			name:         "BodyObjectIsSentAsItsJSON",
+			line:         `{"id":"a","url":"https://p.example/h","body":{"b": [1, 2.50],  "a":"x"}}`,
+			wantBody:     `{"b": [1, 2.50],  "a":"x"}`,
+			wantSchedule: backoff.Default,
+		},
+		{
+			name:         "BodyNumberIsSentAsItsJSON",
+			line:         `{"id":"a","url":"https://p.example/h","body":42}`,
+			wantBody:     `42`,
+			wantSchedule: backoff.Default,
+		},
+		{
+			name:         "MissingBodyIsEmpty",
+			line:         `{"id":"a","url":"https://p.example/h"}`,
+			wantBody:     "",
+			wantSchedule: backoff.Default,
+		},
+		{
+			name:         "NullBodyIsEmpty",
+			line:         `{"id":"a","url":"https://p.example/h","body":null}`,
+			wantBody:     "",
+			wantSchedule: backoff.Default,
+		},
+		{
+			name:         "HeaderAsString",
+			line:         `{"id":"a","url":"https://p.example/h","headers":{"x-trace":"t1","Authorization":"Bearer k"}}`,
+			wantHeader:   http.Header{"X-Trace": {"t1"}, "Authorization": {"Bearer k"}},
+			wantSchedule: backoff.Default,
+		},
+		{
+			name:         "HeaderAsList",
+			line:         `{"id":"a","url":"https://p.example/h","headers":{"X-Tag":["a","b"]}}`,
+			wantHeader:   http.Header{"X-Tag": {"a", "b"}},
+			wantSchedule: backoff.Default,
+		},
+		{
+			name:         "ScheduleOverridesTheDefault",
+			line:         `{"id":"a","url":"https://p.example/h","schedule":"0,200ms,400ms"}`,
+			wantSchedule: backoff.Schedule{0, 200 * time.Millisecond, 400 * time.Millisecond},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := parseLine(t, tt.line)
+			n, err := l.Notice(backoff.Default, inputStamp)
+			if err != nil {
+				t.Fatalf("Notice: %v", err)
+			}
+			if n.ID != "a" || n.URL != "https://p.example/h" {
+				t.Errorf("ID, URL = %q, %q, want %q, %q", n.ID, n.URL, "a", "https://p.example/h")
+			}
+			if string(n.Body) != tt.wantBody {
+				t.Errorf("Body = %q, want %q", n.Body, tt.wantBody)
+			}
+			if (len(n.Header) != 0 || len(tt.wantHeader) != 0) && !reflect.DeepEqual(n.Header, tt.wantHeader) {
+				t.Errorf("Header = %v, want %v", n.Header, tt.wantHeader)
+			}
+			if !reflect.DeepEqual(n.Schedule, tt.wantSchedule) {
+				t.Errorf("Schedule = %v, want %v", n.Schedule, tt.wantSchedule)
+			}
+			if want := inputStamp.Truncate(time.Millisecond); !n.Stamp.Equal(want) {
+				t.Errorf("Stamp = %v, want %v (truncated to ms)", n.Stamp, want)
+			}
+		})
+	}
+
+	t.Run("EmptyIDGetsAFreshID", func(t *testing.T) {
+		l := parseLine(t, `{"url":"https://p.example/h"}`)
+		first, err := l.Notice(backoff.Default, inputStamp)
+		if err != nil {
+			t.Fatalf("Notice: %v", err)
+		}
+		second, err := l.Notice(backoff.Default, inputStamp)
+		if err != nil {
+			t.Fatalf("Notice: %v", err)
+		}
+		for _, id := range []string{first.ID, second.ID} {
+			if !strings.HasPrefix(id, "n_") || len(id) != len("n_")+26 {
+				t.Errorf("ID = %q, want n_ and 26 hex digits", id)
+			}
+			if err := ValidateID(id); err != nil {
+				t.Errorf("ValidateID(%q): %v", id, err)
+			}
+		}
+		if first.ID == second.ID {
+			t.Errorf("two notices got the same id %q", first.ID)
+		}
+	})
+
+	t.Run("BodyIsACopy", func(t *testing.T) {
+		l := parseLine(t, `{"id":"a","url":"https://p.example/h","body":{"k":1}}`)
+		n, err := l.Notice(backoff.Default, inputStamp)
+		if err != nil {
+			t.Fatalf("Notice: %v", err)
+		}
+		l.Body[1] = 'X'
+		if string(n.Body) != `{"k":1}` {
+			t.Errorf("Body = %q after the line changed, want %q", n.Body, `{"k":1}`)
+		}
+	})
+}
+
+func TestLineNoticeRefusesInvalidLines(t *testing.T) {
+	tests := []struct {
+		name string
+		line string
+	}{
+		{"URLNotHTTP", `{"id":"a","url":"ftp://p.example/h"}`},
+		{"URLMissing", `{"id":"a"}`},
+		{"ScheduleUnparsable", `{"id":"a","url":"https://p.example/h","schedule":"soon"}`},
+		{"ScheduleDecreasing", `{"id":"a","url":"https://p.example/h","schedule":"10,5"}`},
+		{"HeaderNameWithSpace", `{"id":"a","url":"https://p.example/h","headers":{"Bad Name":"v"}}`},
+		{"HeaderNameWithColon", `{"id":"a","url":"https://p.example/h","headers":{"Bad:Name":"v"}}`},
+		{"HeaderValueNotAString", `{"id":"a","url":"https://p.example/h","headers":{"X-N":1}}`},
+		{"HeaderListNotOfStrings", `{"id":"a","url":"https://p.example/h","headers":{"X-N":[1,2]}}`},
+		{"HeaderReserved", `{"id":"a","url":"https://p.example/h","headers":{"webhook-id":"other"}}`},
+		{"IDWithSpace", `{"id":"a b","url":"https://p.example/h"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := parseLine(t, tt.line)
+			_, err := l.Notice(backoff.Default, inputStamp)
+			if !errors.Is(err, ErrInvalidNotice) {
+				t.Errorf("Notice(%s) error = %v, want one wrapping ErrInvalidNotice", tt.line, err)
+			}
+		})
+	}
+}
+
+// readAll runs ReadLines over input and returns the line numbers and ids of the
+// good notices and the bad lines.
+func readAll(t *testing.T, input string) (good []int, ids []string, bad []*LineError) {
+	t.Helper()
+	now := func() time.Time { return inputStamp }
+	err := ReadLines(strings.NewReader(input), backoff.Default, now,
+		func(line int, n Notice) error {
+			good = append(good, line)
+			ids = append(ids, n.ID)
+			return nil
+		},
+		func(e *LineError) { bad = append(bad, e) })
+	if err != nil {
+		t.Fatalf("ReadLines: %v", err)
+	}
+	return good, ids, bad
+}
+
+func TestReadLines(t *testing.T) {
+	t.Run("GoodLinesAreDeliveredAroundBadOnesWithTheirLineNumbers", func(t *testing.T) {
+		input := strings.Join([]string{
+			`{"id":"one","url":"https://p.example/h"}`, // 1
+			``,                      // 2
+			`{"id":"broken","url":`, // 3
+			`{"id":"two","url":"https://p.example/h","body":{"k":1}}`, // 4
+			`{"id":"x","url":"https://p.example/h","colour":"red"}`,   // 5
+			`{"id":"x","url":"https://p.example/h"} trailing`,         // 6
+			`{"id":"x","url":"ftp://p.example/h"}`,                    // 7
+			`  {"id":"three","url":"https://p.example/h"}  `,          // 8
+			"   \t", // 9
+			`{"id":"four","url":"https://p.example/h","schedule":"0,1"}`, // 10, no newline
+		}, "\n")
+		good, ids, bad := readAll(t, input)
+
+		if want := []int{1, 4, 8, 10}; !reflect.DeepEqual(good, want) {
+			t.Errorf("good lines = %v, want %v", good, want)
+		}
+		if want := []string{"one", "two", "three", "four"}; !reflect.DeepEqual(ids, want) {
+			t.Errorf("good ids = %v, want %v", ids, want)
+		}
+		var badLines []int
+		for _, e := range bad {
+			badLines = append(badLines, e.Line)
+			if !errors.Is(e, ErrInvalidNotice) {
+				t.Errorf("line %d: error %v does not wrap ErrInvalidNotice", e.Line, e)
+			}
+		}
+		if want := []int{3, 5, 6, 7}; !reflect.DeepEqual(badLines, want) {
+			t.Errorf("bad lines = %v, want %v", badLines, want)
+		}
+	})
+
+	// Each bad line sits on line 3, between good lines 1 and 4.
+	tests := []struct {
+		name string
+		line string
+	}{
+		{"MalformedJSON", `{"id":"x","url":`},
+		{"NotAnObject", `["https://p.example/h"]`},
+		{"UnknownField", `{"id":"x","url":"https://p.example/h","colour":"red"}`},
+		{"TrailingText", `{"id":"x","url":"https://p.example/h"} trailing`},
+		{"TrailingSecondObject", `{"id":"x","url":"https://p.example/h"} {"id":"y","url":"https://p.example/h"}`},
+		{"TrailingClosingBrace", `{"id":"x","url":"https://p.example/h"}}`},
+		{"TrailingClosingBracket", `{"id":"x","url":"https://p.example/h"}]`},
+		{"BadURL", `{"id":"x","url":"ftp://p.example/h"}`},
+		{"BadSchedule", `{"id":"x","url":"https://p.example/h","schedule":"later"}`},
+		{"BadHeader", `{"id":"x","url":"https://p.example/h","headers":{"Notice-Attempt":"9"}}`},
+	}
+	for _, tt := range tests {
+		t.Run("ReportsBadLine/"+tt.name, func(t *testing.T) {
+			input := `{"id":"one","url":"https://p.example/h"}` + "\n\n" + tt.line + "\n" +
+				`{"id":"two","url":"https://p.example/h"}` + "\n"
+			good, _, bad := readAll(t, input)
+			if want := []int{1, 4}; !reflect.DeepEqual(good, want) {
+				t.Errorf("good lines = %v, want %v", good, want)
+			}
+			if len(bad) != 1 || bad[0].Line != 3 {
+				t.Fatalf("bad = %v, want one error on line 3", bad)
+			}
+			if !errors.Is(bad[0], ErrInvalidNotice) {
+				t.Errorf("error %v does not wrap ErrInvalidNotice", bad[0])
+			}
+			if got := bad[0].Error(); !strings.HasPrefix(got, "line 3: ") {
+				t.Errorf("Error() = %q, want it to start with %q", got, "line 3: ")
+			}
+		})
+	}
+
+	t.Run("StopsAtTheFirstErrorFromFn", func(t *testing.T) {
+		stop := errors.New("store is down")
+		input := `{"id":"one","url":"https://p.example/h"}` + "\n" + `{"id":"two","url":"https://p.example/h"}` + "\n"
+		var calls int
+		err := ReadLines(strings.NewReader(input), backoff.Default, func() time.Time { return inputStamp },
+			func(int, Notice) error { calls++; return stop },
+			func(e *LineError) { t.Errorf("unexpected bad line: %v", e) })
+		if !errors.Is(err, stop) {
+			t.Errorf("ReadLines error = %v, want %v", err, stop)
+		}
+		if calls != 1 {
+			t.Errorf("fn called %d times, want 1", calls)
+		}
+	})
+}
+
+func TestParseHeader(t *testing.T) {
+	tests := []struct {
+		in        string
+		wantName  string
+		wantValue string
+		wantErr   bool
+	}{
+		{in: "K: V", wantName: "K", wantValue: "V"},
+		{in: "K:V", wantName: "K", wantValue: "V"},
+		{in: "  Authorization :  Bearer a:b  ", wantName: "Authorization", wantValue: "Bearer a:b"},
+		{in: "K:", wantName: "K", wantValue: ""},
+		{in: ": v", wantErr: true},
+		{in: "novalue", wantErr: true},
+		{in: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			name, value, err := ParseHeader(tt.in)
+			if tt.wantErr {
+				if !errors.Is(err, ErrInvalidNotice) {
+					t.Errorf("ParseHeader(%q) error = %v, want one wrapping ErrInvalidNotice", tt.in, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseHeader(%q): %v", tt.in, err)
+			}
+			if name != tt.wantName || value != tt.wantValue {
+				t.Errorf("ParseHeader(%q) = %q, %q, want %q, %q", tt.in, name, value, tt.wantName, tt.wantValue)
+			}
+		})
+	}
+}
