@@ -45,6 +45,9 @@ type Result struct {
 	// Err is why no response came, or why the reply could not be read; it
 	// never contains the URL.
 	Err error
+	// RetryAfter is the pause a 429 or 503 reply asked for with
+	// Retry-After, capped at Deliverer.MaxRetryAfter; 0 if none.
+	RetryAfter time.Duration
 }
 
 // Deliverer POSTs notices. It is safe for concurrent use and keeps
@@ -57,6 +60,9 @@ type Deliverer struct {
 	Now func() time.Time
 	// UserAgent is sent on every request.
 	UserAgent string
+	// MaxRetryAfter caps the pause a partner may ask for with Retry-After
+	// (default 1 h), so one header cannot park a notice for days.
+	MaxRetryAfter time.Duration
 }
 
 // NewDeliverer returns a Deliverer with the given per-attempt timeout
@@ -95,7 +101,7 @@ func NewDeliverer(timeout time.Duration, maxIdlePerHost int) *Deliverer {
 		Backoff:      retryablehttp.DefaultBackoff,
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
-	return &Deliverer{client: rc, Timeout: timeout, Now: time.Now, UserAgent: "notifier/1"}
+	return &Deliverer{client: rc, Timeout: timeout, Now: time.Now, UserAgent: "notifier/1", MaxRetryAfter: time.Hour}
 }
 
 type roundTripper struct{ http.RoundTripper }
@@ -140,6 +146,9 @@ func (d *Deliverer) Post(ctx context.Context, notice *Notice, n int) Result {
 	}
 	defer resp.Body.Close()
 	res.Status = resp.StatusCode
+	if res.Status == http.StatusTooManyRequests || res.Status == http.StatusServiceUnavailable {
+		res.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), start, d.MaxRetryAfter)
+	}
 	var buf bytes.Buffer
 	if _, err := io.Copy(&buf, io.LimitReader(resp.Body, MaxSnippet)); err != nil {
 		res.Err = fmt.Errorf("read reply: %w", d.redactErr(err))
@@ -167,3 +176,24 @@ func (d *Deliverer) redactErr(err error) error {
 
 // ErrTimeout is wrapped by Result.Err when an attempt ran out of time.
 var ErrTimeout = errors.New("timed out")
+
+// retryAfter reads a Retry-After value, in seconds or as an HTTP date, and
+// caps it; anything unreadable or in the past is 0.
+func retryAfter(v string, now time.Time, cap time.Duration) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if cap <= 0 {
+		cap = time.Hour
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		d = time.Duration(min(secs, int64(cap/time.Second)+1)) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return max(min(d, cap), 0)
+}

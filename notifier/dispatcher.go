@@ -401,6 +401,9 @@ func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeIt
 func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	n := &job.Notice
 	due, _ := n.Schedule.Due(n.Stamp, job.N)
+	if job.Due.After(due) {
+		due = job.Due
+	}
 	res := d.Post(ctx, n, job.N)
 	a := Attempt{
 		NoticeID: n.ID, Stamp: n.Stamp, N: job.N, Due: due, Start: res.Start, Duration: res.Duration,
@@ -425,6 +428,13 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	default:
 		next, nextDue, ok := n.Schedule.Next(n.Stamp, job.N, res.Start)
 		if ok && !Permanent(res.Status) {
+			if res.RetryAfter > 0 {
+				// The partner asked for a pause: the next attempt waits
+				// as a scheduled trigger, never as a sleeping goroutine.
+				if at := res.Start.Add(res.Duration).Add(res.RetryAfter); at.After(nextDue) {
+					nextDue = at
+				}
+			}
 			a.Outcome, a.Next = Retry, nextDue
 			kept, err = d.Queue.Reschedule(sctx, job, next, nextDue)
 		} else {

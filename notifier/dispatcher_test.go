@@ -23,6 +23,7 @@ import (
 // dispatchers on them.
 type stack struct {
 	t   *testing.T
+	srv *redistest.Server
 	rdb *redis.Client
 	q   *store.Redis
 	log *store.SQLite
@@ -46,7 +47,7 @@ func newStack(t *testing.T, redisConf ...string) *stack {
 		}
 		log.Close()
 	})
-	return &stack{t: t, rdb: rdb, q: store.NewRedis(rdb, "", nil), log: log}
+	return &stack{t: t, srv: srv, rdb: rdb, q: store.NewRedis(rdb, "", nil), log: log}
 }
 
 // dispatcher returns a dispatcher on the stack with test-sized intervals.
@@ -330,4 +331,81 @@ func TestShutdown(t *testing.T) {
 			t.Fatalf("released attempt is not due now: %v %v", ts, err)
 		}
 	})
+}
+
+func TestRetryAfterBecomesAScheduledAttempt(t *testing.T) {
+	s := newStack(t)
+	arrivals := make(chan time.Time, 4)
+	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrivals <- time.Now()
+		if r.Header.Get("Notice-Attempt") == "1" {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer p.Close()
+	d := s.dispatcher(5 * time.Second)
+	s.run(d)
+	s.enqueue(notice("slow-down", p.URL, "0,100ms,10s", time.Now()))
+	first, second := <-arrivals, <-arrivals
+	if gap := second.Sub(first); gap < time.Second || gap > 3*time.Second {
+		t.Errorf("attempt 2 came %v after attempt 1, want Retry-After's 1s (not the 100ms slot)", gap)
+	}
+	rows := s.rows(2)
+	if rows[0].Outcome != notifier.Retry || rows[0].Status != 429 || rows[0].Next.Sub(rows[0].Start) < time.Second {
+		t.Errorf("attempt 1 = %+v, want retry with next >= start+1s", rows[0])
+	}
+	if rows[1].N != 2 || rows[1].Outcome != notifier.Delivered || !rows[1].Due.Equal(rows[0].Next) {
+		t.Errorf("attempt 2 = %+v, want n=2 delivered, due at attempt 1's next (%v)", rows[1], rows[0].Next)
+	}
+	if late := rows[1].Lateness(); late > 500*time.Millisecond {
+		t.Errorf("attempt 2 lateness %v is measured from its slot, not from the delayed due", late)
+	}
+}
+
+// TestCanaryRevivesASilentSubscription covers the failure go-redis cannot
+// see: the pub/sub connection stays open but forwards nothing. The canary
+// notices, the dispatcher subscribes again, and the resubscribe sweep
+// delivers what fired meanwhile.
+func TestCanaryRevivesASilentSubscription(t *testing.T) {
+	s := newStack(t)
+	proxy := redistest.NewProxy(t, s.srv.Socket)
+	opt, _ := redis.ParseURL(proxy.URL())
+	viaProxy := redis.NewClient(opt)
+	defer viaProxy.Close()
+	events := store.NewRedis(viaProxy, "", nil)
+	events.CanaryInterval, events.CanaryDeadline = 200*time.Millisecond, 300*time.Millisecond
+
+	p := newCounting(t, func(string, int) int { return 200 })
+	d := s.dispatcher(5 * time.Second)
+	d.Queue, d.Events = s.q, events
+	d.SweepInterval = time.Hour // only the resubscribe sweep may recover them
+	s.run(d)
+	deadline := time.Now().Add(5 * time.Second)
+	for proxy.FreezePubSub() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("dispatcher never subscribed through the proxy")
+		}
+		time.Sleep(5 * time.Millisecond) // waiting for another goroutine's connection
+	}
+	const total = 50
+	var ns []notifier.Notice
+	for i := range total {
+		ns = append(ns, notice(fmt.Sprintf("q%02d", i), p.URL, "100ms", time.Now()))
+	}
+	s.enqueue(ns...)
+	rows := s.rows(total)
+	for _, a := range rows {
+		if a.Outcome != notifier.Delivered {
+			t.Errorf("attempt %+v", a)
+		}
+		if late := a.Lateness(); late > 3*time.Second {
+			t.Errorf("%s delivered %v late, want within the canary deadline plus a resubscribe", a.NoticeID, late)
+		}
+	}
+	if got := d.Stats().Recovered.Load(); got != total {
+		t.Errorf("Recovered = %d, want %d (all events were lost on the frozen connection)", got, total)
+	}
 }

@@ -21,6 +21,10 @@ type Job struct {
 	// Token identifies this claim; a claim whose lease ran out is taken over
 	// by whoever claims next, and completing with a stale token is a no-op.
 	Token string
+	// Due is when the attempt was armed to run: its slot, or later if the
+	// partner asked for a delay (Retry-After) or the attempt was handed
+	// back (shutdown, a crashed worker's lease). Zero if unknown.
+	Due time.Time
 }
 
 // ClaimResult says what happened to one trigger passed to Queue.Claim.

@@ -30,6 +30,8 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	P:schedule          the default schedule of the serve that last started, read by enqueue
 //	P:wake              pubsub channel: an attempt was armed already due, wake up now
 //	P:wakeflag          set for 2 ms after a wake message, so a burst sends one
+//	P:canary:<instance> liveness probe of one serve's subscription: expires at once and
+//	                    must come back as an expired event
 //
 // A notice has at most one pending attempt, so it has one due-index member
 // and at most one trigger key at a time.
@@ -73,6 +75,9 @@ func (k Keys) Wake() string { return k.prefix() + ":wake" }
 
 // WakeFlag rate-limits wake messages to one per 2 ms.
 func (k Keys) WakeFlag() string { return k.prefix() + ":wakeflag" }
+
+// Canary is the liveness probe key of one subscriber.
+func (k Keys) Canary(instance string) string { return k.prefix() + ":canary:" + instance }
 
 // ParseTrigger reads a trigger key. It parses from the right, so ids may
 // contain '_'. Any other key yields an error wrapping ErrForeignKey.

@@ -18,6 +18,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// ErrSubscriptionDead is returned by Listen when the liveness canary did
+// not come back: the subscription forwards nothing (a half-dead connection,
+// or keyspace events switched off). The caller listens again and sweeps.
+var ErrSubscriptionDead = errors.New("expired-event subscription is not delivering")
+
 // ErrEventsOff is returned by CheckEvents when the server does not publish
 // expired keyspace events and notifier may not turn them on.
 var ErrEventsOff = errors.New("redis does not publish expired keyspace events")
@@ -30,6 +35,10 @@ type Redis struct {
 	log  *slog.Logger
 	// Now is the clock; due scores and leases are compared with it.
 	Now func() time.Time
+	// CanaryInterval is how often Listen checks that events still flow by
+	// setting a key to expire at once and waiting for its event (default
+	// 5 s); CanaryDeadline is how long the event may take (default 2 s).
+	CanaryInterval, CanaryDeadline time.Duration
 
 	instance string // random, so claim tokens of different processes never collide
 	claims   atomic.Uint64
@@ -50,7 +59,8 @@ func NewRedis(rdb *redis.Client, prefix string, log *slog.Logger) *Redis {
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return &Redis{rdb: rdb, keys: Keys{Prefix: prefix}, log: log, Now: time.Now, instance: hex.EncodeToString(b[:])}
+	return &Redis{rdb: rdb, keys: Keys{Prefix: prefix}, log: log, Now: time.Now, instance: hex.EncodeToString(b[:]),
+		CanaryInterval: 5 * time.Second, CanaryDeadline: 2 * time.Second}
 }
 
 // Keys returns the key names this store uses.
@@ -211,7 +221,15 @@ func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Dur
 				continue
 			}
 			results[i] = notifier.Claimed
-			jobs = append(jobs, notifier.Job{Notice: n, N: ts[i].N, Token: tokens[i]})
+			job := notifier.Job{Notice: n, N: ts[i].N, Token: tokens[i]}
+			if len(v) > 2 {
+				if s, ok := v[2].(string); ok {
+					if ms, err := strconv.ParseFloat(s, 64); err == nil {
+						job.Due = time.UnixMilli(int64(ms))
+					}
+				}
+			}
+			jobs = append(jobs, job)
 		default:
 			return nil, nil, fmt.Errorf("claim %s: unexpected reply %v", r.keys.Trigger(ts[i]), v)
 		}
@@ -333,10 +351,17 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 	// A large buffer keeps Redis from cutting us off (it drops pubsub
 	// clients 32 MB behind) while workers are saturated.
 	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1 << 16))
+	c := canary{key: r.keys.Canary(r.instance), next: time.Now()}
+	tick := time.NewTicker(min(r.CanaryInterval, r.CanaryDeadline) / 4)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+			if err := r.checkCanary(ctx, &c); err != nil {
+				return err
+			}
 		case m, ok := <-ch:
 			if !ok {
 				return nil
@@ -348,22 +373,60 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 					h.Ready()
 				}
 			case *redis.Message:
-				if m.Channel == r.keys.Wake() {
+				switch {
+				case m.Channel == r.keys.Wake():
 					h.Wake()
-					continue
+				case m.Payload == c.key:
+					c.sent, c.next = time.Time{}, time.Now().Add(r.CanaryInterval)
+				default:
+					t, err := r.keys.ParseTrigger(m.Payload)
+					if err != nil {
+						r.foreign.Add(1)
+						r.logged.Do(func() {
+							r.log.Debug("ignoring expired keys that are not notifier triggers (logged once)", "key", m.Payload)
+						})
+						continue
+					}
+					h.Fire(t)
 				}
-				t, err := r.keys.ParseTrigger(m.Payload)
-				if err != nil {
-					r.foreign.Add(1)
-					r.logged.Do(func() {
-						r.log.Debug("ignoring expired keys that are not notifier triggers (logged once)", "key", m.Payload)
-					})
-					continue
-				}
-				h.Fire(t)
 			}
 		}
 	}
+}
+
+// canary tracks the liveness probe of one subscription.
+type canary struct {
+	key  string
+	sent time.Time // zero while no probe is out
+	next time.Time
+}
+
+// checkCanary sends a probe when one is due, touches it so Redis expires it
+// at once (without waiting for the expiry cycle), and declares the
+// subscription dead when the probe's event is overdue. A dead subscription
+// may mean keyspace events were switched off: they are switched back on if
+// Redis allows it, and the outage is logged loudly either way.
+func (r *Redis) checkCanary(ctx context.Context, c *canary) error {
+	now := time.Now()
+	switch {
+	case c.sent.IsZero() && !now.Before(c.next):
+		if err := r.rdb.Set(ctx, c.key, "", time.Millisecond).Err(); err == nil {
+			c.sent = now
+		}
+	case c.sent.IsZero():
+	case now.Sub(c.sent) > r.CanaryDeadline:
+		err := fmt.Errorf("%w: canary %s did not come back within %s", ErrSubscriptionDead, c.key, r.CanaryDeadline)
+		if cerr := r.CheckEvents(ctx, false); errors.Is(cerr, ErrEventsOff) {
+			r.log.Error("expired keyspace events are OFF: retries are only delivered by the sweep (about 2s late)", "err", cerr)
+			if serr := r.CheckEvents(ctx, true); serr == nil {
+				r.log.Error("switched expired keyspace events back on")
+			}
+		}
+		return err
+	default:
+		_ = r.rdb.Exists(ctx, c.key).Err()
+	}
+	return nil
 }
 
 // Pending describes a notice that has an attempt pending.

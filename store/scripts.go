@@ -58,12 +58,14 @@ return 1
 //
 // Returns {0} stale (the attempt is not pending: done, superseded or never
 // existed), {1} busy (another worker's lease is live), {2} orphan (indexed but
-// the payload is gone: the entry is dropped), or {3, payload} claimed: the
+// the payload is gone: the entry is dropped), or {3, payload, score} claimed
+// (score: when the attempt was armed to run, a string): the
 // lease is set, the member's score moves to the lease's end so the sweep
 // leaves it alone until then, and a trigger key that has not fired yet is
 // deleted (a sweep claimed it) so it cannot fire a second delivery later.
 var claimScript = redis.NewScript(`
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {0} end
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due then return {0} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {1} end
 local p = redis.call('GET', KEYS[2])
 if not p then
@@ -73,7 +75,7 @@ end
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
 redis.call('UNLINK', KEYS[4])
-return {3, p}
+return {3, p, due}
 `)
 
 // completeScript ends a claimed attempt: either arms the next attempt or
