@@ -18,8 +18,8 @@ func TestRetryAfter(t *testing.T) {
 		{"0", time.Hour, 0},
 		{"-5", time.Hour, 0},
 		{"999999999999999999999", time.Hour, 0}, // unreadable
-		{"86400", time.Hour, time.Hour},          // capped
-		{"86400", 0, time.Hour},                  // default cap
+		{"86400", time.Hour, time.Hour},         // capped
+		{"86400", 0, time.Hour},                 // default cap
 		{now.Add(90 * time.Second).Format(http.TimeFormat), time.Hour, 90 * time.Second},
 		{now.Add(-time.Minute).Format(http.TimeFormat), time.Hour, 0},
 		{now.Add(48 * time.Hour).Format(http.TimeFormat), time.Hour, time.Hour},
