@@ -194,6 +194,8 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Value: notifier.DefaultTimeout, Usage: "per-attempt timeout"},
 			&cli.StringFlag{Name: "appendfsync", Value: "everysec", Usage: "embedded Redis AOF fsync policy: everysec or always"},
 			&cli.DurationFlag{Name: "shutdown-grace", Value: 10 * time.Second, Usage: "how long attempts in flight may finish after SIGTERM"},
+			&cli.DurationFlag{Name: "lease", Usage: "how long a claimed attempt is reserved before another serve may take it over (default: --timeout + 10s)"},
+			&cli.Float64Flag{Name: "catchup-rate", Value: 500, Usage: "most attempts per second that start more than 2s late (the backlog after downtime); 0: no limit"},
 			&cli.BoolFlag{Name: "no-wake", Usage: "do not touch due trigger keys; leave wake-ups to Redis's expiry cycle (for comparison)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"NOTIFIER_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"NOTIFIER_LOG_FORMAT"}},
@@ -213,8 +215,19 @@ func serve(c *cli.Context) error {
 			return fmt.Errorf("--schedule: %w", err)
 		}
 	}
-	if c.Int("concurrency") < 1 || c.Duration("timeout") <= 0 {
-		return fmt.Errorf("%w: --concurrency and --timeout must be positive", errBadInput)
+	if c.Int("concurrency") < 1 || c.Duration("timeout") <= 0 || c.Float64("catchup-rate") < 0 {
+		return fmt.Errorf("%w: --concurrency and --timeout must be positive, --catchup-rate not negative", errBadInput)
+	}
+	lease := c.Duration("lease")
+	if lease == 0 {
+		lease = c.Duration("timeout") + 10*time.Second
+	}
+	if lease <= c.Duration("timeout") {
+		return fmt.Errorf("%w: --lease %s must be longer than --timeout %s", errBadInput, lease, c.Duration("timeout"))
+	}
+	catchUp := c.Float64("catchup-rate")
+	if catchUp == 0 {
+		catchUp = -1 // the Dispatcher's "no limit"
 	}
 	fsync := c.String("appendfsync")
 	if fsync != "everysec" && fsync != "always" {
@@ -234,8 +247,14 @@ func serve(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		// Redis outlives the dispatcher: it is stopped only after every
+		// attempt in flight has finished or been released.
+		redisCtx, stopRedis := context.WithCancel(context.WithoutCancel(c.Context))
+		redisDone := make(chan error, 1)
+		go func() { redisDone <- srv.Run(redisCtx, log) }()
 		defer func() {
-			if err := srv.Stop(); err != nil {
+			stopRedis()
+			if err := <-redisDone; err != nil {
 				log.Error("stop embedded redis-server", "err", err)
 			}
 		}()
@@ -277,7 +296,8 @@ func serve(c *cli.Context) error {
 	d := &notifier.Dispatcher{
 		Queue: q, Events: q, Log: alog, Post: dl.Post, Logger: log,
 		Concurrency:   c.Int("concurrency"),
-		Lease:         c.Duration("timeout") + 30*time.Second,
+		Lease:         lease,
+		CatchUpRate:   catchUp,
 		WakeInterval:  wake,
 		ShutdownGrace: c.Duration("shutdown-grace"),
 	}

@@ -81,43 +81,90 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// serveProc is a `notifier serve` child process.
+type serveProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	logs   *syncBuffer
+	done   chan error
+	exited bool
+}
+
 // startServe runs `notifier serve` as a child process until the test ends
 // (then stops it with SIGTERM and expects a clean exit), and waits until it
 // has subscribed to expired events.
 func startServe(t *testing.T, rdb *redis.Client, args ...string) *syncBuffer {
 	t.Helper()
-	logs := &syncBuffer{}
-	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
+	p := spawnServe(t, args...)
+	t.Cleanup(func() { p.stop() })
+	p.waitSubscribed(rdb, 1)
+	return p.logs
+}
+
+// spawnServe starts serve without waiting for anything.
+func spawnServe(t *testing.T, args ...string) *serveProc {
+	t.Helper()
+	p := &serveProc{t: t, logs: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(binary, append([]string{"serve"}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve exited with %v: %s", err, logs.String())
-			}
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("serve did not stop within 20s of SIGTERM")
+		if t.Failed() {
+			t.Logf("serve %v log:\n%s", args, tailLines(p.logs.String(), 40))
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for rdb.PubSubNumPat(context.Background()).Val() < 1 {
+	return p
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+}
+
+// waitSubscribed waits until n serve processes listen on Redis (each
+// subscribes to the wake channel right after the expired-event pattern).
+func (p *serveProc) waitSubscribed(rdb *redis.Client, n int64) {
+	p.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for rdb.PubSubNumSub(context.Background(), "noticeId:wake").Val()["noticeId:wake"] < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("serve never subscribed: %s", logs.String())
+			p.t.Fatalf("serve never subscribed: %s", p.logs.String())
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("serve exited: %v: %s", err, logs.String())
+		case err := <-p.done:
+			p.t.Fatalf("serve exited: %v: %s", err, p.logs.String())
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	return logs
+}
+
+// stop sends SIGTERM and expects a clean exit within 20 s.
+func (p *serveProc) stop() {
+	p.t.Helper()
+	if p.exited {
+		return
+	}
+	p.exited = true
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			p.t.Errorf("serve exited with %v: %s", err, p.logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		p.t.Errorf("serve did not stop within 20s of SIGTERM")
+	}
+}
+
+// kill9 kills serve at once, as a crash would.
+func (p *serveProc) kill9() {
+	p.exited = true
+	_ = p.cmd.Process.Kill()
+	<-p.done
 }
 
 type arrival struct {

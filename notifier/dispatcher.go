@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Dispatcher turns due triggers into attempts. Three sources feed it:
@@ -52,6 +54,13 @@ type Dispatcher struct {
 	// ShutdownGrace is how long in-flight attempts may run after Run's
 	// context ends; then they are cancelled and released (default 10 s).
 	ShutdownGrace time.Duration
+	// CatchUpRate bounds, per second, the attempts that start more than
+	// SweepGrace after they were due: the backlog after downtime, so a
+	// restart does not hit partners with a storm (default 500; negative:
+	// no bound). On-time attempts are never held back.
+	CatchUpRate float64
+
+	catchUp *rate.Limiter
 
 	stats Stats
 }
@@ -66,6 +75,9 @@ type Stats struct {
 	Recovered atomic.Int64
 	// Lost counts attempts whose claim ran out before they were completed.
 	Lost atomic.Int64
+	// CaughtUp counts attempts that started more than SweepGrace late and
+	// went through the catch-up rate limit.
+	CaughtUp atomic.Int64
 }
 
 // Stats returns the dispatcher's counters.
@@ -100,6 +112,12 @@ func (d *Dispatcher) defaults() {
 	}
 	if d.ShutdownGrace <= 0 {
 		d.ShutdownGrace = 10 * time.Second
+	}
+	if d.CatchUpRate == 0 {
+		d.CatchUpRate = 500
+	}
+	if d.CatchUpRate > 0 {
+		d.catchUp = rate.NewLimiter(rate.Limit(d.CatchUpRate), max(int(d.CatchUpRate/10), 1))
 	}
 }
 
@@ -367,15 +385,15 @@ func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeIt
 			continue
 		}
 		wait = 100 * time.Millisecond
-		next := 0
+		next, recovered := 0, 0
 		for i, r := range results {
 			switch r {
 			case Claimed:
 				job := jobs[next]
 				next++
 				if batch[i].swept {
-					d.stats.Recovered.Add(1)
-					d.Logger.Info("sweep took an attempt whose expiry event never came", "id", job.Notice.ID, "n", job.N)
+					recovered++
+					d.Logger.Debug("sweep took an attempt whose expiry event never came", "id", job.Notice.ID, "n", job.N)
 				}
 				workers.Add(1)
 				go func() {
@@ -394,6 +412,10 @@ func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeIt
 			}
 			<-sem
 		}
+		if recovered > 0 {
+			d.stats.Recovered.Add(int64(recovered))
+			d.Logger.Info("sweep took attempts whose expiry events never came", "count", recovered)
+		}
 	}
 }
 
@@ -403,6 +425,15 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	due, _ := n.Schedule.Due(n.Stamp, job.N)
 	if job.Due.After(due) {
 		due = job.Due
+	}
+	if d.catchUp != nil && d.Now().Sub(due) > d.SweepGrace {
+		// At most Concurrency attempts wait here, so the wait stays far
+		// below the lease.
+		d.stats.CaughtUp.Add(1)
+		if err := d.catchUp.Wait(ctx); err != nil {
+			d.release(job)
+			return
+		}
 	}
 	res := d.Post(ctx, n, job.N)
 	a := Attempt{
@@ -464,6 +495,15 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	}
 	if err := d.Log.Record(sctx, a); err != nil {
 		d.Logger.Error("record attempt", "id", n.ID, "n", job.N, "err", err)
+	}
+}
+
+// release hands back a claimed attempt that was never made (shutdown).
+func (d *Dispatcher) release(job Job) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Queue.Release(ctx, job); err != nil {
+		d.Logger.Error("release attempt", "id", job.Notice.ID, "n", job.N, "err", err)
 	}
 }
 

@@ -409,3 +409,41 @@ func TestCanaryRevivesASilentSubscription(t *testing.T) {
 		t.Errorf("Recovered = %d, want %d (all events were lost on the frozen connection)", got, total)
 	}
 }
+
+func TestCatchUpIsRateLimited(t *testing.T) {
+	s := newStack(t)
+	p := newCounting(t, func(string, int) int { return 200 })
+	const total = 30
+	var ns []notifier.Notice
+	for i := range total {
+		// Due a minute ago: the backlog a restart finds.
+		ns = append(ns, notice(fmt.Sprintf("b%02d", i), p.URL, "0", time.Now().Add(-time.Minute)))
+	}
+	s.enqueue(ns...)
+	d := s.dispatcher(5 * time.Second)
+	d.CatchUpRate = 20 // burst 2
+	s.run(d)
+	rows := s.rows(total)
+	spread := rows[len(rows)-1].Start.Sub(rows[0].Start)
+	// 28 attempts beyond the burst at 20/s take 1.4 s at least.
+	if spread < 1300*time.Millisecond {
+		t.Errorf("%d overdue attempts started within %v, want them spread over >= 1.4s", total, spread)
+	}
+	if got := d.Stats().CaughtUp.Load(); got != total {
+		t.Errorf("CaughtUp = %d, want %d", got, total)
+	}
+
+	t.Run("OnTimeAttemptsAreNotHeldBack", func(t *testing.T) {
+		start := time.Now()
+		s.enqueue(notice("fresh", p.URL, "0", start))
+		for {
+			rows := s.rows(total + 1)
+			if a := rows[len(rows)-1]; a.NoticeID == "fresh" {
+				if a.Lateness() > time.Second {
+					t.Errorf("on-time attempt waited %v", a.Lateness())
+				}
+				return
+			}
+		}
+	})
+}

@@ -378,6 +378,8 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 					h.Wake()
 				case m.Payload == c.key:
 					c.sent, c.next = time.Time{}, time.Now().Add(r.CanaryInterval)
+				case strings.HasPrefix(m.Payload, r.keys.prefix()+":"):
+					// Our own bookkeeping (wake flags, other serves' canaries).
 				default:
 					t, err := r.keys.ParseTrigger(m.Payload)
 					if err != nil {

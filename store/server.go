@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -34,6 +36,8 @@ type ServerConfig struct {
 type Server struct {
 	cfg    ServerConfig
 	Socket string
+
+	mu     sync.Mutex // guards the fields below, replaced by Restart
 	cmd    *exec.Cmd
 	exited chan struct{}
 	err    error
@@ -102,10 +106,16 @@ func (s *Server) start(ctx context.Context, bin, confPath string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
-	s.cmd, s.exited = cmd, make(chan struct{})
+	exited := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
 	go func() {
-		s.err = cmd.Wait()
-		close(s.exited)
+		err := cmd.Wait()
+		s.mu.Lock()
+		s.err = err
+		s.mu.Unlock()
+		close(exited)
 	}()
 	// Wait for the socket to answer; there is no readiness signal from a
 	// non-daemonized redis-server other than accepting connections.
@@ -118,8 +128,8 @@ func (s *Server) start(ctx context.Context, bin, confPath string) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
-			return fmt.Errorf("redis-server exited at start (%v): %s", s.err, s.logTail())
+		case <-exited:
+			return fmt.Errorf("redis-server exited at start (%v): %s", s.exitErr(), s.logTail())
 		case <-deadline.C:
 			s.Kill()
 			return fmt.Errorf("redis-server did not answer on %s within 15s: %s", s.Socket, s.logTail())
@@ -131,15 +141,61 @@ func (s *Server) start(ctx context.Context, bin, confPath string) error {
 	}
 }
 
+func (s *Server) exitErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Server) current() (*exec.Cmd, chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd, s.exited
+}
+
+// Exited is closed when the current redis-server process ends.
+func (s *Server) Exited() <-chan struct{} {
+	_, exited := s.current()
+	return exited
+}
+
+// Run keeps the server up until ctx ends, restarting it (with backoff) if
+// it dies, then stops it. serve calls it with a context that ends after the
+// dispatcher has stopped, so Redis outlives every attempt in flight.
+func (s *Server) Run(ctx context.Context, log *slog.Logger) error {
+	wait := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return s.Stop()
+		case <-s.Exited():
+		}
+		log.Error("embedded redis-server exited; restarting it", "err", s.exitErr(), "log", s.logTail(), "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		if err := s.Restart(ctx); err != nil {
+			log.Error("restart embedded redis-server", "err", err)
+			wait = min(wait*2, 10*time.Second)
+			continue
+		}
+		log.Info("embedded redis-server is back")
+		wait = 100 * time.Millisecond
+	}
+}
+
 // URL is the redis:// URL of the server, for go-redis ParseURL.
 func (s *Server) URL() string { return "unix://" + s.Socket }
 
 // Stop asks the server to shut down (it fsyncs the AOF) and waits up to
 // 10 s before killing it.
 func (s *Server) Stop() error {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	cmd, exited := s.current()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.exited:
+	case <-exited:
 		return nil
 	case <-time.After(10 * time.Second):
 		s.Kill()
@@ -149,15 +205,17 @@ func (s *Server) Stop() error {
 
 // Kill stops the server at once with SIGKILL, as a crash would.
 func (s *Server) Kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.exited
+	cmd, exited := s.current()
+	_ = cmd.Process.Kill()
+	<-exited
 }
 
 // Restart starts the server again on the same directory, after Stop or Kill;
 // with the AOF on it reloads what was written.
 func (s *Server) Restart(ctx context.Context) error {
+	cmd, exited := s.current()
 	select {
-	case <-s.exited:
+	case <-exited:
 	default:
 		return errors.New("redis-server is still running")
 	}
@@ -165,7 +223,8 @@ func (s *Server) Restart(ctx context.Context) error {
 	if err != nil {
 		return ErrNoRedisServer
 	}
-	return s.start(ctx, bin, s.cmd.Args[1])
+	_ = os.Remove(s.Socket)
+	return s.start(ctx, bin, cmd.Args[1])
 }
 
 func (s *Server) logTail() string {
