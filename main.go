@@ -195,7 +195,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "appendfsync", Value: "everysec", Usage: "embedded Redis AOF fsync policy: everysec or always"},
 			&cli.DurationFlag{Name: "shutdown-grace", Value: 10 * time.Second, Usage: "how long attempts in flight may finish after SIGTERM"},
 			&cli.DurationFlag{Name: "lease", Usage: "how long a claimed attempt is reserved before another serve may take it over (default: --timeout + 10s)"},
-			&cli.Float64Flag{Name: "catchup-rate", Value: 500, Usage: "most attempts per second that start more than 2s late (the backlog after downtime); 0: no limit"},
+			&cli.Float64Flag{Name: "catchup-rate", Value: 500, Usage: "most attempts per second among those due before serve started (the backlog of downtime); 0: no limit"},
 			&cli.BoolFlag{Name: "no-wake", Usage: "do not touch due trigger keys; leave wake-ups to Redis's expiry cycle (for comparison)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"NOTIFIER_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"NOTIFIER_LOG_FORMAT"}},

@@ -54,13 +54,15 @@ type Dispatcher struct {
 	// ShutdownGrace is how long in-flight attempts may run after Run's
 	// context ends; then they are cancelled and released (default 10 s).
 	ShutdownGrace time.Duration
-	// CatchUpRate bounds, per second, the attempts that start more than
-	// SweepGrace after they were due: the backlog after downtime, so a
-	// restart does not hit partners with a storm (default 500; negative:
-	// no bound). On-time attempts are never held back.
+	// CatchUpRate bounds, per second, the attempts that were due before
+	// this dispatcher started: the backlog of downtime, so a restart does
+	// not hit partners with a storm (default 500; negative: no bound).
+	// Work that comes due while it runs is never held back, however large
+	// a burst is.
 	CatchUpRate float64
 
 	catchUp *rate.Limiter
+	started time.Time
 
 	stats Stats
 }
@@ -75,8 +77,8 @@ type Stats struct {
 	Recovered atomic.Int64
 	// Lost counts attempts whose claim ran out before they were completed.
 	Lost atomic.Int64
-	// CaughtUp counts attempts that started more than SweepGrace late and
-	// went through the catch-up rate limit.
+	// CaughtUp counts attempts that were due before the dispatcher started
+	// and went through the catch-up rate limit.
 	CaughtUp atomic.Int64
 }
 
@@ -119,6 +121,7 @@ func (d *Dispatcher) defaults() {
 	if d.CatchUpRate > 0 {
 		d.catchUp = rate.NewLimiter(rate.Limit(d.CatchUpRate), max(int(d.CatchUpRate/10), 1))
 	}
+	d.started = d.Now()
 }
 
 // Run dispatches until ctx ends, then stops taking work, lets attempts in
@@ -426,7 +429,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	if job.Due.After(due) {
 		due = job.Due
 	}
-	if d.catchUp != nil && d.Now().Sub(due) > d.SweepGrace {
+	if d.catchUp != nil && due.Before(d.started) {
 		// At most Concurrency attempts wait here, so the wait stays far
 		// below the lease.
 		d.stats.CaughtUp.Add(1)
