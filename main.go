@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only when NOTIFIER_PPROF names an address
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -287,6 +289,11 @@ func serve(c *cli.Context) error {
 	logDone := make(chan error, 1)
 	go func() { logDone <- alog.Run(logCtx) }()
 
+	if addr := os.Getenv("NOTIFIER_PPROF"); addr != "" {
+		// Profiling for operators and `make bench` investigations; off
+		// unless asked for, and only on the address given.
+		go func() { log.Warn("pprof", "err", http.ListenAndServe(addr, nil)) }()
+	}
 	dl := notifier.NewDeliverer(c.Duration("timeout"), c.Int("concurrency"))
 	dl.UserAgent = "notifier/" + version
 	wake := time.Duration(0)

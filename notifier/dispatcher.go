@@ -61,8 +61,9 @@ type Dispatcher struct {
 	// a burst is.
 	CatchUpRate float64
 
-	catchUp *rate.Limiter
-	started time.Time
+	catchUp     *rate.Limiter
+	started     time.Time
+	completions chan<- completion
 
 	stats Stats
 }
@@ -141,6 +142,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer abort()
 	var workers sync.WaitGroup
 	sem := make(chan struct{}, d.Concurrency)
+	// The completer outlives the workers: it stops only after they have.
+	completions := make(chan completion, d.Concurrency)
+	completerDone := make(chan struct{})
+	go func() { d.completer(completions); close(completerDone) }()
+	defer func() { close(completions); <-completerDone }()
+	d.completions = completions
 
 	var loops sync.WaitGroup
 	for _, loop := range []func(){
@@ -228,6 +235,9 @@ func (d *Dispatcher) sweep(ctx context.Context, intake chan<- intakeItem, sweepN
 	tick := time.NewTicker(d.SweepInterval)
 	defer tick.Stop()
 	failing := false
+	// pushed remembers what the sweep queued and is still overdue (not yet
+	// claimed), so it is not queued twice.
+	pushed := map[Trigger]bool{}
 	for {
 		grace := d.SweepGrace
 		select {
@@ -236,27 +246,53 @@ func (d *Dispatcher) sweep(ctx context.Context, intake chan<- intakeItem, sweepN
 		case <-tick.C:
 		case grace = <-sweepNow:
 		}
-		ts, err := d.Queue.Overdue(ctx, d.Now().Add(-grace), 1000)
-		if err != nil {
-			if !failing && ctx.Err() == nil {
-				d.Logger.Error("sweep", "err", err)
+		// Page through the overdue attempts while pages bring new ones;
+		// pushing blocks while workers are busy, which paces the sweep.
+		for {
+			ts, err := d.Queue.Overdue(ctx, d.Now().Add(-grace), sweepPage)
+			if err != nil {
+				if !failing && ctx.Err() == nil {
+					d.Logger.Error("sweep", "err", err)
+				}
+				failing = true
+				break
 			}
-			failing = true
-			continue
-		}
-		if failing {
-			d.Logger.Info("sweep works again")
-			failing = false
-		}
-		for _, t := range ts {
-			select {
-			case intake <- intakeItem{t: t, swept: true}:
-			case <-ctx.Done():
-				return
+			if failing {
+				d.Logger.Info("sweep works again")
+				failing = false
+			}
+			fresh := 0
+			for t := range pushed {
+				pushed[t] = false // kept only if still overdue
+			}
+			for _, t := range ts {
+				if _, ok := pushed[t]; ok {
+					pushed[t] = true // queued already, not claimed yet
+					continue
+				}
+				pushed[t] = true
+				fresh++
+				select {
+				case intake <- intakeItem{t: t, swept: true}:
+				case <-ctx.Done():
+					return
+				}
+			}
+			for t, still := range pushed {
+				if !still {
+					delete(pushed, t)
+				}
+			}
+			if fresh == 0 || len(ts) < sweepPage {
+				break
 			}
 		}
 	}
 }
+
+// sweepPage is larger than the intake queue, so a page always reaches past
+// what the sweep queued before and is still waiting to be claimed.
+const sweepPage = 8192
 
 // wake touches due trigger keys so Redis fires their events now. It sleeps
 // until the next due time (at most WakeInterval, so attempts armed by other
@@ -269,6 +305,7 @@ func (d *Dispatcher) wake(ctx context.Context, wakeNow <-chan struct{}) {
 	defer timer.Stop()
 	touched := map[Trigger]bool{}
 	failing := false
+	idle := d.WakeInterval
 	for {
 		select {
 		case <-ctx.Done():
@@ -276,8 +313,9 @@ func (d *Dispatcher) wake(ctx context.Context, wakeNow <-chan struct{}) {
 		case <-timer.C:
 		case <-wakeNow:
 			timer.Stop()
+			idle = d.WakeInterval
 		}
-		sleep, err := d.wakeOnce(ctx, touched)
+		sleep, err := d.wakeOnce(ctx, touched, &idle)
 		if err != nil && !failing && ctx.Err() == nil {
 			d.Logger.Error("wake due triggers", "err", err)
 		}
@@ -286,11 +324,20 @@ func (d *Dispatcher) wake(ctx context.Context, wakeNow <-chan struct{}) {
 	}
 }
 
-// wakeOnce touches what is due and says how long to sleep.
-func (d *Dispatcher) wakeOnce(ctx context.Context, touched map[Trigger]bool) (time.Duration, error) {
+// wakePage bounds the overdue triggers read per tick. It is large so that,
+// under a backlog, keys past those already touched (waiting to be claimed)
+// are touched too, instead of waiting for Redis's expiry cycle, which spends
+// at most about a quarter of a core on them.
+const wakePage = 4096
+
+// wakeOnce touches what is due and says how long to sleep. While a backlog
+// leaves nothing new to touch, it backs off (idle doubles up to 100 ms) so
+// it does not re-read the same page of overdue triggers every few ms; the
+// next due time and wake hints still wake it on time.
+func (d *Dispatcher) wakeOnce(ctx context.Context, touched map[Trigger]bool, idle *time.Duration) (time.Duration, error) {
 	now := d.Now()
 	// Redis expires a key only strictly after its expiry millisecond.
-	ts, err := d.Queue.Overdue(ctx, now.Add(-time.Millisecond), 1000)
+	ts, err := d.Queue.Overdue(ctx, now.Add(-time.Millisecond), wakePage)
 	if err != nil {
 		return d.WakeInterval, err
 	}
@@ -308,6 +355,12 @@ func (d *Dispatcher) wakeOnce(ctx context.Context, touched map[Trigger]bool) (ti
 		}
 	}
 	sleep := d.WakeInterval
+	if len(todo) == 0 && len(ts) > 0 {
+		*idle = min(*idle*2, 100*time.Millisecond)
+		sleep = *idle
+	} else {
+		*idle = d.WakeInterval
+	}
 	if len(todo) > 0 {
 		alive, err := d.Queue.Nudge(ctx, todo)
 		if err != nil {
@@ -336,7 +389,7 @@ func (d *Dispatcher) wakeOnce(ctx context.Context, touched map[Trigger]bool) (ti
 // intake claims triggers as workers come free and starts an attempt for
 // each claim.
 func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeItem, sem chan struct{}, workers *sync.WaitGroup) {
-	const maxBatch = 256
+	const maxBatch = 64
 	batch := make([]intakeItem, 0, maxBatch)
 	wait := 100 * time.Millisecond
 	for {
@@ -347,9 +400,12 @@ func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeIt
 		case it := <-intake:
 			batch = append(batch, it)
 		}
-		free := max(cap(sem)-len(sem), 1)
+		// Take whatever else is queued, then wait for that many workers:
+		// claims are made only when a worker is free for each, so a lease
+		// never runs down in a queue, and under load one round trip
+		// claims a whole batch.
 	drain:
-		for len(batch) < min(free, maxBatch) {
+		for len(batch) < min(cap(sem), maxBatch) {
 			select {
 			case it := <-intake:
 				batch = append(batch, it)
@@ -458,7 +514,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		kept, err = true, d.Queue.Release(sctx, job)
 	case res.Err == nil && Succeeded(res.Status):
 		a.Outcome = Delivered
-		kept, err = d.Queue.Finish(sctx, job)
+		kept, err = d.complete(Completion{Job: job})
 	default:
 		next, nextDue, ok := n.Schedule.Next(n.Stamp, job.N, res.Start)
 		if ok && !Permanent(res.Status) {
@@ -470,7 +526,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 				}
 			}
 			a.Outcome, a.Next = Retry, nextDue
-			kept, err = d.Queue.Reschedule(sctx, job, next, nextDue)
+			kept, err = d.complete(Completion{Job: job, Next: next, Due: nextDue})
 		} else {
 			a.Outcome = GaveUp
 			if a.Error == "" {
@@ -480,7 +536,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 				a.Error = strings.TrimPrefix(a.Error+"; ", "; ") + fmt.Sprintf(
 					"slots %d-%d had passed when this attempt started (catch-up): none left", job.N+1, len(n.Schedule))
 			}
-			kept, err = d.Queue.Finish(sctx, job)
+			kept, err = d.complete(Completion{Job: job})
 		}
 	}
 	if err != nil {
@@ -499,6 +555,63 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	if err := d.Log.Record(sctx, a); err != nil {
 		d.Logger.Error("record attempt", "id", n.ID, "n", job.N, "err", err)
 	}
+}
+
+// completion is a worker's request to end its attempt, answered on reply.
+type completion struct {
+	c     Completion
+	reply chan completed
+}
+
+type completed struct {
+	kept bool
+	err  error
+}
+
+// completer ends attempts for the workers, batching what is queued into one
+// pipelined round trip: under load a single Redis call ends hundreds of
+// attempts; when idle it adds no delay.
+func (d *Dispatcher) completer(in <-chan completion) {
+	const maxBatch = 256
+	batch := make([]completion, 0, maxBatch)
+	cs := make([]Completion, 0, maxBatch)
+	for first := range in {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case c, ok := <-in:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, c)
+			default:
+				break drain
+			}
+		}
+		cs = cs[:0]
+		for _, c := range batch {
+			cs = append(cs, c.c)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		kept, err := d.Queue.Complete(ctx, cs)
+		cancel()
+		for i, c := range batch {
+			if err != nil {
+				c.reply <- completed{err: err}
+			} else {
+				c.reply <- completed{kept: kept[i]}
+			}
+		}
+	}
+}
+
+// complete ends job's attempt through the completer.
+func (d *Dispatcher) complete(c Completion) (bool, error) {
+	reply := make(chan completed, 1)
+	d.completions <- completion{c: c, reply: reply}
+	r := <-reply
+	return r.kept, r.err
 }
 
 // release hands back a claimed attempt that was never made (shutdown).

@@ -27,6 +27,15 @@ type Job struct {
 	Due time.Time
 }
 
+// Completion ends one claimed attempt.
+type Completion struct {
+	Job Job
+	// Next is the attempt to arm, due at Due; 0 removes the notice
+	// (delivered or given up).
+	Next int
+	Due  time.Time
+}
+
 // ClaimResult says what happened to one trigger passed to Queue.Claim.
 type ClaimResult int
 
@@ -54,13 +63,10 @@ type Queue interface {
 	// trigger, and the Job for each Claimed one, in order. Claiming deletes a
 	// trigger key that has not fired yet, so it cannot fire later.
 	Claim(ctx context.Context, ts []Trigger, lease time.Duration) ([]ClaimResult, []Job, error)
-	// Reschedule ends job's attempt and arms attempt next, due at due.
-	// It returns false if the claim was lost (its lease ran out and another
-	// worker took the attempt over).
-	Reschedule(ctx context.Context, job Job, next int, due time.Time) (bool, error)
-	// Finish ends job's attempt and removes the notice: it was delivered or
-	// given up. It returns false if the claim was lost.
-	Finish(ctx context.Context, job Job) (bool, error)
+	// Complete ends claimed attempts in one round trip. It reports for
+	// each whether the claim was still held; a lost claim (its lease ran out
+	// and another worker took the attempt over) changes nothing.
+	Complete(ctx context.Context, cs []Completion) ([]bool, error)
 	// Release hands job's attempt back unfinished, due now, for any worker.
 	Release(ctx context.Context, job Job) error
 	// Overdue lists up to limit pending triggers due at or before t, oldest

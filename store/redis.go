@@ -241,26 +241,49 @@ func (r *Redis) trigger(job notifier.Job) notifier.Trigger {
 	return notifier.Trigger{ID: job.Notice.ID, Stamp: job.Notice.Stamp, N: job.N}
 }
 
-// Reschedule implements notifier.Queue.
-func (r *Redis) Reschedule(ctx context.Context, job notifier.Job, next int, due time.Time) (bool, error) {
-	nt := notifier.Trigger{ID: job.Notice.ID, Stamp: job.Notice.Stamp, N: next}
-	return r.complete(ctx, job, r.keys.Member(nt), r.keys.Trigger(nt), due)
-}
-
-// Finish implements notifier.Queue.
-func (r *Redis) Finish(ctx context.Context, job notifier.Job) (bool, error) {
-	return r.complete(ctx, job, "", r.keys.Trigger(r.trigger(job)), time.Time{})
-}
-
-func (r *Redis) complete(ctx context.Context, job notifier.Job, nextMember, nextKey string, due time.Time) (bool, error) {
-	t := r.trigger(job)
-	v, err := completeScript.Run(ctx, r.rdb,
-		[]string{r.keys.Due(), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.Wake(), r.keys.WakeFlag()},
-		r.keys.Member(t), job.Token, nextMember, due.UnixMilli()).Int()
-	if err != nil {
-		return false, fmt.Errorf("complete %s: %w", r.keys.Trigger(t), err)
+// Complete implements notifier.Queue, pipelined.
+func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool, error) {
+	calls := make([]scriptCall, len(cs))
+	for i, c := range cs {
+		t := r.trigger(c.Job)
+		nextMember, nextKey := "", r.keys.Trigger(t)
+		if c.Next > 0 {
+			nt := notifier.Trigger{ID: t.ID, Stamp: t.Stamp, N: c.Next}
+			nextMember, nextKey = r.keys.Member(nt), r.keys.Trigger(nt)
+		}
+		calls[i] = scriptCall{completeScript,
+			[]string{r.keys.Due(), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.Wake(), r.keys.WakeFlag()},
+			[]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli()}}
 	}
-	return v == 1, nil
+	cmds, err := r.evalPipelined(ctx, calls)
+	if err != nil {
+		return nil, fmt.Errorf("complete %d attempts: %w", len(cs), err)
+	}
+	kept := make([]bool, len(cs))
+	for i, cmd := range cmds {
+		v, err := cmd.Int()
+		if err != nil {
+			return nil, fmt.Errorf("complete %s: %w", r.keys.Trigger(r.trigger(cs[i].Job)), err)
+		}
+		kept[i] = v == 1
+	}
+	return kept, nil
+}
+
+// Reschedule ends job's attempt and arms attempt next, due at due; false
+// if the claim was lost.
+func (r *Redis) Reschedule(ctx context.Context, job notifier.Job, next int, due time.Time) (bool, error) {
+	kept, err := r.Complete(ctx, []notifier.Completion{{Job: job, Next: next, Due: due}})
+	if err != nil {
+		return false, err
+	}
+	return kept[0], nil
+}
+
+// Finish ends job's attempt and removes the notice; false if the claim was
+// lost.
+func (r *Redis) Finish(ctx context.Context, job notifier.Job) (bool, error) {
+	return r.Reschedule(ctx, job, 0, time.Time{})
 }
 
 // Release implements notifier.Queue.
@@ -373,11 +396,15 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 					h.Ready()
 				}
 			case *redis.Message:
+				if m.Channel != r.keys.Wake() {
+					c.heard = time.Now()
+				}
 				switch {
 				case m.Channel == r.keys.Wake():
 					h.Wake()
 				case m.Payload == c.key:
 					c.sent, c.next = time.Time{}, time.Now().Add(r.CanaryInterval)
+					c.heard = time.Now()
 				case strings.HasPrefix(m.Payload, r.keys.prefix()+":"):
 					// Our own bookkeeping (wake flags, other serves' canaries).
 				default:
@@ -401,6 +428,10 @@ type canary struct {
 	key  string
 	sent time.Time // zero while no probe is out
 	next time.Time
+	// heard is when the last expired event of any key arrived: under a
+	// backlog the probe waits its turn behind other events, which prove
+	// the subscription alive just as well.
+	heard time.Time
 }
 
 // checkCanary sends a probe when one is due, touches it so Redis expires it
@@ -416,7 +447,7 @@ func (r *Redis) checkCanary(ctx context.Context, c *canary) error {
 			c.sent = now
 		}
 	case c.sent.IsZero():
-	case now.Sub(c.sent) > r.CanaryDeadline:
+	case now.Sub(c.sent) > r.CanaryDeadline && now.Sub(c.heard) > r.CanaryDeadline:
 		err := fmt.Errorf("%w: canary %s did not come back within %s", ErrSubscriptionDead, c.key, r.CanaryDeadline)
 		if cerr := r.CheckEvents(ctx, false); errors.Is(cerr, ErrEventsOff) {
 			r.log.Error("expired keyspace events are OFF: retries are only delivered by the sweep (about 2s late)", "err", cerr)
