@@ -21,9 +21,9 @@ run: deps build
 test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-## bench: the performance figures in the README
-bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 2x ./...
+## bench: the performance figures in the README (one JSON line per scenario)
+bench: deps build
+	./$(BIN) bench --backlog 0,100000,1000000
 
 lint:
 	$(GO) vet ./...

@@ -15,12 +15,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/notifier/notifier/backoff"
 	"github.com/notifier/notifier/notifier"
+	"github.com/notifier/notifier/notifier/bench"
 	"github.com/notifier/notifier/store"
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
@@ -102,6 +104,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			enqueueCommand(),
 			tailCommand(),
 			statusCommand(),
+			benchCommand(),
 		},
 	}
 }
@@ -572,6 +575,66 @@ func tail(c *cli.Context) error {
 		}
 	}
 	return alog.Follow(c.Context, f, c.Duration("poll"), print)
+}
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure lateness, throughput, enqueue rate and memory per pending notice; one JSON line per scenario",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "redis", EnvVars: []string{"NOTIFIER_REDIS_URL"},
+				Usage: "Redis to measure (default: a private redis-server in a temporary directory); the benchmark uses its own key prefix, deletes only its keys, and never flushes"},
+			&cli.StringFlag{Name: "backlog", Value: "0,100000,1000000", Usage: "numbers of other pending notices to measure lateness with"},
+			&cli.IntFlag{Name: "due", Value: 10000, Usage: "notices coming due in each lateness scenario"},
+			&cli.DurationFlag{Name: "window", Value: 5 * time.Second, Usage: "spread of their due times"},
+			&cli.IntFlag{Name: "throughput", Value: 30000, Usage: "notices due at once in the throughput scenario (0: skip)"},
+			&cli.IntFlag{Name: "body", Value: 200, Usage: "body size in bytes"},
+			&cli.IntFlag{Name: "concurrency", Value: 128, Usage: "most attempts in flight"},
+		},
+		Action: benchmark,
+	}
+}
+
+func benchmark(c *cli.Context) error {
+	cfg := bench.Config{Due: c.Int("due"), Window: c.Duration("window"), Throughput: c.Int("throughput"),
+		Body: c.Int("body"), Concurrency: c.Int("concurrency")}
+	for _, f := range strings.Split(c.String("backlog"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			return fmt.Errorf("%w: --backlog %q: want comma-separated counts", errBadInput, c.String("backlog"))
+		}
+		cfg.Backlogs = append(cfg.Backlogs, n)
+	}
+	if cfg.Due < 1 || cfg.Window <= 0 || cfg.Throughput < 0 || cfg.Body < 0 || cfg.Concurrency < 1 {
+		return fmt.Errorf("%w: --due, --window and --concurrency must be positive", errBadInput)
+	}
+	dir, err := os.MkdirTemp("", "notifier-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg.Dir = dir
+	url := c.String("redis")
+	if url == "" {
+		srv, err := store.StartServer(c.Context, store.ServerConfig{Dir: filepath.Join(dir, "redis"), AppendOnly: "no"})
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		url = srv.URL()
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return fmt.Errorf("%w: --redis: %v", errBadInput, err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	if err := store.NewRedis(rdb, "", nil).CheckEvents(c.Context, true); err != nil {
+		return err
+	}
+	log, _ := newLogger(c.App.ErrWriter, "info", "text")
+	cfg.Log, cfg.Redis = log, rdb
+	return bench.Run(c.Context, cfg, c.App.Writer)
 }
 
 func statusCommand() *cli.Command {
