@@ -82,6 +82,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return exitError
 }
 
+// usageError turns a flag parsing error into a one-line bad-input error
+// (exit 2) instead of urfave/cli's help dump on stdout, which scripts reading
+// an id from stdout would take for output.
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w: %v (see --help)", errBadInput, err)
+}
+
 var (
 	errBadInput       = errors.New("bad input")
 	errOnlyDuplicates = errors.New("every refused notice was a duplicate")
@@ -99,6 +106,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // run reports errors
+		OnUsageError:    usageError,
 		Commands: []*cli.Command{
 			serveCommand(),
 			enqueueCommand(),
@@ -190,8 +198,9 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 func serveCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "serve",
-		Usage: "deliver notices: subscribe to expired trigger keys, POST, retry, log every attempt",
+		OnUsageError: usageError,
+		Name:         "serve",
+		Usage:        "deliver notices: subscribe to expired trigger keys, POST, retry, log every attempt",
 		Flags: []cli.Flag{
 			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(),
 			scheduleFlag("default schedule for notices enqueued without one (seconds or Go durations)"),
@@ -220,8 +229,9 @@ func serve(c *cli.Context) error {
 			return fmt.Errorf("--schedule: %w", err)
 		}
 	}
-	if c.Int("concurrency") < 1 || c.Duration("timeout") <= 0 || c.Float64("catchup-rate") < 0 {
-		return fmt.Errorf("%w: --concurrency and --timeout must be positive, --catchup-rate not negative", errBadInput)
+	if c.Int("concurrency") < 1 || c.Int("concurrency") > 10000 || c.Duration("timeout") <= 0 ||
+		c.Duration("shutdown-grace") <= 0 || c.Float64("catchup-rate") < 0 {
+		return fmt.Errorf("%w: --concurrency must be 1-10000, --timeout and --shutdown-grace positive, --catchup-rate not negative", errBadInput)
 	}
 	lease := c.Duration("lease")
 	if lease == 0 {
@@ -290,7 +300,18 @@ func serve(c *cli.Context) error {
 	// are still written.
 	logCtx, stopLog := context.WithCancel(context.WithoutCancel(c.Context))
 	logDone := make(chan error, 1)
-	go func() { logDone <- alog.Run(logCtx) }()
+	// A log that cannot be written stops serve: delivering without a
+	// record of it is not an option.
+	runCtx, stopRun := context.WithCancel(c.Context)
+	defer stopRun()
+	go func() {
+		err := alog.Run(logCtx)
+		if err != nil {
+			log.Error("attempt log failed; stopping", "err", err)
+			stopRun()
+		}
+		logDone <- err
+	}()
 
 	if addr := os.Getenv("NOTIFIER_PPROF"); addr != "" {
 		// Profiling for operators and `make bench` investigations; off
@@ -312,7 +333,7 @@ func serve(c *cli.Context) error {
 		ShutdownGrace: c.Duration("shutdown-grace"),
 	}
 	log.Info("serving", "redis", rdb.Options().Addr, "db", path, "schedule", sched.String(), "concurrency", d.Concurrency)
-	runErr := d.Run(c.Context)
+	runErr := d.Run(runCtx)
 	stopLog()
 	logErr := <-logDone
 	st := d.Stats()
@@ -323,9 +344,10 @@ func serve(c *cli.Context) error {
 
 func enqueueCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "enqueue",
-		Usage:     "store a notice and arm its first attempt; prints its id",
-		ArgsUsage: " ",
+		OnUsageError: usageError,
+		Name:         "enqueue",
+		Usage:        "store a notice and arm its first attempt; prints its id",
+		ArgsUsage:    " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "url", Usage: "partner URL to POST to"},
 			&cli.StringFlag{Name: "id", Usage: "notice id (default: generated); sent as Webhook-Id"},
@@ -492,9 +514,8 @@ func enqueueFile(c *cli.Context, q *store.Redis, def backoff.Schedule) error {
 		}
 		return nil
 	}, reportLine)
-	if err == nil {
-		err = flush()
-	}
+	// What was read before any failure is still enqueued.
+	err = errors.Join(err, flush())
 	fmt.Fprintf(c.App.Writer, "enqueued %d\n", enqueued)
 	if err != nil {
 		return err
@@ -510,8 +531,9 @@ func enqueueFile(c *cli.Context, q *store.Redis, def backoff.Schedule) error {
 
 func tailCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "tail",
-		Usage: "print the attempt log, oldest first; -f keeps printing new attempts",
+		OnUsageError: usageError,
+		Name:         "tail",
+		Usage:        "print the attempt log, oldest first; -f keeps printing new attempts",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing attempts as a running serve logs them"},
 			&cli.StringFlag{Name: "id", Usage: "only this notice"},
@@ -554,20 +576,31 @@ func tail(c *cli.Context) error {
 		_, err := fmt.Fprintln(c.App.Writer, notifier.FormatAttempt(a))
 		return err
 	}
-	rows, err := alog.Last(c.Context, f, c.Int("n"))
-	if err != nil {
-		return err
+	var lastSeq int64
+	printed := func(a notifier.Attempt) error {
+		lastSeq = a.Seq
+		return print(a)
 	}
-	for _, a := range rows {
-		if err := print(a); err != nil {
+	if c.Int("n") == 0 {
+		if err := alog.Each(c.Context, f, printed); err != nil {
 			return err
+		}
+	} else {
+		rows, err := alog.Last(c.Context, f, c.Int("n"))
+		if err != nil {
+			return err
+		}
+		for _, a := range rows {
+			if err := printed(a); err != nil {
+				return err
+			}
 		}
 	}
 	if !c.Bool("follow") {
 		return nil
 	}
-	if len(rows) > 0 {
-		f.AfterSeq = rows[len(rows)-1].Seq
+	if lastSeq > 0 {
+		f.AfterSeq = lastSeq
 	} else if c.Int("n") > 0 {
 		// -n filtered nothing in: follow from the end of the whole log.
 		if last, err := alog.Last(c.Context, store.Filter{}, 1); err == nil && len(last) == 1 {
@@ -579,8 +612,9 @@ func tail(c *cli.Context) error {
 
 func benchCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "bench",
-		Usage: "measure lateness, throughput, enqueue rate and memory per pending notice; one JSON line per scenario",
+		OnUsageError: usageError,
+		Name:         "bench",
+		Usage:        "measure lateness, throughput, enqueue rate and memory per pending notice; one JSON line per scenario",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "redis", EnvVars: []string{"NOTIFIER_REDIS_URL"},
 				Usage: "Redis to measure (default: a private redis-server in a temporary directory); the benchmark uses its own key prefix, deletes only its keys, and never flushes"},
@@ -639,9 +673,10 @@ func benchmark(c *cli.Context) error {
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "status",
-		Usage:     "show a notice's state (pending, delivered, gave-up), attempts so far and next due time",
-		ArgsUsage: "ID",
+		OnUsageError: usageError,
+		Name:         "status",
+		Usage:        "show a notice's state (pending, delivered, gave-up), attempts so far and next due time",
+		ArgsUsage:    "ID",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(),
@@ -667,9 +702,10 @@ func status(c *cli.Context) error {
 	var pending *notifier.Notice
 	var n int
 	var inFlight bool
+	var due time.Time
 	switch p, err := q.Pending(c.Context, id); {
 	case err == nil:
-		pending, n, inFlight = &p.Notice, p.N, p.InFlight
+		pending, n, inFlight, due = &p.Notice, p.N, p.InFlight, p.Due.UTC()
 	case !errors.Is(err, notifier.ErrNotFound):
 		return err
 	}
@@ -697,6 +733,9 @@ func status(c *cli.Context) error {
 	st, ok := notifier.StatusOf(id, pending, n, inFlight, attempts)
 	if !ok {
 		return fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
+	}
+	if pending != nil {
+		st.NextDue = &due // the index's time: later than the slot after Retry-After or catch-up
 	}
 	if c.Bool("json") {
 		b, err := json.Marshal(st)

@@ -78,8 +78,8 @@ type Stats struct {
 	Recovered atomic.Int64
 	// Lost counts attempts whose claim ran out before they were completed.
 	Lost atomic.Int64
-	// CaughtUp counts attempts that were due before the dispatcher started
-	// and went through the catch-up rate limit.
+	// CaughtUp counts backlog attempts (armed to run before the dispatcher
+	// started) that the catch-up rate limit re-armed for later.
 	CaughtUp atomic.Int64
 }
 
@@ -235,9 +235,10 @@ func (d *Dispatcher) sweep(ctx context.Context, intake chan<- intakeItem, sweepN
 	tick := time.NewTicker(d.SweepInterval)
 	defer tick.Stop()
 	failing := false
-	// pushed remembers what the sweep queued and is still overdue (not yet
-	// claimed), so it is not queued twice.
-	pushed := map[Trigger]bool{}
+	// pushed remembers when the sweep queued what is still overdue (not yet
+	// claimed), so it is not queued twice, unless it is still unclaimed a
+	// while later (its claim failed, say) and must be queued again.
+	pushed := map[Trigger]time.Time{}
 	for {
 		grace := d.SweepGrace
 		select {
@@ -262,15 +263,14 @@ func (d *Dispatcher) sweep(ctx context.Context, intake chan<- intakeItem, sweepN
 				failing = false
 			}
 			fresh := 0
-			for t := range pushed {
-				pushed[t] = false // kept only if still overdue
-			}
+			now := d.Now()
+			seen := make(map[Trigger]bool, len(ts))
 			for _, t := range ts {
-				if _, ok := pushed[t]; ok {
-					pushed[t] = true // queued already, not claimed yet
-					continue
+				seen[t] = true
+				if at, ok := pushed[t]; ok && now.Sub(at) < repushAfter {
+					continue // queued already, not claimed yet
 				}
-				pushed[t] = true
+				pushed[t] = now
 				fresh++
 				select {
 				case intake <- intakeItem{t: t, swept: true}:
@@ -278,9 +278,9 @@ func (d *Dispatcher) sweep(ctx context.Context, intake chan<- intakeItem, sweepN
 					return
 				}
 			}
-			for t, still := range pushed {
-				if !still {
-					delete(pushed, t)
+			for t := range pushed {
+				if !seen[t] {
+					delete(pushed, t) // claimed
 				}
 			}
 			if fresh == 0 || len(ts) < sweepPage {
@@ -289,6 +289,11 @@ func (d *Dispatcher) sweep(ctx context.Context, intake chan<- intakeItem, sweepN
 		}
 	}
 }
+
+// repushAfter is how long the sweep trusts that a trigger it queued is on
+// its way to a claim; one still overdue after that (its claim failed) is
+// queued again.
+const repushAfter = 10 * time.Second
 
 // sweepPage is larger than the intake queue, so a page always reaches past
 // what the sweep queued before and is still waiting to be claimed.
@@ -467,7 +472,18 @@ func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeIt
 				d.stats.Busy.Add(1)
 			case Orphan, Corrupt:
 				d.stats.Orphans.Add(1)
-				d.Logger.Warn("dropped a trigger whose notice is gone or unreadable", "id", batch[i].t.ID, "n", batch[i].t.N)
+				t := batch[i].t
+				d.Logger.Warn("dropped a trigger whose notice is gone or unreadable", "id", t.ID, "n", t.N)
+				if r == Corrupt {
+					// Its payload was removed: the log says why, and
+					// `status` shows the notice as dropped.
+					now := d.Now()
+					d.count(Error)
+					if err := d.Log.Record(ctx, Attempt{NoticeID: t.ID, Stamp: t.Stamp, N: t.N, Due: now, Start: now,
+						Outcome: Error, Error: "stored notice is unreadable; dropped"}); err != nil {
+						d.Logger.Error("record attempt", "id", t.ID, "err", err)
+					}
+				}
 			}
 			<-sem
 		}
@@ -485,12 +501,15 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	if job.Due.After(due) {
 		due = job.Due
 	}
-	if d.catchUp != nil && due.Before(d.started) {
-		// At most Concurrency attempts wait here, so the wait stays far
-		// below the lease.
-		d.stats.CaughtUp.Add(1)
-		if err := d.catchUp.Wait(ctx); err != nil {
-			d.release(job)
+	if d.catchUp != nil && !job.Due.IsZero() && job.Due.Before(d.started) {
+		// Backlog of downtime: over the catch-up rate, the attempt is
+		// re-armed for its turn as a scheduled trigger, never held by a
+		// sleeping worker (that would eat into its lease).
+		if wait := d.catchUp.Reserve().Delay(); wait > 0 {
+			d.stats.CaughtUp.Add(1)
+			if _, err := d.complete(Completion{Job: job, Next: job.N, Due: d.Now().Add(wait)}); err != nil {
+				d.Logger.Error("re-arm catch-up attempt", "id", n.ID, "n", job.N, "err", err)
+			}
 			return
 		}
 	}

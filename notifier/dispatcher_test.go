@@ -339,7 +339,7 @@ func TestRetryAfterBecomesAScheduledAttempt(t *testing.T) {
 	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrivals <- time.Now()
 		if r.Header.Get("Notice-Attempt") == "1" {
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", "2")
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		}
@@ -348,14 +348,16 @@ func TestRetryAfterBecomesAScheduledAttempt(t *testing.T) {
 	defer p.Close()
 	d := s.dispatcher(5 * time.Second)
 	s.run(d)
-	s.enqueue(notice("slow-down", p.URL, "0,100ms,10s", time.Now()))
+	// Slot 2 at 1s leaves a loaded machine room to start attempt 1 late
+	// without skipping it; Retry-After asks for 2s.
+	s.enqueue(notice("slow-down", p.URL, "0,1s,20s", time.Now()))
 	first, second := <-arrivals, <-arrivals
-	if gap := second.Sub(first); gap < time.Second || gap > 3*time.Second {
-		t.Errorf("attempt 2 came %v after attempt 1, want Retry-After's 1s (not the 100ms slot)", gap)
+	if gap := second.Sub(first); gap < 2*time.Second || gap > 4*time.Second {
+		t.Errorf("attempt 2 came %v after attempt 1, want Retry-After's 2s (not the 1s slot)", gap)
 	}
 	rows := s.rows(2)
-	if rows[0].Outcome != notifier.Retry || rows[0].Status != 429 || rows[0].Next.Sub(rows[0].Start) < time.Second {
-		t.Errorf("attempt 1 = %+v, want retry with next >= start+1s", rows[0])
+	if rows[0].Outcome != notifier.Retry || rows[0].Status != 429 || rows[0].Next.Sub(rows[0].Start) < 2*time.Second {
+		t.Errorf("attempt 1 = %+v, want retry with next >= start+2s", rows[0])
 	}
 	if rows[1].N != 2 || rows[1].Outcome != notifier.Delivered || !rows[1].Due.Equal(rows[0].Next) {
 		t.Errorf("attempt 2 = %+v, want n=2 delivered, due at attempt 1's next (%v)", rows[1], rows[0].Next)
@@ -429,8 +431,8 @@ func TestCatchUpIsRateLimited(t *testing.T) {
 	if spread < 1300*time.Millisecond {
 		t.Errorf("%d overdue attempts started within %v, want them spread over >= 1.4s", total, spread)
 	}
-	if got := d.Stats().CaughtUp.Load(); got != total {
-		t.Errorf("CaughtUp = %d, want %d", got, total)
+	if got := d.Stats().CaughtUp.Load(); got < total-2 {
+		t.Errorf("CaughtUp = %d, want at least %d re-armed beyond the burst of 2", got, total-2)
 	}
 
 	t.Run("OnTimeAttemptsAreNotHeldBack", func(t *testing.T) {

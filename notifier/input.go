@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -112,40 +111,64 @@ const maxLine = 2*MaxBodyBytes + 64<<10
 // reading goes on, so good lines are never dropped for a bad neighbour. It
 // returns only read errors.
 func ReadLines(r io.Reader, def backoff.Schedule, now func() time.Time, fn func(line int, n Notice) error, bad func(*LineError)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), maxLine)
-	for ln := 1; sc.Scan(); ln++ {
-		text := bytes.TrimSpace(sc.Bytes())
-		if len(text) == 0 {
-			continue
+	br := bufio.NewReaderSize(r, 64<<10)
+	for ln := 1; ; ln++ {
+		line, tooLong, rerr := readLine(br, maxLine)
+		if rerr != nil && rerr != io.EOF {
+			return fmt.Errorf("read notices: %w", rerr)
 		}
-		var l Line
-		dec := json.NewDecoder(bytes.NewReader(text))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&l); err != nil {
-			bad(&LineError{Line: ln, Err: fmt.Errorf("%w: %v", ErrInvalidNotice, err)})
-			continue
+		if tooLong {
+			bad(&LineError{Line: ln, Err: fmt.Errorf("%w: line is longer than %d bytes", ErrInvalidNotice, maxLine)})
 		}
-		// More() is false before a stray '}' or ']', so ask for the next
-		// token instead: only the end of the line is acceptable.
-		if _, err := dec.Token(); err != io.EOF {
-			bad(&LineError{Line: ln, Err: fmt.Errorf("%w: text after the JSON object", ErrInvalidNotice)})
-			continue
+		if text := bytes.TrimSpace(line); len(text) > 0 && !tooLong {
+			if err := decodeLine(ln, text, def, now, fn, bad); err != nil {
+				return err
+			}
 		}
-		n, err := l.Notice(def, now())
-		if err != nil {
-			bad(&LineError{Line: ln, Err: err})
-			continue
-		}
-		if err := fn(ln, n); err != nil {
-			return err
+		if rerr == io.EOF {
+			return nil
 		}
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return fmt.Errorf("a line is longer than %d bytes: %w", maxLine, err)
+}
+
+// readLine reads one line of at most limit bytes; a longer one is skipped
+// to its end and reported as tooLong, so the lines after it still count.
+func readLine(br *bufio.Reader, limit int) (line []byte, tooLong bool, err error) {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > limit {
+				tooLong, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
 		}
-		return fmt.Errorf("read notices: %w", err)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return line, tooLong, err
 	}
-	return nil
+}
+
+// decodeLine decodes one non-blank line.
+func decodeLine(ln int, text []byte, def backoff.Schedule, now func() time.Time, fn func(line int, n Notice) error, bad func(*LineError)) error {
+	var l Line
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		bad(&LineError{Line: ln, Err: fmt.Errorf("%w: %v", ErrInvalidNotice, err)})
+		return nil
+	}
+	// More() is false before a stray '}' or ']', so ask for the next
+	// token instead: only the end of the line is acceptable.
+	if _, err := dec.Token(); err != io.EOF {
+		bad(&LineError{Line: ln, Err: fmt.Errorf("%w: text after the JSON object", ErrInvalidNotice)})
+		return nil
+	}
+	n, err := l.Notice(def, now())
+	if err != nil {
+		bad(&LineError{Line: ln, Err: err})
+		return nil
+	}
+	return fn(ln, n)
 }

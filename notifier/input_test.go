@@ -243,6 +243,7 @@ func TestReadLines(t *testing.T) {
 		{"BadURL", `{"id":"x","url":"ftp://p.example/h"}`},
 		{"BadSchedule", `{"id":"x","url":"https://p.example/h","schedule":"later"}`},
 		{"BadHeader", `{"id":"x","url":"https://p.example/h","headers":{"Notice-Attempt":"9"}}`},
+		{"LineTooLong", `{"id":"x","url":"https://p.example/h","body":"` + strings.Repeat("b", maxLine) + `"}`},
 	}
 	for _, tt := range tests {
 		t.Run("ReportsBadLine/"+tt.name, func(t *testing.T) {

@@ -11,6 +11,9 @@ type Trigger struct {
 	ID    string
 	Stamp time.Time
 	N     int
+	// Due is the attempt's due-index score when the trigger comes from
+	// Queue.Overdue (when it was armed to run); zero from an event.
+	Due time.Time
 }
 
 // Job is a claimed attempt: the notice to send and the lease token that proves

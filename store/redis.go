@@ -209,7 +209,15 @@ func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Dur
 		case 3:
 			p, _ := v[1].(string)
 			n, err := decodePayload(ts[i].ID, []byte(p))
-			if err != nil || !n.Stamp.Equal(ts[i].Stamp) || ts[i].N > len(n.Schedule) {
+			if err == nil && !n.Stamp.Equal(ts[i].Stamp) {
+				// An index entry of an earlier notice with this id: drop
+				// the entry, never the current notice's payload (its
+				// claim is blocked until this lease runs out).
+				r.rdb.ZRem(ctx, r.keys.Due(), r.keys.Member(ts[i]))
+				results[i] = notifier.Stale
+				continue
+			}
+			if err != nil || ts[i].N > len(n.Schedule) {
 				// Nothing can be sent; finishing drops the notice so it
 				// is not claimed again after every lease.
 				results[i] = notifier.Corrupt
@@ -300,14 +308,15 @@ func (r *Redis) Release(ctx context.Context, job notifier.Job) error {
 
 // Overdue implements notifier.Queue.
 func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier.Trigger, error) {
-	members, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+	members, err := r.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
 		Key: r.keys.Due(), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(t.UnixMilli(), 10), Count: int64(limit),
 	}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("overdue: %w", err)
 	}
 	ts := make([]notifier.Trigger, 0, len(members))
-	for _, m := range members {
+	for _, z := range members {
+		m, _ := z.Member.(string)
 		tr, err := r.keys.ParseMember(m)
 		if err != nil {
 			// Only notifier writes this index; a bad member is
@@ -316,6 +325,7 @@ func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier
 			r.rdb.ZRem(ctx, r.keys.Due(), m)
 			continue
 		}
+		tr.Due = time.UnixMilli(int64(z.Score))
 		ts = append(ts, tr)
 	}
 	return ts, nil
@@ -396,9 +406,6 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 					h.Ready()
 				}
 			case *redis.Message:
-				if m.Channel != r.keys.Wake() {
-					c.heard = time.Now()
-				}
 				switch {
 				case m.Channel == r.keys.Wake():
 					h.Wake()
@@ -407,16 +414,22 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 					c.heard = time.Now()
 				case strings.HasPrefix(m.Payload, r.keys.prefix()+":"):
 					// Our own bookkeeping (wake flags, other serves' canaries).
+					c.heard = time.Now()
 				default:
 					t, err := r.keys.ParseTrigger(m.Payload)
 					if err != nil {
 						r.foreign.Add(1)
+						c.heard = time.Now()
 						r.logged.Do(func() {
 							r.log.Debug("ignoring expired keys that are not notifier triggers (logged once)", "key", m.Payload)
 						})
 						continue
 					}
 					h.Fire(t)
+					// After Fire: while it blocked (workers busy), the
+					// loop could not read, which says nothing about
+					// the connection.
+					c.heard = time.Now()
 				}
 			}
 		}
@@ -501,7 +514,14 @@ func (r *Redis) Pending(ctx context.Context, id string) (Pending, error) {
 	for k, c := range scores {
 		if c.Err() == nil {
 			due, _ := n.Schedule.Due(n.Stamp, k+1)
-			return Pending{Notice: n, N: k + 1, Due: due, InFlight: lease.Val() == 1}, nil
+			inFlight := lease.Val() == 1
+			// The score is when the attempt was armed to run, which is
+			// later than its slot after Retry-After or catch-up (while in
+			// flight it is the lease's end instead).
+			if armed := time.UnixMilli(int64(c.Val())); !inFlight && armed.After(due) {
+				due = armed
+			}
+			return Pending{Notice: n, N: k + 1, Due: due, InFlight: inFlight}, nil
 		}
 	}
 	return Pending{}, fmt.Errorf("notice %s: payload without a pending attempt: %w", id, notifier.ErrNotFound)

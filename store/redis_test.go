@@ -11,6 +11,7 @@ import (
 	"github.com/notifier/notifier/notifier"
 	"github.com/notifier/notifier/store"
 	"github.com/notifier/notifier/store/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 func newNotice(id string, stamp time.Time, sched string) notifier.Notice {
@@ -100,17 +101,22 @@ func TestClaimIsExclusive(t *testing.T) {
 	if ts, _ := a.Overdue(ctx, time.Now(), 10); len(ts) != 0 {
 		t.Fatalf("a claimed attempt is listed as overdue: %v", ts)
 	}
-	due2 := stamp.Add(time.Hour)
-	if kept, err := a.Reschedule(ctx, jobs[0], 2, due2); err != nil || !kept {
-		t.Fatalf("Reschedule = %v, %v", kept, err)
-	}
-	if res, _, _ := b.Claim(ctx, []notifier.Trigger{t1}, time.Minute); res[0] != notifier.Stale {
-		t.Fatalf("claim of a finished attempt = %v, want Stale", res)
-	}
-	if n, _ := rdb.Exists(ctx, a.Keys().Trigger(notifier.Trigger{ID: "x", Stamp: stamp, N: 2})).Result(); n != 1 {
-		t.Fatal("no trigger key for attempt 2")
-	}
 	t2 := notifier.Trigger{ID: "x", Stamp: stamp, N: 2}
+	t.Run("NotYetDueIsNotClaimed", func(t *testing.T) {
+		// A late duplicate of an old trigger must not take an attempt
+		// re-armed for later.
+		if kept, err := a.Reschedule(ctx, jobs[0], 2, time.Now().Add(time.Hour)); err != nil || !kept {
+			t.Fatalf("Reschedule = %v, %v", kept, err)
+		}
+		if n, _ := rdb.Exists(ctx, a.Keys().Trigger(t2)).Result(); n != 1 {
+			t.Fatal("no trigger key for attempt 2")
+		}
+		if res, _, _ := b.Claim(ctx, []notifier.Trigger{t1, t2}, time.Minute); res[0] != notifier.Stale || res[1] != notifier.Stale {
+			t.Fatalf("claims of a finished and of a future attempt = %v, want [Stale Stale]", res)
+		}
+		// Make attempt 2 due now for what follows.
+		rdb.ZAdd(ctx, a.Keys().Due(), redis.Z{Score: float64(time.Now().UnixMilli()), Member: a.Keys().Member(t2)})
+	})
 
 	t.Run("ExpiredLeaseIsTakenOver", func(t *testing.T) {
 		res, jobs, err := a.Claim(ctx, []notifier.Trigger{t2}, 50*time.Millisecond)

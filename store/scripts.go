@@ -56,8 +56,11 @@ return 1
 //	KEYS[3] -> lease key        ARGV[3] -> claim token
 //	KEYS[4] -> trigger key      ARGV[4] -> lease end, Unix ms
 //
-// Returns {0} stale (the attempt is not pending: done, superseded or never
-// existed), {1} busy (another worker's lease is live), {2} orphan (indexed but
+// Returns {0} stale (the attempt is not pending: done, superseded, never
+// existed, or re-armed for later than now by the server's clock, which a
+// late duplicate of an old trigger must not claim early; a real expiry
+// event always comes at or after the score, since the trigger's PX was
+// computed from it on the same clock), {1} busy (another worker's lease is live), {2} orphan (indexed but
 // the payload is gone: the entry is dropped), or {3, payload, score} claimed
 // (score: when the attempt was armed to run, a string): the
 // lease is set, the member's score moves to the lease's end so the sweep
@@ -67,6 +70,8 @@ var claimScript = redis.NewScript(`
 local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not due then return {0} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {1} end
+local t = redis.call('TIME')
+if tonumber(due) > tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + 5 then return {0} end
 local p = redis.call('GET', KEYS[2])
 if not p then
   redis.call('ZREM', KEYS[1], ARGV[1])

@@ -541,6 +541,28 @@ func (s *SQLite) Follow(ctx context.Context, f Filter, poll time.Duration, fn fu
 	}
 }
 
+// Each calls fn for every attempt matching f, oldest first, and returns at
+// the end of the log. Like Follow it reads pages of at most 1000 rows in
+// short queries, so a log of any size is printed in bounded memory.
+func (s *SQLite) Each(ctx context.Context, f Filter, fn func(notifier.Attempt) error) error {
+	for {
+		where, args := f.where()
+		as, err := s.query(ctx, selectSQL+where+" ORDER BY seq LIMIT ?", append(args, followBatch)...)
+		if err != nil {
+			return fmt.Errorf("read attempts: %w", err)
+		}
+		for _, a := range as {
+			if err := fn(a); err != nil {
+				return err
+			}
+			f.AfterSeq = a.Seq
+		}
+		if len(as) < followBatch {
+			return nil
+		}
+	}
+}
+
 // query runs a SELECT of selectSQL's columns on the read pool and reads
 // every row before returning, so the statement's read transaction ends here.
 func (s *SQLite) query(ctx context.Context, q string, args ...any) ([]notifier.Attempt, error) {

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/notifier/notifier/store/redistest"
+)
+
+// TestBadInputIsOneLineAndExit2: bad flags and values get one line on
+// stderr, nothing on stdout, and exit code 2, before anything is stored.
+func TestBadInputIsOneLineAndExit2(t *testing.T) {
+	nowhere := filepath.Join(t.TempDir(), "none")
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"UnknownFlag", []string{"serve", "--bogus"}, exitBadInput},
+		{"FlagWithoutValue", []string{"enqueue", "--url"}, exitBadInput},
+		{"NotANumber", []string{"serve", "--concurrency", "abc"}, exitBadInput},
+		{"ConcurrencyTooHigh", []string{"serve", "--concurrency", "2000000000", "--data-dir", nowhere}, exitBadInput},
+		{"BadScheme", []string{"enqueue", "--url", "ftp://x/y", "--data-dir", nowhere}, exitBadInput},
+		{"BadSchedule", []string{"enqueue", "--url", "http://x/y", "--schedule", "10,5", "--data-dir", nowhere}, exitBadInput},
+		{"BadHeader", []string{"enqueue", "--url", "http://x/y", "-H", "novalue", "--data-dir", nowhere}, exitBadInput},
+		{"ReservedHeader", []string{"enqueue", "--url", "http://x/y", "-H", "Webhook-Id: x", "--data-dir", nowhere}, exitBadInput},
+		{"BadOutcome", []string{"tail", "--outcome", "nope", "--data-dir", nowhere}, exitBadInput},
+		{"StatusWithoutID", []string{"status", "--data-dir", nowhere}, exitBadInput},
+		{"NoServeRunning", []string{"enqueue", "--url", "http://x/y", "--data-dir", nowhere}, exitError},
+		{"UnreachableRedis", []string{"enqueue", "--url", "http://x/y", "--redis", "redis://127.0.0.1:1"}, exitError},
+		{"NoAttemptLog", []string{"tail", "--data-dir", nowhere}, exitError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, "", tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, errOut)
+			}
+			if out != "" {
+				t.Errorf("stdout %q, want nothing", out)
+			}
+			if lines := strings.Count(errOut, "\n"); lines != 1 || !strings.HasPrefix(errOut, "notifier: ") {
+				t.Errorf("stderr %q, want one line starting with \"notifier: \"", errOut)
+			}
+		})
+	}
+}
+
+// TestEnqueueFileKeepsGoodLines: bad lines are reported by number, the good
+// ones around them are enqueued, and a rerun refuses only duplicates.
+func TestEnqueueFileKeepsGoodLines(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	input := strings.Join([]string{
+		`{"id":"a","url":"http://p.example/n","body":"x"}`,
+		`{"id":"b","url":"ftp://p.example/n"}`,
+		`{"id":"c","url":"http://p.example/n","body":{"k":1},"headers":{"X-K":"v"},"schedule":"1h"}`,
+		`not json`,
+		`{"id":"d","url":"http://p.example/n"}`,
+	}, "\n")
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	if err := os.WriteFile(path, []byte(input), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "", "enqueue", "--redis", srv.URL(), "--file", path)
+	if code != exitBadInput || out != "enqueued 3\n" {
+		t.Fatalf("enqueue --file = %d %q, want 2 \"enqueued 3\"", code, out)
+	}
+	for _, want := range []string{"line 2: ", "line 4: "} {
+		if !strings.Contains(errOut, "notifier: "+want) {
+			t.Errorf("stderr %q does not report %q", errOut, want)
+		}
+	}
+	if n := rdb.ZCard(context.Background(), "noticeId:due").Val(); n != 3 {
+		t.Errorf("due index holds %d notices, want 3", n)
+	}
+	// From standard input, all three again: only duplicates, exit 3.
+	good := strings.Join([]string{
+		`{"id":"a","url":"http://p.example/n"}`, `{"id":"c","url":"http://p.example/n"}`, `{"id":"d","url":"http://p.example/n"}`,
+	}, "\n")
+	code, out, errOut = runCLI(t, good, "enqueue", "--redis", srv.URL(), "--file", "-")
+	if code != exitDuplicate || out != "enqueued 0\n" || strings.Count(errOut, "duplicate notice id") != 3 {
+		t.Fatalf("re-enqueue = %d %q %q, want exit 3, \"enqueued 0\", three duplicates", code, out, errOut)
+	}
+}
