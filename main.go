@@ -462,8 +462,8 @@ func readFileLimited(path string, limit int64) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, limit))
 }
 
-// enqueueFile enqueues JSON lines in pipelined batches. Bad lines are
-// reported by number on stderr and the good ones are still enqueued.
+// enqueueFile enqueues JSON lines; bad lines are reported by number on
+// stderr and the good ones are still enqueued.
 func enqueueFile(c *cli.Context, q *store.Redis, def backoff.Schedule) error {
 	in := c.App.Reader
 	if name := c.String("file"); name != "-" {
@@ -474,48 +474,14 @@ func enqueueFile(c *cli.Context, q *store.Redis, def backoff.Schedule) error {
 		defer f.Close()
 		in = f
 	}
-	const batchSize = 1000
-	var (
-		batch      []notifier.Notice
-		lines      []int
-		enqueued   int
-		bad, dups  int
-		stderr     = c.App.ErrWriter
-		reportLine = func(e *notifier.LineError) {
-			bad++
-			if errors.Is(e, notifier.ErrDuplicate) {
-				dups++
-			}
-			fmt.Fprintf(stderr, "notifier: %v\n", e)
+	var bad, dups int
+	enqueued, err := notifier.EnqueueLines(c.Context, in, q, def, time.Now, func(e *notifier.LineError) {
+		bad++
+		if errors.Is(e, notifier.ErrDuplicate) {
+			dups++
 		}
-	)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		errs, err := q.Enqueue(c.Context, batch)
-		if err != nil {
-			return err
-		}
-		for i, e := range errs {
-			if e != nil {
-				reportLine(&notifier.LineError{Line: lines[i], Err: e})
-			} else {
-				enqueued++
-			}
-		}
-		batch, lines = batch[:0], lines[:0]
-		return nil
-	}
-	err := notifier.ReadLines(in, def, time.Now, func(ln int, n notifier.Notice) error {
-		batch, lines = append(batch, n), append(lines, ln)
-		if len(batch) == batchSize {
-			return flush()
-		}
-		return nil
-	}, reportLine)
-	// What was read before any failure is still enqueued.
-	err = errors.Join(err, flush())
+		fmt.Fprintf(c.App.ErrWriter, "notifier: %v\n", e)
+	})
 	fmt.Fprintf(c.App.Writer, "enqueued %d\n", enqueued)
 	if err != nil {
 		return err

@@ -3,13 +3,16 @@ package notifier
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/notifier/notifier/backoff"
@@ -171,4 +174,84 @@ func decodeLine(ln int, text []byte, def backoff.Schedule, now func() time.Time,
 		return nil
 	}
 	return fn(ln, n)
+}
+
+// Enqueuer stores new notices; store.Redis implements it. Enqueue returns
+// one error per notice (nil, or one wrapping ErrDuplicate or
+// ErrInvalidNotice) and an error of its own if the store failed.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, ns []Notice) ([]error, error)
+}
+
+// EnqueueLines reads JSON lines from r (see ReadLines) and enqueues the good
+// ones in batches of 1,000. The next batch is read and decoded while the
+// previous one is in flight, so parsing and the store's round trips overlap.
+// Bad lines and refused notices go to bad, with their line numbers; the
+// rest are enqueued regardless. It returns how many notices were enqueued.
+func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Schedule, now func() time.Time, bad func(*LineError)) (int, error) {
+	const batchSize = 1000
+	type batch struct {
+		ns    []Notice
+		lines []int
+	}
+	var mu sync.Mutex // bad is called by the reader and the sender
+	report := func(e *LineError) {
+		mu.Lock()
+		defer mu.Unlock()
+		bad(e)
+	}
+	batches := make(chan batch, 2)
+	var enqueued int
+	var sendErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range batches {
+			if sendErr != nil {
+				continue // drain: the reader stops at its next batch
+			}
+			errs, err := q.Enqueue(ctx, b.ns)
+			if err != nil {
+				sendErr = err
+				continue
+			}
+			for i, e := range errs {
+				if e != nil {
+					report(&LineError{Line: b.lines[i], Err: e})
+				} else {
+					enqueued++
+				}
+			}
+		}
+	}()
+	cur := batch{ns: make([]Notice, 0, batchSize), lines: make([]int, 0, batchSize)}
+	failed := func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+	err := ReadLines(r, def, now, func(ln int, n Notice) error {
+		cur.ns, cur.lines = append(cur.ns, n), append(cur.lines, ln)
+		if len(cur.ns) == batchSize {
+			if failed() {
+				return errors.New("enqueue stopped")
+			}
+			batches <- cur
+			cur = batch{ns: make([]Notice, 0, batchSize), lines: make([]int, 0, batchSize)}
+		}
+		return nil
+	}, report)
+	// What was read before any failure is still enqueued.
+	if len(cur.ns) > 0 {
+		batches <- cur
+	}
+	close(batches)
+	<-done
+	if sendErr != nil {
+		return enqueued, sendErr
+	}
+	return enqueued, err
 }

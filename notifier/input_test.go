@@ -1,8 +1,10 @@
 package notifier
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
@@ -312,5 +314,53 @@ func TestParseHeader(t *testing.T) {
 				t.Errorf("ParseHeader(%q) = %q, %q, want %q, %q", tt.in, name, value, tt.wantName, tt.wantValue)
 			}
 		})
+	}
+}
+
+// refusing is an Enqueuer that refuses ids ending in 7 as duplicates.
+type refusing struct{ got []string }
+
+func (r *refusing) Enqueue(_ context.Context, ns []Notice) ([]error, error) {
+	errs := make([]error, len(ns))
+	for i, n := range ns {
+		if strings.HasSuffix(n.ID, "7") {
+			errs[i] = ErrDuplicate
+			continue
+		}
+		r.got = append(r.got, n.ID)
+	}
+	return errs, nil
+}
+
+func TestEnqueueLinesAcrossBatches(t *testing.T) {
+	var b strings.Builder
+	const total = 2500
+	for i := range total {
+		if i == 1500 {
+			b.WriteString("not json\n") // line 1501
+		}
+		fmt.Fprintf(&b, `{"id":"n%d","url":"https://p.example/h"}`+"\n", i)
+	}
+	q := &refusing{}
+	var bad []*LineError
+	n, err := EnqueueLines(context.Background(), strings.NewReader(b.String()), q, backoff.Default, time.Now, func(e *LineError) { bad = append(bad, e) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := total - total/10; n != want || len(q.got) != want {
+		t.Errorf("enqueued %d (store got %d), want %d", n, len(q.got), want)
+	}
+	if len(bad) != total/10+1 {
+		t.Fatalf("%d bad lines, want %d", len(bad), total/10+1)
+	}
+	lines := map[int]bool{}
+	for _, e := range bad {
+		lines[e.Line] = true
+	}
+	// n7 is on line 8; n1507 sits after the bad line 1501, on line 1509.
+	for _, want := range []int{8, 1501, 1509, total + 1 - 2} {
+		if !lines[want] {
+			t.Errorf("line %d not reported; got %d lines", want, len(lines))
+		}
 	}
 }
