@@ -316,7 +316,13 @@ func serve(c *cli.Context) error {
 	if addr := os.Getenv("NOTIFIER_PPROF"); addr != "" {
 		// Profiling for operators and `make bench` investigations; off
 		// unless asked for, and only on the address given.
-		go func() { log.Warn("pprof", "err", http.ListenAndServe(addr, nil)) }()
+		ps := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := ps.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("pprof", "err", err)
+			}
+		}()
+		defer ps.Close()
 	}
 	dl := notifier.NewDeliverer(c.Duration("timeout"), c.Int("concurrency"))
 	dl.UserAgent = "notifier/" + version

@@ -103,7 +103,11 @@ type LineError struct {
 	Err  error
 }
 
+// Error says which line and why.
+// Error says which line and why.
 func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+
+// Unwrap gives the reason, for errors.Is.
 func (e *LineError) Unwrap() error { return e.Err }
 
 // maxLine bounds one input line: the largest body plus room for the rest.
