@@ -1,6 +1,7 @@
 package notifier_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -448,4 +450,67 @@ func TestCatchUpIsRateLimited(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTransportFaultsAreLogged: faults below HTTP status codes end as
+// attempts in the log with a reason, never as a stuck worker.
+func TestTransportFaultsAreLogged(t *testing.T) {
+	s := newStack(t)
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+	}))
+	defer hang.Close()
+	drip := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("s"))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // the rest of "success" never comes
+	}))
+	defer drip.Close()
+	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(bytes.Repeat([]byte("x"), 10<<20))
+	}))
+	defer huge.Close()
+	refused := httptest.NewServer(http.NotFoundHandler())
+	refusedURL := refused.URL + "/gone?token=secret"
+	refused.Close()
+
+	d := s.dispatcher(300 * time.Millisecond)
+	s.run(d)
+	now := time.Now()
+	s.enqueue(notice("refused", refusedURL, "0", now), notice("hang", hang.URL, "0", now),
+		notice("drip", drip.URL, "0", now), notice("huge", huge.URL, "0", now))
+	rows := s.rows(4)
+	byID := map[string]notifier.Attempt{}
+	for _, a := range rows {
+		byID[a.NoticeID] = a
+	}
+	tests := []struct {
+		id      string
+		outcome notifier.Outcome
+		status  int
+		errHas  string
+	}{
+		{"refused", notifier.GaveUp, 0, "refused"},
+		{"hang", notifier.GaveUp, 0, "timed out"},
+		{"drip", notifier.GaveUp, 200, "timed out"},
+		{"huge", notifier.Delivered, 200, ""},
+	}
+	for _, tt := range tests {
+		a := byID[tt.id]
+		if a.Outcome != tt.outcome || a.Status != tt.status || !strings.Contains(a.Error, tt.errHas) {
+			t.Errorf("%s: outcome %s status %d error %q; want %s %d containing %q", tt.id, a.Outcome, a.Status, a.Error, tt.outcome, tt.status, tt.errHas)
+		}
+		if strings.Contains(a.Error, "secret") || strings.Contains(a.URL, "secret") {
+			t.Errorf("%s: the query string leaked into the log: %q %q", tt.id, a.URL, a.Error)
+		}
+		if a.Duration > 5*time.Second {
+			t.Errorf("%s: attempt took %v despite the 300ms timeout", tt.id, a.Duration)
+		}
+	}
+	if got := len(byID["huge"].Response); got != notifier.MaxSnippet {
+		t.Errorf("huge reply stored %d bytes, want %d", got, notifier.MaxSnippet)
+	}
 }
