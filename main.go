@@ -594,6 +594,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "due", Value: 10000, Usage: "notices coming due in each lateness scenario"},
 			&cli.DurationFlag{Name: "window", Value: 5 * time.Second, Usage: "spread of their due times"},
 			&cli.IntFlag{Name: "throughput", Value: 30000, Usage: "notices due at once in the throughput scenario (0: skip)"},
+			&cli.IntFlag{Name: "file", Value: 100000, Usage: "JSON lines in the enqueue-file scenario, the code path of enqueue --file (0: skip)"},
 			&cli.IntFlag{Name: "body", Value: 200, Usage: "body size in bytes"},
 			&cli.IntFlag{Name: "concurrency", Value: 128, Usage: "most attempts in flight"},
 		},
@@ -602,7 +603,7 @@ func benchCommand() *cli.Command {
 }
 
 func benchmark(c *cli.Context) error {
-	cfg := bench.Config{Due: c.Int("due"), Window: c.Duration("window"), Throughput: c.Int("throughput"),
+	cfg := bench.Config{Due: c.Int("due"), Window: c.Duration("window"), Throughput: c.Int("throughput"), File: c.Int("file"),
 		Body: c.Int("body"), Concurrency: c.Int("concurrency")}
 	for _, f := range strings.Split(c.String("backlog"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -611,7 +612,7 @@ func benchmark(c *cli.Context) error {
 		}
 		cfg.Backlogs = append(cfg.Backlogs, n)
 	}
-	if cfg.Due < 1 || cfg.Window <= 0 || cfg.Throughput < 0 || cfg.Body < 0 || cfg.Concurrency < 1 {
+	if cfg.Due < 1 || cfg.Window <= 0 || cfg.Throughput < 0 || cfg.File < 0 || cfg.Body < 0 || cfg.Concurrency < 1 {
 		return fmt.Errorf("%w: --due, --window and --concurrency must be positive", errBadInput)
 	}
 	dir, err := os.MkdirTemp("", "notifier-bench")

@@ -44,6 +44,9 @@ type Config struct {
 	// Throughput is how many notices due at once the throughput scenario
 	// delivers.
 	Throughput int
+	// File is how many JSON lines the enqueue-file scenario enqueues
+	// through the code path of `notifier enqueue --file`.
+	File int
 	// Body is the size of each notice's body.
 	Body int
 	// Concurrency is the dispatcher's worker count.
@@ -158,6 +161,16 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			return err
 		}
 	}
+	if cfg.File > 0 {
+		r, err := enqueueFile(ctx, cfg, q)
+		if err != nil {
+			return err
+		}
+		if err := emit(r); err != nil {
+			return err
+		}
+		cleanup(ctx, cfg.Redis, prefix)
+	}
 	loaded := 0
 	for _, backlog := range cfg.Backlogs {
 		if backlog > loaded {
@@ -215,6 +228,23 @@ func load(ctx context.Context, cfg Config, q *store.Redis, from, count int) (Res
 	}
 	return Result{Scenario: "enqueue-backlog", Notices: count, EnqueuePerSec: float64(count) / took.Seconds(),
 		BytesPerPending: float64(after-before)/float64(count) - float64(len(b))}, nil
+}
+
+// enqueueFile times notifier.EnqueueLines, the code behind `enqueue
+// --file`, on cfg.File lines with cfg.Body-byte bodies due in an hour.
+func enqueueFile(ctx context.Context, cfg Config, q *store.Redis) (Result, error) {
+	var b strings.Builder
+	body, _ := json.Marshal(string(body(cfg.Body)))
+	for i := range cfg.File {
+		fmt.Fprintf(&b, `{"id":"file-%08d","url":"http://127.0.0.1:1/never","body":%s,"schedule":"1h"}`+"\n", i, body)
+	}
+	input := b.String()
+	start := time.Now()
+	n, err := notifier.EnqueueLines(ctx, strings.NewReader(input), q, backoff.Default, time.Now, func(*notifier.LineError) {})
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Scenario: "enqueue-file", Notices: n, EnqueuePerSec: float64(n) / time.Since(start).Seconds()}, nil
 }
 
 // dispatcher starts a dispatcher with its own attempt log until stop.
