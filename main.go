@@ -204,7 +204,7 @@ func serveCommand() *cli.Command {
 		Flags: []cli.Flag{
 			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(),
 			scheduleFlag("default schedule for notices enqueued without one (seconds or Go durations)"),
-			&cli.IntFlag{Name: "concurrency", Value: 128, Usage: "most attempts in flight"},
+			&cli.IntFlag{Name: "concurrency", Value: 512, Usage: "most attempts in flight (an I/O-sized pool: attempts mostly wait on partners)"},
 			&cli.DurationFlag{Name: "timeout", Value: notifier.DefaultTimeout, Usage: "per-attempt timeout"},
 			&cli.StringFlag{Name: "appendfsync", Value: "everysec", Usage: "embedded Redis AOF fsync policy: everysec or always"},
 			&cli.DurationFlag{Name: "shutdown-grace", Value: 10 * time.Second, Usage: "how long attempts in flight may finish after SIGTERM"},
@@ -596,7 +596,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "throughput", Value: 30000, Usage: "notices due at once in the throughput scenario (0: skip)"},
 			&cli.IntFlag{Name: "file", Value: 100000, Usage: "JSON lines in the enqueue-file scenario, the code path of enqueue --file (0: skip)"},
 			&cli.IntFlag{Name: "body", Value: 200, Usage: "body size in bytes"},
-			&cli.IntFlag{Name: "concurrency", Value: 128, Usage: "most attempts in flight"},
+			&cli.IntFlag{Name: "concurrency", Value: 512, Usage: "most attempts in flight (an I/O-sized pool: attempts mostly wait on partners)"},
 		},
 		Action: benchmark,
 	}

@@ -38,7 +38,8 @@ type Dispatcher struct {
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 
-	// Concurrency is the most attempts in flight (default 64).
+	// Concurrency is the most attempts in flight (default 512: attempts
+	// mostly wait on partners, so the pool is sized for I/O, not cores).
 	Concurrency int
 	// Lease is how long a claim lasts before another worker may take the
 	// attempt over; it must outlast one attempt (default 45 s).
@@ -99,7 +100,7 @@ func (d *Dispatcher) defaults() {
 		d.Now = time.Now
 	}
 	if d.Concurrency <= 0 {
-		d.Concurrency = 64
+		d.Concurrency = 512
 	}
 	if d.Lease <= 0 {
 		d.Lease = 45 * time.Second
