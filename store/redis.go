@@ -371,13 +371,16 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 	expired := fmt.Sprintf("__keyevent@%d__:expired", r.rdb.Options().DB)
 	ps := r.rdb.PSubscribe(ctx, expired)
 	defer ps.Close()
-	if _, err := ps.Receive(ctx); err != nil {
+	// The confirmations are awaited with a deadline: a connection that
+	// goes silent now would otherwise hang here, before the canary runs.
+	confirm := max(2*r.CanaryDeadline, time.Second)
+	if _, err := ps.ReceiveTimeout(ctx, confirm); err != nil {
 		return fmt.Errorf("psubscribe %s: %w", expired, err)
 	}
 	if err := ps.Subscribe(ctx, r.keys.Wake()); err != nil {
 		return fmt.Errorf("subscribe %s: %w", r.keys.Wake(), err)
 	}
-	if _, err := ps.Receive(ctx); err != nil {
+	if _, err := ps.ReceiveTimeout(ctx, confirm); err != nil {
 		return fmt.Errorf("subscribe %s: %w", r.keys.Wake(), err)
 	}
 	h.Ready()
