@@ -205,36 +205,54 @@ func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Sche
 		ns    []Notice
 		lines []int
 	}
-	var mu sync.Mutex // bad is called by the reader and the sender
+	var mu sync.Mutex // guards bad, enqueued and sendErr: the reader and the senders share them
 	report := func(e *LineError) {
 		mu.Lock()
 		defer mu.Unlock()
 		bad(e)
 	}
 	batches := make(chan batch, 2)
-	var enqueued int
-	var sendErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for b := range batches {
-			if sendErr != nil {
-				continue // drain: the reader stops at its next batch
-			}
-			errs, err := q.Enqueue(ctx, b.ns)
-			if err != nil {
-				sendErr = err
-				continue
-			}
-			for i, e := range errs {
-				if e != nil {
-					report(&LineError{Line: b.lines[i], Err: e})
-				} else {
-					enqueued++
+	var (
+		enqueued int
+		sendErr  error
+		wg       sync.WaitGroup
+	)
+	done := make(chan struct{}) // closed when a send fails
+	var once sync.Once
+	// Two senders keep two pipelines in flight, so Redis works on one
+	// while the client writes the other and reads its replies.
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				mu.Lock()
+				failed := sendErr != nil
+				mu.Unlock()
+				if failed {
+					continue // drain: the reader stops at its next batch
 				}
+				errs, err := q.Enqueue(ctx, b.ns)
+				mu.Lock()
+				if err != nil {
+					if sendErr == nil {
+						sendErr = err
+					}
+					mu.Unlock()
+					once.Do(func() { close(done) })
+					continue
+				}
+				for i, e := range errs {
+					if e != nil {
+						bad(&LineError{Line: b.lines[i], Err: e})
+					} else {
+						enqueued++
+					}
+				}
+				mu.Unlock()
 			}
-		}
-	}()
+		}()
+	}
 	cur := batch{ns: make([]Notice, 0, batchSize), lines: make([]int, 0, batchSize)}
 	failed := func() bool {
 		select {
@@ -260,7 +278,7 @@ func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Sche
 		batches <- cur
 	}
 	close(batches)
-	<-done
+	wg.Wait()
 	if sendErr != nil {
 		return enqueued, sendErr
 	}

@@ -40,8 +40,7 @@ end
 // Returns 1, or 0 if a notice with this id is already pending (nothing is
 // written).
 var enqueueScript = redis.NewScript(pxUntil + `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
 local px = px_until(ARGV[3])
 redis.call('SET', KEYS[3], '', 'PX', px)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
