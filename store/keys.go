@@ -20,7 +20,7 @@ var ErrForeignKey = errors.New("not a trigger key")
 
 // Keys names every Redis key of one prefix P:
 //
-//	P_<id>_<stamp>_<n>  trigger: empty string whose TTL ends when attempt n is due;
+//	P_<id>_<stamp>_<n>  trigger: the integer 1, with a TTL that ends when attempt n is due;
 //	                    its expired event is what wakes a delivery
 //	P:p:<id>            payload: the notice (JSON header line, '\n', raw body); no TTL
 //	P:due               due index: sorted set, member <id>_<stamp>_<n> (a trigger key

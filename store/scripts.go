@@ -29,6 +29,9 @@ local function wake_if_due(px, channel, flag)
 end
 `
 
+// Trigger keys hold the integer 1: Redis shares small integer objects, so
+// the value costs no allocation per key (an empty string would).
+
 // enqueueScript stores a new notice and arms its first attempt.
 //
 //	KEYS[1] -> payload key      ARGV[1] -> payload
@@ -42,7 +45,7 @@ end
 var enqueueScript = redis.NewScript(pxUntil + `
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
 local px = px_until(ARGV[3])
-redis.call('SET', KEYS[3], '', 'PX', px)
+redis.call('SET', KEYS[3], 1, 'PX', px)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 wake_if_due(px, KEYS[4], KEYS[5])
 return 1
@@ -105,7 +108,7 @@ if ARGV[3] == '' then
   redis.call('DEL', KEYS[2])
 else
   local px = px_until(ARGV[4])
-  redis.call('SET', KEYS[4], '', 'PX', px)
+  redis.call('SET', KEYS[4], 1, 'PX', px)
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
   wake_if_due(px, KEYS[5], KEYS[6])
 end
@@ -125,7 +128,7 @@ if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('SET', KEYS[3], '', 'PX', 1)
+redis.call('SET', KEYS[3], 1, 'PX', 1)
 return 1
 `)
 
