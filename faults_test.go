@@ -148,6 +148,19 @@ func waitDrained(t *testing.T, rdb *redis.Client) {
 	}
 }
 
+// faultRun starts a Redis, a partner expecting total notices and one serve
+// subscribed to it, stopped when the test ends.
+func faultRun(t *testing.T, total int) (*redistest.Server, *redis.Client, *faultPartner, *serveProc) {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	p := newFaultPartner(t, total)
+	s := spawnServe(t, serveArgs(srv.URL(), filepath.Join(t.TempDir(), "attempts.db"))...)
+	t.Cleanup(s.stop)
+	s.waitSubscribed(rdb, 1)
+	return srv, rdb, p, s
+}
+
 func serveArgs(redisURL, db string, extra ...string) []string {
 	return append([]string{"--redis", redisURL, "--db", db, "--timeout", "2s", "--lease", "3s", "--concurrency", "32", "--catchup-rate", "0"}, extra...)
 }
@@ -186,13 +199,8 @@ func TestServeKilledTwice(t *testing.T) {
 // TestRedisKilledAndRestarted: Redis dies mid-run and comes back from its
 // AOF; serve stays up, reconnects, sweeps, and loses nothing.
 func TestRedisKilledAndRestarted(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client()
 	const total = 1000
-	p := newFaultPartner(t, total)
-	s := spawnServe(t, serveArgs(srv.URL(), filepath.Join(t.TempDir(), "attempts.db"))...)
-	t.Cleanup(s.stop)
-	s.waitSubscribed(rdb, 1)
+	srv, rdb, p, s := faultRun(t, total)
 	enqueueMany(t, srv.URL(), p.URL, "r", total, always("0,1s,10s"))
 	p.wait(t, p.atLeast(total/2), "half the first attempts", 60*time.Second)
 	srv.Kill()
@@ -214,13 +222,8 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 // come due; go-redis resubscribes, the resubscribe sweep recovers what fired
 // meanwhile, and every attempt is made once.
 func TestPubSubConnectionKilled(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client()
 	const total = 1000
-	p := newFaultPartner(t, total)
-	s := spawnServe(t, serveArgs(srv.URL(), filepath.Join(t.TempDir(), "attempts.db"))...)
-	t.Cleanup(s.stop)
-	s.waitSubscribed(rdb, 1)
+	srv, rdb, p, _ := faultRun(t, total)
 	// First attempts come due over one second, starting 1 s from now.
 	enqueueMany(t, srv.URL(), p.URL, "c", total, func(i int) string { return fmt.Sprintf("%dms,%dms", 1000+i, 3000+i) })
 	p.wait(t, p.atLeast(100), "attempts start coming due", 30*time.Second)

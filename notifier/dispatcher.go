@@ -634,15 +634,6 @@ func (d *Dispatcher) complete(c Completion) (bool, error) {
 	return r.kept, r.err
 }
 
-// release hands back a claimed attempt that was never made (shutdown).
-func (d *Dispatcher) release(job Job) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := d.Queue.Release(ctx, job); err != nil {
-		d.Logger.Error("release attempt", "id", job.Notice.ID, "n", job.N, "err", err)
-	}
-}
-
 func failure(status int) string {
 	if Permanent(status) {
 		return fmt.Sprintf("partner answered %d: permanent, not retried", status)

@@ -54,9 +54,6 @@ func (k Keys) Member(t notifier.Trigger) string {
 // Trigger is the trigger key of t: P_<id>_<stamp>_<n>.
 func (k Keys) Trigger(t notifier.Trigger) string { return k.prefix() + "_" + k.Member(t) }
 
-// TriggerOfMember is the trigger key of a due-index member.
-func (k Keys) TriggerOfMember(member string) string { return k.prefix() + "_" + member }
-
 // Payload is the key holding notice id's payload.
 func (k Keys) Payload(id string) string { return k.prefix() + ":p:" + id }
 

@@ -70,14 +70,6 @@ func (r *Redis) Keys() Keys { return r.keys }
 // this prefix (other applications' keys, malformed keys).
 func (r *Redis) ForeignKeys() uint64 { return r.foreign.Load() }
 
-// Ping checks that Redis answers.
-func (r *Redis) Ping(ctx context.Context) error {
-	if err := r.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis %s: %w", r.rdb.Options().Addr, err)
-	}
-	return nil
-}
-
 // CheckEvents makes sure Redis publishes expired keyspace events (flags E and
 // x, or A which includes x). If they are off and set is true it turns them on
 // with CONFIG SET, keeping the flags already there; otherwise, or if CONFIG is
@@ -409,31 +401,27 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 					h.Ready()
 				}
 			case *redis.Message:
-				switch {
-				case m.Channel == r.keys.Wake():
+				if m.Channel == r.keys.Wake() {
 					h.Wake()
+					continue
+				}
+				switch t, err := r.keys.ParseTrigger(m.Payload); {
 				case m.Payload == c.key:
 					c.sent, c.next = time.Time{}, time.Now().Add(r.CanaryInterval)
-					c.heard = time.Now()
 				case strings.HasPrefix(m.Payload, r.keys.prefix()+":"):
 					// Our own bookkeeping (wake flags, other serves' canaries).
-					c.heard = time.Now()
+				case err != nil:
+					r.foreign.Add(1)
+					r.logged.Do(func() {
+						r.log.Debug("ignoring expired keys that are not notifier triggers (logged once)", "key", m.Payload)
+					})
 				default:
-					t, err := r.keys.ParseTrigger(m.Payload)
-					if err != nil {
-						r.foreign.Add(1)
-						c.heard = time.Now()
-						r.logged.Do(func() {
-							r.log.Debug("ignoring expired keys that are not notifier triggers (logged once)", "key", m.Payload)
-						})
-						continue
-					}
 					h.Fire(t)
-					// After Fire: while it blocked (workers busy), the
-					// loop could not read, which says nothing about
-					// the connection.
-					c.heard = time.Now()
 				}
+				// Any expired event proves the subscription alive. Taken
+				// after Fire: while it blocked (workers busy) the loop
+				// could not read, which says nothing about the connection.
+				c.heard = time.Now()
 			}
 		}
 	}
@@ -528,15 +516,6 @@ func (r *Redis) Pending(ctx context.Context, id string) (Pending, error) {
 		}
 	}
 	return Pending{}, fmt.Errorf("notice %s: payload without a pending attempt: %w", id, notifier.ErrNotFound)
-}
-
-// PendingCount is the number of notices with an attempt pending.
-func (r *Redis) PendingCount(ctx context.Context) (int64, error) {
-	n, err := r.rdb.ZCard(ctx, r.keys.Due()).Result()
-	if err != nil {
-		return 0, fmt.Errorf("count pending: %w", err)
-	}
-	return n, nil
 }
 
 type scriptCall struct {
