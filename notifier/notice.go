@@ -215,6 +215,13 @@ type Attempt struct {
 	Response string
 	// Next is when the next attempt is due; zero when none is scheduled.
 	Next time.Time
+	// Partner names the partner the notice was sent under; empty if none.
+	Partner string
+	// Ended is set on the attempt that ends its notice (delivered, given up
+	// or dropped): the notice itself, which the log archives so that
+	// `notifier retry` and `replay` can send it again after Redis forgot it.
+	// It is not part of the attempt's row and never printed.
+	Ended *Notice
 }
 
 // Lateness is how long after its due time the attempt started.
