@@ -76,7 +76,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch {
 	case errors.Is(err, errOnlyDuplicates), errors.Is(err, notifier.ErrDuplicate):
 		return exitDuplicate
-	case errors.Is(err, notifier.ErrInvalidNotice), errors.Is(err, backoff.ErrInvalid), errors.Is(err, errBadInput):
+	case errors.Is(err, notifier.ErrInvalidNotice), errors.Is(err, backoff.ErrInvalid), errors.Is(err, errBadInput),
+		errors.Is(err, notifier.ErrInvalidRule), errors.Is(err, notifier.ErrInvalidSecret), errors.Is(err, notifier.ErrConfig),
+		errors.Is(err, notifier.ErrUnknownPartner):
 		return exitBadInput
 	}
 	return exitError
@@ -211,6 +213,9 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "lease", Usage: "how long a claimed attempt is reserved before another serve may take it over (default: --timeout + 10s)"},
 			&cli.Float64Flag{Name: "catchup-rate", Value: 500, Usage: "most attempts per second among those due before serve started (the backlog of downtime); 0: no limit"},
 			&cli.BoolFlag{Name: "no-wake", Usage: "do not touch due trigger keys; leave wake-ups to Redis's expiry cycle (for comparison)"},
+			&cli.StringFlag{Name: "config", EnvVars: []string{"NOTIFIER_CONFIG"}, Usage: "TOML file naming partners (URL prefixes, secrets, success rule, schedule, limits) and the give-up alert URL"},
+			&cli.DurationFlag{Name: "dedup-window", Value: store.DefaultDedupWindow, Usage: "how long enqueue refuses the id of a delivered notice (0: not at all)"},
+			&cli.IntFlag{Name: "partner-concurrency", Usage: "most attempts in flight to one partner or host without its own max_concurrent (default: half of --concurrency)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"NOTIFIER_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"NOTIFIER_LOG_FORMAT"}},
 		},
@@ -240,6 +245,22 @@ func serve(c *cli.Context) error {
 	if lease <= c.Duration("timeout") {
 		return fmt.Errorf("%w: --lease %s must be longer than --timeout %s", errBadInput, lease, c.Duration("timeout"))
 	}
+	var cfg notifier.Config
+	if path := c.String("config"); path != "" {
+		loaded, err := notifier.LoadConfig(path)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errBadInput, err)
+		}
+		cfg = *loaded
+	}
+	perPartner := c.Int("partner-concurrency")
+	if perPartner == 0 {
+		perPartner = max(c.Int("concurrency")/2, 1)
+	}
+	if perPartner < 0 || c.Duration("dedup-window") < 0 {
+		return fmt.Errorf("%w: --partner-concurrency and --dedup-window must not be negative", errBadInput)
+	}
+	partners := notifier.NewPartners(cfg.Partners, perPartner)
 	catchUp := c.Float64("catchup-rate")
 	if catchUp == 0 {
 		catchUp = -1 // the Dispatcher's "no limit"
@@ -281,10 +302,21 @@ func serve(c *cli.Context) error {
 	}
 	defer rdb.Close()
 	q := store.NewRedis(rdb, c.String("prefix"), log)
+	q.DedupWindow = c.Duration("dedup-window")
+	if q.DedupWindow == 0 {
+		q.DedupWindow = -1 // the store's "none"
+	}
 	if err := q.CheckEvents(c.Context, true); err != nil {
 		return err
 	}
 	if err := q.SetDefaultSchedule(c.Context, sched); err != nil {
+		return err
+	}
+	summaries, err := partners.Summaries()
+	if err != nil {
+		return err
+	}
+	if err := q.PublishPartners(c.Context, summaries); err != nil {
 		return err
 	}
 	path := dbPath(c)
@@ -330,15 +362,27 @@ func serve(c *cli.Context) error {
 	if c.Bool("no-wake") {
 		wake = -1
 	}
+	var alerter *notifier.Alerter
+	if cfg.AlertURL != "" {
+		alerter = notifier.NewAlerter(cfg.AlertURL, cfg.AlertTimeout, log)
+		alertCtx, stopAlerts := context.WithCancel(context.WithoutCancel(c.Context))
+		alertsDone := make(chan struct{})
+		go func() { _ = alerter.Run(alertCtx); close(alertsDone) }()
+		defer func() { stopAlerts(); <-alertsDone }()
+	}
 	d := &notifier.Dispatcher{
-		Queue: q, Events: q, Log: alog, Post: dl.Post, Logger: log,
+		Queue: q, Events: q, Log: alog, Post: dl.PostWith, Logger: log,
+		Partners: partners, Pauser: q,
 		Concurrency:   c.Int("concurrency"),
 		Lease:         lease,
 		CatchUpRate:   catchUp,
 		WakeInterval:  wake,
 		ShutdownGrace: c.Duration("shutdown-grace"),
 	}
-	log.Info("serving", "redis", rdb.Options().Addr, "db", path, "schedule", sched.String(), "concurrency", d.Concurrency)
+	if alerter != nil {
+		d.GaveUp = alerter.Notify
+	}
+	log.Info("serving", "partners", len(cfg.Partners), "redis", rdb.Options().Addr, "db", path, "schedule", sched.String(), "concurrency", d.Concurrency)
 	runErr := d.Run(runCtx)
 	stopLog()
 	logErr := <-logDone
@@ -359,7 +403,11 @@ func enqueueCommand() *cli.Command {
 			&cli.StringFlag{Name: "id", Usage: "notice id (default: generated); sent as Webhook-Id"},
 			&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Usage: "body: TEXT, @FILE, or - for standard input"},
 			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra header 'Name: value' (repeatable)"},
-			scheduleFlag("this notice's schedule (default: the running serve's)"),
+			scheduleFlag("this notice's schedule: offsets from the stamp, or a preset (default, alipay, wechat, standard-webhooks); default: its partner's, else the running serve's"),
+			&cli.StringFlag{Name: "partner", Usage: "send under this partner of the serve's --config (default: the partner whose url_prefix matches)"},
+			&cli.StringFlag{Name: "success", Usage: "success rule: 2xx, status:200,204, body:TEXT, wechat or regex:EXPR (default: the partner's, else 2xx)"},
+			&cli.StringFlag{Name: "expect-body", Usage: "success only if the reply body is exactly TEXT (e.g. success), surrounding whitespace ignored"},
+			&cli.StringSliceFlag{Name: "secret", Usage: "sign attempts with this whsec_ secret, Standard Webhooks style (repeatable, for rotation)"},
 			&cli.StringFlag{Name: "file", Usage: "enqueue JSON lines {\"id\",\"url\",\"body\",\"headers\",\"schedule\"} from FILE (- for standard input)"},
 			redisFlag(), dataDirFlag(), prefixFlag(),
 		},
@@ -385,8 +433,9 @@ func enqueue(c *cli.Context) error {
 			return err
 		}
 		single = &n
-	} else if c.IsSet("url") || c.IsSet("data") || c.IsSet("id") || c.IsSet("header") {
-		return fmt.Errorf("%w: --file takes its notices from the file; --url, --id, --data and --header do not apply", errBadInput)
+	} else if c.IsSet("url") || c.IsSet("data") || c.IsSet("id") || c.IsSet("header") || c.IsSet("partner") ||
+		c.IsSet("success") || c.IsSet("expect-body") || c.IsSet("secret") {
+		return fmt.Errorf("%w: --file takes its notices from the file; --url, --id, --data, --header, --partner, --success, --expect-body and --secret do not apply", errBadInput)
 	}
 	rdb, err := connect(c)
 	if err != nil {
@@ -400,7 +449,18 @@ func enqueue(c *cli.Context) error {
 			return err
 		}
 	}
+	raw, err := q.PublishedPartners(c.Context)
+	if err != nil {
+		return err
+	}
+	published, err := notifier.ParseSummaries(raw)
+	if err != nil {
+		return err
+	}
 	if single != nil {
+		if err := notifier.ApplyPartner(single, published, single.Schedule != nil); err != nil {
+			return fmt.Errorf("%w: %v", errBadInput, err)
+		}
 		if single.Schedule == nil {
 			single.Schedule = def
 		}
@@ -416,14 +476,25 @@ func enqueue(c *cli.Context) error {
 		fmt.Fprintln(c.App.Writer, single.ID)
 		return nil
 	}
-	return enqueueFile(c, q, def)
+	return enqueueFile(c, notifier.WithPartners(q, published), def)
 }
 
 func noticeFromFlags(c *cli.Context) (notifier.Notice, error) {
 	if c.String("url") == "" {
 		return notifier.Notice{}, fmt.Errorf("%w: --url is required (or --file)", errBadInput)
 	}
-	l := notifier.Line{ID: c.String("id"), URL: c.String("url"), Schedule: c.String("schedule")}
+	l := notifier.Line{ID: c.String("id"), URL: c.String("url"), Schedule: c.String("schedule"),
+		Partner: c.String("partner"), Success: c.String("success"), Secrets: c.StringSlice("secret")}
+	if e := c.String("expect-body"); e != "" {
+		if l.Success != "" {
+			return notifier.Notice{}, fmt.Errorf("%w: --expect-body and --success both set a success rule; give one", errBadInput)
+		}
+		r, err := notifier.ExpectBody(e)
+		if err != nil {
+			return notifier.Notice{}, err
+		}
+		l.Success = r.String()
+	}
 	n, err := l.Notice(backoff.Default, time.Now())
 	if err != nil {
 		return n, err
@@ -470,7 +541,7 @@ func readFileLimited(path string, limit int64) ([]byte, error) {
 
 // enqueueFile enqueues JSON lines; bad lines are reported by number on
 // stderr and the good ones are still enqueued.
-func enqueueFile(c *cli.Context, q *store.Redis, def backoff.Schedule) error {
+func enqueueFile(c *cli.Context, q notifier.Enqueuer, def backoff.Schedule) error {
 	in := c.App.Reader
 	if name := c.String("file"); name != "-" {
 		f, err := os.Open(name)

@@ -31,8 +31,10 @@ type Schedule []time.Duration
 // 1 min, 2 min and 5 min after its stamp.
 var Default = Schedule{0, 10 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
 
-// Parse reads a comma-separated list of offsets. Each item is either a number
-// of seconds ("10", "0.5") or a Go duration ("500ms", "2m"). The list must be
+// Parse reads a comma-separated list of offsets, or the name of a preset (see
+// PresetNames; case-insensitive) as the whole list, so every flag and field
+// that takes a schedule also takes "alipay". Each item is either a number of
+// seconds ("10", "0.5") or a Go duration ("500ms", "2m"). The list must be
 // non-empty, non-negative, non-decreasing, at most MaxAttempts long and end no
 // later than MaxOffset.
 func Parse(list string) (Schedule, error) {
@@ -40,7 +42,16 @@ func Parse(list string) (Schedule, error) {
 	if list == "" {
 		return nil, fmt.Errorf("%w: empty", ErrInvalid)
 	}
+	if s, ok := Preset(list); ok {
+		return s, nil
+	}
 	items := strings.Split(list, ",")
+	if len(items) == 1 {
+		if _, err := parseOffset(list); err != nil { // a one-word list may be a misspelt preset
+			return nil, fmt.Errorf("%w: %q: %v, and not a preset (%s)",
+				ErrInvalid, list, err, strings.Join(PresetNames(), ", "))
+		}
+	}
 	if len(items) > MaxAttempts {
 		return nil, fmt.Errorf("%w: %d attempts, at most %d", ErrInvalid, len(items), MaxAttempts)
 	}

@@ -106,18 +106,38 @@ func NewDeliverer(timeout time.Duration, maxIdlePerHost int) *Deliverer {
 
 type roundTripper struct{ http.RoundTripper }
 
-// Post makes attempt n of notice. Extra headers on every attempt:
-// Webhook-Id (the notice id, stable), Webhook-Timestamp (Unix seconds of
-// this attempt), Notice-Attempt (n) and Notice-Stamp (the stamp, Unix ms).
+// PostOptions are the per-partner settings of one attempt.
+type PostOptions struct {
+	// Secrets sign the attempt (Webhook-Signature); none: unsigned.
+	Secrets []Secret
+	// Timeout replaces the Deliverer's when positive.
+	Timeout time.Duration
+}
+
+// Post makes attempt n of notice with the Deliverer's settings, signed
+// with the notice's own secrets.
 func (d *Deliverer) Post(ctx context.Context, notice *Notice, n int) Result {
-	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	return d.PostWith(ctx, notice, n, PostOptions{Secrets: notice.Secrets})
+}
+
+// PostWith makes attempt n of notice. Extra headers on every attempt:
+// Webhook-Id (the notice id, stable), Webhook-Timestamp (Unix seconds of
+// this attempt), Notice-Attempt (n), Notice-Stamp (the stamp, Unix ms) and,
+// with secrets, Webhook-Signature (Standard Webhooks, one v1 signature per
+// secret, over this attempt's timestamp).
+func (d *Deliverer) PostWith(ctx context.Context, notice *Notice, n int, o PostOptions) Result {
+	timeout := d.Timeout
+	if o.Timeout > 0 {
+		timeout = o.Timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := d.Now()
 	res := Result{Start: start}
 
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, notice.URL, notice.Body)
 	if err != nil {
-		res.Err = d.redactErr(err)
+		res.Err = redactErr(err, timeout)
 		res.Duration = d.Now().Sub(start)
 		return res
 	}
@@ -134,13 +154,16 @@ func (d *Deliverer) Post(ctx context.Context, notice *Notice, n int) Result {
 	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(start.Unix(), 10))
 	req.Header.Set("Notice-Attempt", strconv.Itoa(n))
 	req.Header.Set("Notice-Stamp", strconv.FormatInt(notice.Stamp.UnixMilli(), 10))
+	if len(o.Secrets) > 0 {
+		req.Header.Set("Webhook-Signature", Sign(o.Secrets, notice.ID, start, notice.Body))
+	}
 
 	resp, err := d.client.Do(req)
 	if err != nil {
 		if resp != nil {
 			resp.Body.Close()
 		}
-		res.Err = d.redactErr(err)
+		res.Err = redactErr(err, timeout)
 		res.Duration = d.Now().Sub(start)
 		return res
 	}
@@ -151,7 +174,7 @@ func (d *Deliverer) Post(ctx context.Context, notice *Notice, n int) Result {
 	}
 	var buf bytes.Buffer
 	if _, err := io.Copy(&buf, io.LimitReader(resp.Body, MaxSnippet)); err != nil {
-		res.Err = fmt.Errorf("read reply: %w", d.redactErr(err))
+		res.Err = fmt.Errorf("read reply: %w", redactErr(err, timeout))
 	}
 	res.Snippet = buf.Bytes()
 	if res.Err == nil {
@@ -163,13 +186,13 @@ func (d *Deliverer) Post(ctx context.Context, notice *Notice, n int) Result {
 
 // redactErr strips the URL that net/http puts in its errors (it may carry
 // tokens in its query string) and names timeouts plainly.
-func (d *Deliverer) redactErr(err error) error {
+func redactErr(err error, timeout time.Duration) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w after %s", ErrTimeout, d.Timeout)
+		return fmt.Errorf("%w after %s", ErrTimeout, timeout)
 	}
 	return err
 }

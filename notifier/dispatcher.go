@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/notifier/notifier/backoff"
 )
 
 // Dispatcher turns due triggers into attempts. Three sources feed it:
@@ -31,8 +35,16 @@ type Dispatcher struct {
 	Queue  Queue
 	Events Events
 	Log    AttemptLog
-	// Post makes one attempt; usually (*Deliverer).Post.
-	Post func(ctx context.Context, n *Notice, attempt int) Result
+	// Post makes one attempt; usually (*Deliverer).PostWith.
+	Post func(ctx context.Context, n *Notice, attempt int, o PostOptions) Result
+	// Partners gives each notice its partner's rules and limits; nil: no
+	// partners, and no limit per host.
+	Partners *Partners
+	// Pauser keeps partners' pause state; nil: partners are never paused.
+	Pauser Pauser
+	// GaveUp, if set, is told of every notice given up (an alert hook). It
+	// must not block.
+	GaveUp func(Attempt)
 	// Logger receives operational messages; nil discards.
 	Logger *slog.Logger
 	// Now is the clock (time.Now if nil).
@@ -65,6 +77,10 @@ type Dispatcher struct {
 	catchUp     *rate.Limiter
 	started     time.Time
 	completions chan<- completion
+	paused      atomic.Pointer[map[string]bool]
+	// rateHeld marks attempts re-armed to wait for their partner's rate
+	// limit: they already hold a reservation, so they skip the limiter once.
+	rateHeld sync.Map
 
 	stats Stats
 }
@@ -82,6 +98,11 @@ type Stats struct {
 	// CaughtUp counts backlog attempts (armed to run before the dispatcher
 	// started) that the catch-up rate limit re-armed for later.
 	CaughtUp atomic.Int64
+	// Deferred counts attempts re-armed for later because their partner
+	// was at its concurrency or rate limit; Parked, attempts set aside
+	// because their partner is paused; Paused, partners this dispatcher
+	// paused.
+	Deferred, Parked, Paused atomic.Int64
 }
 
 // Stats returns the dispatcher's counters.
@@ -160,6 +181,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				d.wake(ctx, wakeNow)
 			}
 		},
+		func() { d.watchPauses(ctx) },
 	} {
 		loops.Add(1)
 		go func() { defer loops.Done(); loop() }()
@@ -514,14 +536,59 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 			return
 		}
 	}
-	res := d.Post(ctx, n, job.N)
+	p := d.Partners.Resolve(n)
+	if p != nil && d.Pauser != nil && d.isPaused(p.Name) {
+		d.park(ctx, job, p.Name)
+		return
+	}
+	release, ok := d.Partners.acquire(p, n)
+	if !ok {
+		// The partner has all the attempts in flight it may: this one waits
+		// as a scheduled trigger, holding no worker, so the partner cannot
+		// starve the others.
+		d.stats.Deferred.Add(1)
+		d.rearm(job, d.Now().Add(time.Second+time.Duration(rand.Int64N(int64(500*time.Millisecond)))))
+		return
+	}
+	defer release()
+	if p != nil && p.lim != nil {
+		key := Trigger{ID: n.ID, Stamp: n.Stamp, N: job.N}
+		if _, held := d.rateHeld.LoadAndDelete(key); !held {
+			if wait := p.lim.Reserve().Delay(); wait > 0 {
+				d.stats.Deferred.Add(1)
+				d.rateHeld.Store(key, struct{}{})
+				d.rearm(job, d.Now().Add(wait))
+				return
+			}
+		}
+	}
+	opts := PostOptions{Secrets: n.Secrets}
+	rule := n.Success
+	name := ""
+	if p != nil {
+		name = p.Name
+		opts.Secrets = append(slices.Clip(n.Secrets), p.Secrets...)
+		opts.Timeout = p.Timeout
+		if rule.IsZero() {
+			rule = p.Success
+		}
+	}
+	res := d.Post(ctx, n, job.N, opts)
 	a := Attempt{
 		NoticeID: n.ID, Stamp: n.Stamp, N: job.N, Due: due, Start: res.Start, Duration: res.Duration,
-		URL: RedactURL(n.URL), Status: res.Status, Response: string(res.Snippet),
+		URL: RedactURL(n.URL), Status: res.Status, Response: string(res.Snippet), Partner: name,
 	}
 	if res.Err != nil {
 		a.Error = res.Err.Error()
 	}
+	succeeded := false
+	if res.Err == nil && res.Status != 0 {
+		var why string
+		if succeeded, why = rule.Check(res.Status, res.Snippet); !succeeded && Succeeded(res.Status) {
+			a.Error = "reply does not meet the success rule: " + why
+		}
+	}
+	gone := Permanent(res.Status) && p != nil && p.PauseOnGone && d.Pauser != nil
 	// Completing must happen even while shutting down.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -532,12 +599,24 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		// Cancelled by shutdown: hand the attempt back untouched.
 		a.Outcome, a.Error, a.Next = Error, "aborted by shutdown; attempt released for retry", d.Now()
 		kept, err = true, d.Queue.Release(sctx, job)
-	case res.Err == nil && Succeeded(res.Status):
+	case succeeded:
 		a.Outcome = Delivered
-		kept, err = d.complete(Completion{Job: job})
+		kept, err = d.complete(Completion{Job: job, Ended: Delivered})
+	case gone:
+		// The partner says it is gone: pause it and park the notice, so
+		// an operator can resume it rather than lose it.
+		a.Outcome, a.Error = Retry, fmt.Sprintf("partner answered %d: partner %s paused; notice parked until it resumes", res.Status, p.Name)
+		d.partnerResult(sctx, p, false, fmt.Sprintf("answered %d Gone", res.Status))
+		kept, err = d.Pauser.Park(sctx, job, p.Name)
+		if err == nil {
+			d.stats.Parked.Add(1)
+		}
 	default:
 		next, nextDue, ok := n.Schedule.Next(n.Stamp, job.N, res.Start)
 		if ok && !Permanent(res.Status) {
+			if p != nil && p.Jitter > 0 {
+				nextDue = nextDue.Add(backoff.Jitter(n.Schedule, next, p.Jitter, rand.Float64()))
+			}
 			if res.RetryAfter > 0 {
 				// The partner asked for a pause: the next attempt waits
 				// as a scheduled trigger, never as a sleeping goroutine.
@@ -556,8 +635,11 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 				a.Error = strings.TrimPrefix(a.Error+"; ", "; ") + fmt.Sprintf(
 					"slots %d-%d had passed when this attempt started (catch-up): none left", job.N+1, len(n.Schedule))
 			}
-			kept, err = d.complete(Completion{Job: job})
+			kept, err = d.complete(Completion{Job: job, Ended: GaveUp})
 		}
+	}
+	if p != nil && p.PauseAfter > 0 && !gone && ctx.Err() == nil {
+		d.partnerResult(sctx, p, succeeded, "")
 	}
 	if err != nil {
 		// The lease will run out and the attempt will be made again.
@@ -569,12 +651,90 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		d.Logger.Warn("claim ran out before the attempt ended; another worker took it over", "id", n.ID, "n", job.N)
 	}
 	d.count(a.Outcome)
+	if a.Outcome == Delivered || a.Outcome == GaveUp {
+		a.Ended = n
+	}
 	if a.Outcome == GaveUp {
-		d.Logger.Warn("gave up a notice", "id", n.ID, "attempts", job.N, "status", res.Status, "err", a.Error)
+		d.Logger.Warn("gave up a notice", "id", n.ID, "partner", name, "attempts", job.N, "status", res.Status, "err", a.Error)
+		if d.GaveUp != nil {
+			d.GaveUp(a)
+		}
 	}
 	if err := d.Log.Record(sctx, a); err != nil {
 		d.Logger.Error("record attempt", "id", n.ID, "n", job.N, "err", err)
 	}
+}
+
+// rearm hands job's attempt back for later, at due, without counting it as
+// an attempt.
+func (d *Dispatcher) rearm(job Job, due time.Time) {
+	if _, err := d.complete(Completion{Job: job, Next: job.N, Due: due}); err != nil {
+		d.Logger.Error("re-arm attempt", "id", job.Notice.ID, "n", job.N, "err", err)
+	}
+}
+
+// park sets job's attempt aside while its partner is paused.
+func (d *Dispatcher) park(ctx context.Context, job Job, partner string) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := d.Pauser.Park(sctx, job, partner); err != nil {
+		d.Logger.Error("park attempt of a paused partner", "id", job.Notice.ID, "partner", partner, "err", err)
+		return
+	}
+	d.stats.Parked.Add(1)
+}
+
+// partnerResult reports an attempt's result to the shared pause state.
+func (d *Dispatcher) partnerResult(ctx context.Context, p *Partner, ok bool, gone string) {
+	if d.Pauser == nil {
+		return
+	}
+	paused, err := d.Pauser.PartnerResult(ctx, p.Name, ok, p.PauseAfter, gone)
+	if err != nil {
+		d.Logger.Error("record partner result", "partner", p.Name, "err", err)
+		return
+	}
+	if paused {
+		d.stats.Paused.Add(1)
+		d.Logger.Warn("paused a partner; its notices wait until `notifier partner resume`", "partner", p.Name)
+		d.refreshPauses(ctx)
+	}
+}
+
+func (d *Dispatcher) isPaused(name string) bool {
+	if m := d.paused.Load(); m != nil {
+		return (*m)[name]
+	}
+	return false
+}
+
+// watchPauses keeps the paused-partner cache fresh: a pause or resume by
+// another serve or the CLI takes effect here within a second.
+func (d *Dispatcher) watchPauses(ctx context.Context) {
+	if d.Pauser == nil || len(d.Partners.Names()) == 0 {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		d.refreshPauses(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (d *Dispatcher) refreshPauses(ctx context.Context) {
+	m, err := d.Pauser.Paused(ctx, d.Partners.Names())
+	if err != nil {
+		if ctx.Err() == nil {
+			d.Logger.Error("read paused partners", "err", err)
+		}
+		return
+	}
+	d.paused.Store(&m)
 }
 
 // completion is a worker's request to end its attempt, answered on reply.

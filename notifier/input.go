@@ -29,8 +29,15 @@ type Line struct {
 	Body json.RawMessage `json:"body"`
 	// Headers maps a name to a value or a list of values.
 	Headers map[string]json.RawMessage `json:"headers"`
-	// Schedule is a LIST as for --schedule; empty means the default.
+	// Schedule is a LIST or preset name as for --schedule; empty means the
+	// partner's, else the default.
 	Schedule string `json:"schedule"`
+	// Partner names the notice's partner (as enqueue --partner).
+	Partner string `json:"partner,omitempty"`
+	// Success is the notice's success rule (as enqueue --success).
+	Success string `json:"success,omitempty"`
+	// Secrets sign its attempts (as enqueue --secret).
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // NewID returns a random notice id: 26 hex digits after "n_".
@@ -43,9 +50,24 @@ func NewID() string {
 // Notice turns l into a Notice stamped at stamp, with def as the schedule
 // when l names none and a fresh id when it has none.
 func (l *Line) Notice(def backoff.Schedule, stamp time.Time) (Notice, error) {
-	n := Notice{ID: l.ID, URL: l.URL, Schedule: def, Stamp: stamp.Truncate(time.Millisecond)}
+	n := Notice{ID: l.ID, URL: l.URL, Schedule: def, Stamp: stamp.Truncate(time.Millisecond), Partner: l.Partner,
+		scheduleDefaulted: l.Schedule == ""}
 	if n.ID == "" {
 		n.ID = NewID()
+	}
+	if l.Success != "" {
+		r, err := ParseSuccessRule(l.Success)
+		if err != nil {
+			return Notice{}, fmt.Errorf("%w: %v", ErrInvalidNotice, err)
+		}
+		n.Success = r
+	}
+	for _, k := range l.Secrets {
+		sec, err := ParseSecret(k)
+		if err != nil {
+			return Notice{}, fmt.Errorf("%w: %v", ErrInvalidNotice, err)
+		}
+		n.Secrets = append(n.Secrets, sec)
 	}
 	if len(l.Body) > 0 && !bytes.Equal(l.Body, []byte("null")) {
 		if l.Body[0] == '"' {

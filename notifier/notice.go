@@ -18,6 +18,7 @@ const (
 	MaxURLLen    = 2048
 	MaxBodyBytes = 1 << 20
 	MaxHeaders   = 50
+	MaxSecrets   = 10
 )
 
 // ErrInvalidNotice is wrapped by every error Validate returns.
@@ -46,6 +47,18 @@ type Notice struct {
 	Schedule backoff.Schedule
 	// Stamp is when the notice was first enqueued, with millisecond precision.
 	Stamp time.Time
+	// Partner names the partner it is sent under (see Partner); empty: the
+	// partner whose URL prefix matches, if any.
+	Partner string
+	// Success judges the partner's replies; zero: the partner's rule, else
+	// any 2xx.
+	Success SuccessRule
+	// Secrets sign every attempt (Standard Webhooks), with the partner's.
+	Secrets []Secret
+
+	// scheduleDefaulted is set by Line.Notice when the line named no
+	// schedule, so a partner's schedule may replace the default.
+	scheduleDefaulted bool
 }
 
 // reserved headers are set by the deliverer on every attempt; a notice may not
@@ -82,6 +95,14 @@ func (n *Notice) Validate() error {
 				return fmt.Errorf("%w: header %s has a control character", ErrInvalidNotice, k)
 			}
 		}
+	}
+	if n.Partner != "" {
+		if err := ValidatePartnerName(n.Partner); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidNotice, err)
+		}
+	}
+	if len(n.Secrets) > MaxSecrets {
+		return fmt.Errorf("%w: %d secrets, at most %d", ErrInvalidNotice, len(n.Secrets), MaxSecrets)
 	}
 	if len(n.Schedule) == 0 || len(n.Schedule) > backoff.MaxAttempts {
 		return fmt.Errorf("%w: schedule has %d attempts", ErrInvalidNotice, len(n.Schedule))

@@ -37,6 +37,10 @@ type Completion struct {
 	// (delivered or given up).
 	Next int
 	Due  time.Time
+	// Ended says how the notice ended when Next is 0: Delivered, or
+	// anything else for a notice given up. The store remembers it for its
+	// dedup window.
+	Ended Outcome
 }
 
 // ClaimResult says what happened to one trigger passed to Queue.Claim.
@@ -109,4 +113,19 @@ type Handlers struct {
 // the time the log's Run returns.
 type AttemptLog interface {
 	Record(ctx context.Context, a Attempt) error
+}
+
+// Pauser keeps partners' shared pause state. Optional: without one, no
+// partner is ever paused.
+type Pauser interface {
+	// Paused reports which of the named partners are paused.
+	Paused(ctx context.Context, names []string) (map[string]bool, error)
+	// Park moves job's attempt aside while its partner is paused; false if
+	// the claim was lost.
+	Park(ctx context.Context, job Job, partner string) (bool, error)
+	// PartnerResult counts the partner's failed attempts in a row (ok
+	// resets the count) and pauses it at threshold (0: never) or at once
+	// when gone is a non-empty reason. It reports whether this call paused
+	// the partner.
+	PartnerResult(ctx context.Context, name string, ok bool, threshold int, gone string) (bool, error)
 }

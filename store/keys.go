@@ -22,7 +22,10 @@ var ErrForeignKey = errors.New("not a trigger key")
 //
 //	P_<id>_<stamp>_<n>  trigger: the integer 1, with a TTL that ends when attempt n is due;
 //	                    its expired event is what wakes a delivery
-//	P:p:<id>            payload: the notice (JSON header line, '\n', raw body); no TTL
+//	P:p:<id>            payload: the notice (JSON header line, '\n', raw body); no TTL.
+//	                    Once the notice ends it becomes a tombstone ("!delivered",
+//	                    "!gave-up", "!cancelled") with the dedup window as TTL, so
+//	                    enqueue can refuse an id that was already delivered
 //	P:due               due index: sorted set, member <id>_<stamp>_<n> (a trigger key
 //	                    without "P_"), score = due time in Unix ms, or the lease's end
 //	                    while the attempt is claimed
@@ -30,6 +33,12 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	P:schedule          the default schedule of the serve that last started, read by enqueue
 //	P:wake              pubsub channel: an attempt was armed already due, wake up now
 //	P:wakeflag          set for 2 ms after a wake message, so a burst sends one
+//	P:parked:<partner>  sorted set of due-index members parked while their partner is
+//	                    paused (score: when parked); resume re-arms them all
+//	P:partner:<name>    hash: paused (1/0), reason, since (Unix ms), fails (failed
+//	                    attempts in a row), shared by every serve
+//	P:partners          hash: partner name -> JSON summary of its config (no secrets),
+//	                    published by serve for enqueue and `partner list`
 //	P:canary:<instance> liveness probe of one serve's subscription: expires at once and
 //	                    must come back as an expired event
 //
@@ -72,6 +81,15 @@ func (k Keys) Wake() string { return k.prefix() + ":wake" }
 
 // WakeFlag rate-limits wake messages to one per 2 ms.
 func (k Keys) WakeFlag() string { return k.prefix() + ":wakeflag" }
+
+// Parked is the set of attempts parked while partner is paused.
+func (k Keys) Parked(partner string) string { return k.prefix() + ":parked:" + partner }
+
+// Partner is the hash holding partner name's shared state.
+func (k Keys) Partner(name string) string { return k.prefix() + ":partner:" + name }
+
+// Partners is the hash of published partner configurations.
+func (k Keys) Partners() string { return k.prefix() + ":partners" }
 
 // Canary is the liveness probe key of one subscriber.
 func (k Keys) Canary(instance string) string { return k.prefix() + ":canary:" + instance }

@@ -23,10 +23,19 @@ type payloadHeader struct {
 	Header   http.Header `json:"h,omitempty"`
 	Schedule []int64     `json:"s"` // offsets in ms
 	Stamp    int64       `json:"t"` // Unix ms
+	Partner  string      `json:"p,omitempty"`
+	Success  string      `json:"r,omitempty"` // success rule, canonical form
+	Secrets  []string    `json:"k,omitempty"` // whsec_ form
 }
 
 func encodePayload(n *notifier.Notice) ([]byte, error) {
-	h := payloadHeader{URL: n.URL, Header: n.Header, Stamp: n.Stamp.UnixMilli()}
+	h := payloadHeader{URL: n.URL, Header: n.Header, Stamp: n.Stamp.UnixMilli(), Partner: n.Partner}
+	if !n.Success.IsZero() {
+		h.Success = n.Success.String()
+	}
+	for _, s := range n.Secrets {
+		h.Secrets = append(h.Secrets, s.Encode())
+	}
 	h.Schedule = make([]int64, len(n.Schedule))
 	for i, d := range n.Schedule {
 		h.Schedule[i] = d.Milliseconds()
@@ -56,6 +65,21 @@ func decodePayload(id string, p []byte) (notifier.Notice, error) {
 	}
 	for i, ms := range h.Schedule {
 		n.Schedule[i] = time.Duration(ms) * time.Millisecond
+	}
+	n.Partner = h.Partner
+	if h.Success != "" {
+		r, err := notifier.ParseSuccessRule(h.Success)
+		if err != nil {
+			return notifier.Notice{}, fmt.Errorf("notice %s: %v: %w", id, err, errCorrupt)
+		}
+		n.Success = r
+	}
+	for _, k := range h.Secrets {
+		sec, err := notifier.ParseSecret(k)
+		if err != nil {
+			return notifier.Notice{}, fmt.Errorf("notice %s: a secret does not parse: %w", id, errCorrupt)
+		}
+		n.Secrets = append(n.Secrets, sec)
 	}
 	if err := n.Validate(); err != nil {
 		return notifier.Notice{}, fmt.Errorf("notice %s: %v: %w", id, err, errCorrupt)

@@ -35,6 +35,9 @@ type Redis struct {
 	log  *slog.Logger
 	// Now is the clock; due scores and leases are compared with it.
 	Now func() time.Time
+	// DedupWindow is how long an ended notice's id is remembered (default
+	// 24 h): enqueue refuses an id delivered within it. Negative: never.
+	DedupWindow time.Duration
 	// CanaryInterval is how often Listen checks that events still flow by
 	// setting a key to expire at once and waiting for its event (default
 	// 5 s); CanaryDeadline is how long the event may take (default 2 s).
@@ -131,6 +134,21 @@ func (r *Redis) DefaultSchedule(ctx context.Context) (backoff.Schedule, error) {
 // case some notices may have been stored and the caller may safely retry
 // (duplicates are refused, not doubled).
 func (r *Redis) Enqueue(ctx context.Context, notices []notifier.Notice) ([]error, error) {
+	return r.enqueue(ctx, notices, false)
+}
+
+// Resend is Enqueue for an operator's explicit re-send (`notifier retry`,
+// `replay`): it also replaces the tombstone of a notice delivered within the
+// dedup window. A pending notice is still refused.
+func (r *Redis) Resend(ctx context.Context, notices []notifier.Notice) ([]error, error) {
+	return r.enqueue(ctx, notices, true)
+}
+
+func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bool) ([]error, error) {
+	forced := "0"
+	if force {
+		forced = "1"
+	}
 	errs := make([]error, len(notices))
 	calls := make([]scriptCall, 0, len(notices))
 	idx := make([]int, 0, len(notices))
@@ -149,7 +167,7 @@ func (r *Redis) Enqueue(ctx context.Context, notices []notifier.Notice) ([]error
 		due, _ := n.Schedule.Due(n.Stamp, 1)
 		calls = append(calls, scriptCall{enqueueScript,
 			[]string{r.keys.Payload(n.ID), r.keys.Due(), r.keys.Trigger(t), r.keys.Wake(), r.keys.WakeFlag()},
-			[]any{p, r.keys.Member(t), due.UnixMilli()}})
+			[]any{p, r.keys.Member(t), due.UnixMilli(), forced}})
 		idx = append(idx, i)
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
@@ -162,7 +180,10 @@ func (r *Redis) Enqueue(ctx context.Context, notices []notifier.Notice) ([]error
 		case err != nil:
 			return errs, fmt.Errorf("enqueue %s: %w", notices[idx[j]].ID, err)
 		case v == 0:
-			errs[idx[j]] = fmt.Errorf("notice %s: %w", notices[idx[j]].ID, notifier.ErrDuplicate)
+			errs[idx[j]] = fmt.Errorf("notice %s: already pending: %w", notices[idx[j]].ID, notifier.ErrDuplicate)
+		case v == 2:
+			errs[idx[j]] = fmt.Errorf("notice %s: already delivered (within the dedup window; `notifier retry` sends it again): %w",
+				notices[idx[j]].ID, notifier.ErrDuplicate)
 		}
 	}
 	return errs, nil
@@ -251,9 +272,16 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 			nt := notifier.Trigger{ID: t.ID, Stamp: t.Stamp, N: c.Next}
 			nextMember, nextKey = r.keys.Member(nt), r.keys.Trigger(nt)
 		}
+		tomb := ""
+		if c.Next == 0 {
+			tomb = tombGaveUp
+			if c.Ended == notifier.Delivered {
+				tomb = tombDelivered
+			}
+		}
 		calls[i] = scriptCall{completeScript,
 			[]string{r.keys.Due(), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.Wake(), r.keys.WakeFlag()},
-			[]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli()}}
+			[]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), tomb, r.dedupWindow().Milliseconds()}}
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
 	if err != nil {
@@ -486,6 +514,9 @@ func (r *Redis) Pending(ctx context.Context, id string) (Pending, error) {
 	}
 	if err != nil {
 		return Pending{}, fmt.Errorf("read notice %s: %w", id, err)
+	}
+	if isTombstone(p) {
+		return Pending{}, fmt.Errorf("notice %s: %s: %w", id, p[1:], notifier.ErrNotFound)
 	}
 	n, err := decodePayload(id, p)
 	if err != nil {

@@ -37,19 +37,35 @@ end
 //	KEYS[1] -> payload key      ARGV[1] -> payload
 //	KEYS[2] -> due index        ARGV[2] -> due-index member of attempt n
 //	KEYS[3] -> trigger key      ARGV[3] -> due time, Unix ms (the member's score)
-//	KEYS[4] -> wake channel
-//	KEYS[5] -> wake flag
+//	KEYS[4] -> wake channel     ARGV[4] -> '1' to replace a delivered tombstone
+//	KEYS[5] -> wake flag                   (an operator's explicit re-send)
 //
-// Returns 1, or 0 if a notice with this id is already pending (nothing is
-// written).
+// Returns 1; 0 if a notice with this id is pending; 2 if one was delivered
+// within the dedup window (its tombstone is still there). Nothing is written
+// then. A given-up or cancelled id may be enqueued again: it was never
+// delivered, so sending it is no duplicate.
 var enqueueScript = redis.NewScript(pxUntil + `
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  if string.sub(cur, 1, 1) ~= '!' then return 0 end
+  if cur == '` + tombDelivered + `' and ARGV[4] ~= '1' then return 2 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
 local px = px_until(ARGV[3])
 redis.call('SET', KEYS[3], 1, 'PX', px)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 wake_if_due(px, KEYS[4], KEYS[5])
 return 1
 `)
+
+// Tombstones replace the payload of an ended notice for the dedup window.
+// They start with '!', which no payload does (a payload starts with its
+// JSON header).
+const (
+	tombDelivered = "!delivered"
+	tombGaveUp    = "!gave-up"
+	tombCancelled = "!cancelled"
+)
 
 // claimScript takes a pending attempt for one worker.
 //
@@ -65,6 +81,7 @@ return 1
 // computed from it on the same clock), {1} busy (another worker's lease is live), {2} orphan (indexed but
 // the payload is gone: the entry is dropped), or {3, payload, score} claimed
 // (score: when the attempt was armed to run, a string): the
+// payload of an ended notice (a tombstone) makes the entry stale and drops it;
 // lease is set, the member's score moves to the lease's end so the sweep
 // leaves it alone until then, and a trigger key that has not fired yet is
 // deleted (a sweep claimed it) so it cannot fire a second delivery later.
@@ -79,6 +96,10 @@ if not p then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return {2}
 end
+if string.sub(p, 1, 1) == '!' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return {0}
+end
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
 redis.call('UNLINK', KEYS[4])
@@ -92,8 +113,8 @@ return {3, p, due}
 //	KEYS[2] -> payload key      ARGV[2] -> claim token
 //	KEYS[3] -> lease key        ARGV[3] -> member of the next attempt, '' to remove the notice
 //	KEYS[4] -> next trigger key ARGV[4] -> next due time, Unix ms
-//	KEYS[5] -> wake channel
-//	KEYS[6] -> wake flag
+//	KEYS[5] -> wake channel     ARGV[5] -> tombstone to leave when removing, '' for none
+//	KEYS[6] -> wake flag        ARGV[6] -> the tombstone's TTL, ms
 //
 // Returns 1, or 0 if the claim was lost: another worker holds the lease, or
 // the attempt is no longer pending. A lease that merely ran out with nobody
@@ -105,7 +126,11 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[3] == '' then
-  redis.call('DEL', KEYS[2])
+  if ARGV[5] ~= '' and tonumber(ARGV[6]) > 0 then
+    redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
+  else
+    redis.call('DEL', KEYS[2])
+  end
 else
   local px = px_until(ARGV[4])
   redis.call('SET', KEYS[4], 1, 'PX', px)
@@ -132,4 +157,102 @@ redis.call('SET', KEYS[3], 1, 'PX', 1)
 return 1
 `)
 
-var allScripts = []*redis.Script{enqueueScript, claimScript, completeScript, releaseScript}
+// cancelScript ends a pending notice without sending it again.
+//
+//	KEYS[1] -> payload key      ARGV[1] -> the payload the caller read
+//	KEYS[2] -> due index        ARGV[2] -> tombstone TTL, ms (0: no tombstone)
+//	KEYS[3] -> lease key        ARGV[3..] -> due-index members of every attempt
+//	KEYS[4] -> parked set of the notice's partner
+//	KEYS[5..] -> trigger keys of every attempt
+//
+// Returns 1; 0 if there is no such notice or it already ended; -1 if the
+// payload changed since the caller read it (ended and enqueued again): the
+// caller reads again. A worker holding a claim on the notice loses it: its
+// completion finds no due-index entry and changes nothing.
+var cancelScript = redis.NewScript(`
+local p = redis.call('GET', KEYS[1])
+if not p or string.sub(p, 1, 1) == '!' then return 0 end
+if p ~= ARGV[1] then return -1 end
+for i = 3, #ARGV do
+  redis.call('ZREM', KEYS[2], ARGV[i])
+  redis.call('ZREM', KEYS[4], ARGV[i])
+end
+for i = 5, #KEYS do redis.call('UNLINK', KEYS[i]) end
+redis.call('DEL', KEYS[3])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], '` + tombCancelled + `', 'PX', ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+`)
+
+// parkScript moves a claimed attempt out of the due index into its paused
+// partner's parked set, where no sweep or waker looks.
+//
+//	KEYS[1] -> due index        ARGV[1] -> member
+//	KEYS[2] -> lease key        ARGV[2] -> claim token
+//	KEYS[3] -> parked set       ARGV[3] -> now, Unix ms
+//
+// Returns 1, or 0 if the claim was lost.
+var parkScript = redis.NewScript(`
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[2] then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return 1
+`)
+
+// unparkScript re-arms up to ARGV[3] parked attempts, due now: each goes
+// back into the due index and gets a trigger key expiring in 1 ms. The
+// trigger keys are named from the members here (prefix ARGV[1]), so this
+// script needs all keys on one node.
+//
+//	KEYS[1] -> parked set       ARGV[1] -> trigger key prefix ("P_")
+//	KEYS[2] -> due index        ARGV[2] -> now, Unix ms
+//	                            ARGV[3] -> batch size
+//
+// Returns how many were re-armed; 0 when the set is empty.
+var unparkScript = redis.NewScript(`
+local ms = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+for _, m in ipairs(ms) do
+  redis.call('ZADD', KEYS[2], ARGV[2], m)
+  redis.call('SET', ARGV[1] .. m, 1, 'PX', 1)
+  redis.call('ZREM', KEYS[1], m)
+end
+return #ms
+`)
+
+// partnerResultScript counts a partner's failed attempts in a row and
+// pauses it when they reach a threshold.
+//
+//	KEYS[1] -> partner state    ARGV[1] -> '1' the attempt succeeded, '0' failed
+//	                            ARGV[2] -> threshold (0: never pause)
+//	                            ARGV[3] -> now, Unix ms
+//	                            ARGV[4] -> '1' pause now whatever the count (410 Gone)
+//	                            ARGV[5] -> reason for that
+//
+// Returns 1 if this call paused the partner, else 0.
+var partnerResultScript = redis.NewScript(`
+if ARGV[1] == '1' then
+  if redis.call('HGET', KEYS[1], 'fails') ~= '0' then redis.call('HSET', KEYS[1], 'fails', 0) end
+  return 0
+end
+local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
+if redis.call('HGET', KEYS[1], 'paused') == '1' then return 0 end
+local reason
+if ARGV[4] == '1' then
+  reason = ARGV[5]
+elseif tonumber(ARGV[2]) > 0 and fails >= tonumber(ARGV[2]) then
+  reason = fails .. ' failed attempts in a row'
+else
+  return 0
+end
+redis.call('HSET', KEYS[1], 'paused', 1, 'reason', reason, 'since', ARGV[3])
+return 1
+`)
+
+var allScripts = []*redis.Script{enqueueScript, claimScript, completeScript, releaseScript,
+	cancelScript, parkScript, unparkScript, partnerResultScript}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -30,6 +31,10 @@ var migrations embed.FS
 // called.
 var ErrLogClosed = errors.New("attempt log closed")
 
+// ErrCorruptArchive is wrapped by the errors of Ended and EachEnded for an
+// archived notice whose stored payload does not decode.
+var ErrCorruptArchive = errors.New("archived notice does not decode")
+
 // errReadOnly is returned by the writing methods of a log opened with
 // OpenSQLiteReadOnly.
 var errReadOnly = errors.New("attempt log opened read-only")
@@ -46,6 +51,14 @@ const (
 	// followBatch bounds one Follow query, so its read transaction is short
 	// and never holds back a WAL checkpoint for long.
 	followBatch = 1000
+	// endedBatch and endedBatchBytes bound one EachEnded query: a page
+	// ends at 500 notices or once its payloads reach 16 MiB, whichever
+	// comes first, since one notice may hold a 1 MiB body.
+	endedBatch      = 500
+	endedBatchBytes = 16 << 20
+	// archiveVersion is the schema version that added attempts.partner
+	// and the notices table.
+	archiveVersion = 2
 )
 
 // writeBackoff is the pause before the second and later tries of a batch.
@@ -54,12 +67,17 @@ const (
 var writeBackoff = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}
 
 // SQLite is the attempt log: an append-only SQLite table with one writer
-// (Run) fed by Record, and readers for tails and status. A log opened with
-// OpenSQLiteReadOnly only reads.
+// (Run) fed by Record, and readers for tails and status. The writer also
+// archives each notice when an attempt ends it (see Ended and EachEnded). A
+// log opened with OpenSQLiteReadOnly only reads.
 type SQLite struct {
 	path string
 	w    *sql.DB // the writer connection; nil when read-only
 	r    *sql.DB // the read-only pool
+	// version is the schema version seen at open. A read-only handle may
+	// find an older schema, written by an older binary that still runs; it
+	// then reads attempts without partners and an empty archive.
+	version int
 
 	queue chan item
 
@@ -106,7 +124,8 @@ func OpenSQLite(path string) (*SQLite, error) {
 	// One connection: SQLite allows one writer at a time anyway, and a
 	// single connection turns lock contention into queueing in database/sql.
 	w.SetMaxOpenConns(1)
-	if err := migrate(w); err != nil {
+	version, err := migrate(w)
+	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("migrate attempt log %s: %w", path, err)
 	}
@@ -119,6 +138,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 		path:     path,
 		w:        w,
 		r:        r,
+		version:  version,
 		queue:    make(chan item, queueSize),
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -149,7 +169,7 @@ func OpenSQLiteReadOnly(path string) (*SQLite, error) {
 		r.Close()
 		return nil, fmt.Errorf("%s is not an attempt log (no schema)", path)
 	}
-	return &SQLite{path: path, r: r}, nil
+	return &SQLite{path: path, r: r, version: version}, nil
 }
 
 func openReader(path string) (*sql.DB, error) {
@@ -180,11 +200,12 @@ func openDB(path, query string) (*sql.DB, error) {
 
 // migrate applies each migrations/NNNN_name.sql whose NNNN is above the
 // database's user_version, each in its own transaction together with the
-// version bump, so a crash leaves the schema at a known version.
-func migrate(db *sql.DB) error {
+// version bump, so a crash leaves the schema at a known version. It returns
+// the resulting version.
+func migrate(db *sql.DB) (int, error) {
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	slices.Sort(names)
 	latest := 0
@@ -192,27 +213,27 @@ func migrate(db *sql.DB) error {
 		prefix, _, _ := strings.Cut(filepath.Base(name), "_")
 		version, err := strconv.Atoi(prefix)
 		if err != nil || version <= latest {
-			return fmt.Errorf("migration %s: name must start with a version above %d", name, latest)
+			return 0, fmt.Errorf("migration %s: name must start with a version above %d", name, latest)
 		}
 		latest = version
 		body, err := migrations.ReadFile(name)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if err := applyMigration(db, version, string(body)); err != nil {
-			return fmt.Errorf("migration %s: %w", name, err)
+			return 0, fmt.Errorf("migration %s: %w", name, err)
 		}
 	}
 	var version int
 	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
-		return err
+		return 0, err
 	}
 	if version > latest {
 		// A newer binary wrote this log; writing with an older schema
 		// could lose columns it relies on.
-		return fmt.Errorf("schema version %d is newer than this binary's %d", version, latest)
+		return 0, fmt.Errorf("schema version %d is newer than this binary's %d", version, latest)
 	}
-	return nil
+	return version, nil
 }
 
 func applyMigration(db *sql.DB, version int, body string) error {
@@ -411,10 +432,22 @@ func (s *SQLite) commit(ctx context.Context, batch []item) error {
 }
 
 const insertSQL = `INSERT INTO attempts
-	(notice_id, stamp_ms, n, due_ms, start_us, duration_us, url, status, outcome, error, response, next_due_ms)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	(notice_id, stamp_ms, n, due_ms, start_us, duration_us, url, status, outcome, error, response, next_due_ms, partner)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-// insert writes rows in one transaction.
+// archiveSQL keeps the last end of each notice: a notice retried after it
+// ended and ending again replaces its row.
+const archiveSQL = `INSERT INTO notices
+	(id, stamp_ms, partner, outcome, ended_us, attempts, url, payload)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (id) DO UPDATE SET
+		stamp_ms = excluded.stamp_ms, partner = excluded.partner,
+		outcome = excluded.outcome, ended_us = excluded.ended_us,
+		attempts = excluded.attempts, url = excluded.url, payload = excluded.payload`
+
+// insert writes rows in one transaction, and archives the notice of each
+// row whose Ended is set. A notice that does not encode is not archived; its
+// attempt is still written.
 func (s *SQLite) insert(ctx context.Context, rows []*notifier.Attempt) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -428,6 +461,11 @@ func (s *SQLite) insert(ctx context.Context, rows []*notifier.Attempt) error {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
 	defer stmt.Close()
+	archive, err := tx.PrepareContext(ctx, archiveSQL)
+	if err != nil {
+		return fmt.Errorf("prepare archive: %w", err)
+	}
+	defer archive.Close()
 	for _, a := range rows {
 		var next sql.NullInt64
 		if !a.Next.IsZero() {
@@ -436,9 +474,22 @@ func (s *SQLite) insert(ctx context.Context, rows []*notifier.Attempt) error {
 		_, err := stmt.ExecContext(ctx,
 			a.NoticeID, a.Stamp.UnixMilli(), a.N, a.Due.UnixMilli(),
 			a.Start.UnixMicro(), a.Duration.Microseconds(),
-			a.URL, a.Status, string(a.Outcome), a.Error, a.Response, next)
+			a.URL, a.Status, string(a.Outcome), a.Error, a.Response, next, a.Partner)
 		if err != nil {
 			return fmt.Errorf("insert attempts: %w", err)
+		}
+		if a.Ended == nil {
+			continue
+		}
+		payload, err := encodePayload(a.Ended)
+		if err != nil {
+			continue // the attempt row says how it ended; nothing to re-send
+		}
+		_, err = archive.ExecContext(ctx,
+			a.NoticeID, a.Ended.Stamp.UnixMilli(), a.Partner, string(a.Outcome),
+			a.Start.Add(a.Duration).UnixMicro(), a.N, a.URL, payload)
+		if err != nil {
+			return fmt.Errorf("archive notice %s: %w", a.NoticeID, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -451,6 +502,7 @@ func (s *SQLite) insert(ctx context.Context, rows []*notifier.Attempt) error {
 type Filter struct {
 	NoticeID string
 	Outcome  notifier.Outcome
+	Partner  string
 	// AfterSeq selects attempts with Seq > AfterSeq; it is how a tail
 	// resumes where it stopped.
 	AfterSeq int64
@@ -458,7 +510,8 @@ type Filter struct {
 
 // where returns the WHERE clause for f and its arguments. Conditions are
 // left out rather than written as (? = ” OR col = ?), which would keep
-// SQLite from using the (notice_id, seq) and (outcome, seq) indexes.
+// SQLite from using the (notice_id, seq), (outcome, seq) and (partner, seq)
+// indexes.
 func (f Filter) where() (string, []any) {
 	conds := []string{"seq > ?"}
 	args := []any{f.AfterSeq}
@@ -470,21 +523,35 @@ func (f Filter) where() (string, []any) {
 		conds = append(conds, "outcome = ?")
 		args = append(args, string(f.Outcome))
 	}
+	if f.Partner != "" {
+		conds = append(conds, "partner = ?")
+		args = append(args, f.Partner)
+	}
 	return " WHERE " + strings.Join(conds, " AND "), args
 }
 
-const selectSQL = `SELECT seq, notice_id, stamp_ms, n, due_ms, start_us, duration_us,
-	url, status, outcome, error, response, next_due_ms FROM attempts`
+const selectColumns = `SELECT seq, notice_id, stamp_ms, n, due_ms, start_us, duration_us,
+	url, status, outcome, error, response, next_due_ms, partner`
+
+// selectSQL returns the SELECT that query scans, without its WHERE clause.
+func (s *SQLite) selectSQL() string {
+	if s.version < archiveVersion {
+		// Before the partner column. SQLite flattens the subquery, so
+		// the WHERE clause still uses the indexes of attempts.
+		return selectColumns + ` FROM (SELECT *, '' AS partner FROM attempts)`
+	}
+	return selectColumns + ` FROM attempts`
+}
 
 // Last returns the last n attempts that match f (all of them if n <= 0),
 // oldest first.
 func (s *SQLite) Last(ctx context.Context, f Filter, n int) ([]notifier.Attempt, error) {
 	where, args := f.where()
 	if n <= 0 {
-		return s.query(ctx, selectSQL+where+" ORDER BY seq", args...)
+		return s.query(ctx, s.selectSQL()+where+" ORDER BY seq", args...)
 	}
 	// Newest first so LIMIT keeps the last n, then reversed.
-	as, err := s.query(ctx, selectSQL+where+" ORDER BY seq DESC LIMIT ?", append(args, n)...)
+	as, err := s.query(ctx, s.selectSQL()+where+" ORDER BY seq DESC LIMIT ?", append(args, n)...)
 	if err != nil {
 		return nil, err
 	}
@@ -513,7 +580,7 @@ func (s *SQLite) Follow(ctx context.Context, f Filter, poll time.Duration, fn fu
 	defer t.Stop()
 	for {
 		where, args := f.where()
-		as, err := s.query(ctx, selectSQL+where+" ORDER BY seq LIMIT ?", append(args, followBatch)...)
+		as, err := s.query(ctx, s.selectSQL()+where+" ORDER BY seq LIMIT ?", append(args, followBatch)...)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -547,7 +614,7 @@ func (s *SQLite) Follow(ctx context.Context, f Filter, poll time.Duration, fn fu
 func (s *SQLite) Each(ctx context.Context, f Filter, fn func(notifier.Attempt) error) error {
 	for {
 		where, args := f.where()
-		as, err := s.query(ctx, selectSQL+where+" ORDER BY seq LIMIT ?", append(args, followBatch)...)
+		as, err := s.query(ctx, s.selectSQL()+where+" ORDER BY seq LIMIT ?", append(args, followBatch)...)
 		if err != nil {
 			return fmt.Errorf("read attempts: %w", err)
 		}
@@ -563,7 +630,7 @@ func (s *SQLite) Each(ctx context.Context, f Filter, fn func(notifier.Attempt) e
 	}
 }
 
-// query runs a SELECT of selectSQL's columns on the read pool and reads
+// query runs a SELECT of selectColumns on the read pool and reads
 // every row before returning, so the statement's read transaction ends here.
 func (s *SQLite) query(ctx context.Context, q string, args ...any) ([]notifier.Attempt, error) {
 	rows, err := s.r.QueryContext(ctx, q, args...)
@@ -580,7 +647,7 @@ func (s *SQLite) query(ctx context.Context, q string, args ...any) ([]notifier.A
 			next                           sql.NullInt64
 		)
 		err := rows.Scan(&a.Seq, &a.NoticeID, &stampMS, &a.N, &dueMS, &startUS, &durUS,
-			&a.URL, &a.Status, &outcome, &a.Error, &a.Response, &next)
+			&a.URL, &a.Status, &outcome, &a.Error, &a.Response, &next, &a.Partner)
 		if err != nil {
 			return nil, fmt.Errorf("scan attempt: %w", err)
 		}
@@ -598,4 +665,207 @@ func (s *SQLite) query(ctx context.Context, q string, args ...any) ([]notifier.A
 		return nil, fmt.Errorf("read attempts: %w", err)
 	}
 	return as, nil
+}
+
+// EndedNotice is an archived notice and how it ended.
+type EndedNotice struct {
+	// Notice is the notice as it was enqueued, with its full URL, headers
+	// and body: what `notifier retry` sends again.
+	Notice notifier.Notice
+	// Outcome is the outcome of the attempt that ended the notice.
+	Outcome notifier.Outcome
+	// Ended is when that attempt finished (its start plus its duration),
+	// with microsecond precision.
+	Ended time.Time
+	// Attempts is the slot N of that attempt.
+	Attempts int
+	// Partner names the partner the notice was sent under; empty if none.
+	Partner string
+}
+
+// NoticeFilter selects archived notices; zero fields select everything.
+// Since and Until bound the end time: Since is inclusive, Until exclusive.
+type NoticeFilter struct {
+	Since, Until time.Time
+	Outcome      notifier.Outcome
+	Partner      string
+}
+
+// where returns the conditions for f joined by AND, and their arguments.
+// Like Filter.where it leaves out the zero fields, so the (ended_us) and
+// (outcome, ended_us) indexes stay usable.
+func (f NoticeFilter) where() ([]string, []any) {
+	var conds []string
+	var args []any
+	if !f.Since.IsZero() {
+		conds = append(conds, "ended_us >= ?")
+		args = append(args, ceilMicro(f.Since))
+	}
+	if !f.Until.IsZero() {
+		conds = append(conds, "ended_us < ?")
+		args = append(args, ceilMicro(f.Until))
+	}
+	if f.Outcome != "" {
+		conds = append(conds, "outcome = ?")
+		args = append(args, string(f.Outcome))
+	}
+	if f.Partner != "" {
+		conds = append(conds, "partner = ?")
+		args = append(args, f.Partner)
+	}
+	return conds, args
+}
+
+// ceilMicro is t in Unix microseconds rounded up, so that for an end time e
+// kept in whole microseconds, e >= ceilMicro(t) exactly when e >= t, and
+// e < ceilMicro(t) exactly when e < t.
+func ceilMicro(t time.Time) int64 {
+	us := t.UnixMicro() // rounds down, also before 1970
+	if t.After(time.UnixMicro(us)) {
+		us++
+	}
+	return us
+}
+
+// Ended returns the archived notice id as it was when it last ended
+// (delivered, given up or dropped). It returns an error wrapping
+// notifier.ErrNotFound if id never ended or the log predates the archive,
+// and one wrapping ErrCorruptArchive if its stored payload does not decode.
+func (s *SQLite) Ended(ctx context.Context, id string) (EndedNotice, error) {
+	if s.version < archiveVersion {
+		return EndedNotice{}, fmt.Errorf("archived notice %s: %w", id, notifier.ErrNotFound)
+	}
+	rows, _, err := s.endedQuery(ctx, "SELECT "+endedColumns+" FROM notices WHERE id = ?", 1, id)
+	if err != nil {
+		return EndedNotice{}, fmt.Errorf("read archived notice %s: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return EndedNotice{}, fmt.Errorf("archived notice %s: %w", id, notifier.ErrNotFound)
+	}
+	return rows[0].decode()
+}
+
+// EachEnded calls fn for every archived notice matching f, oldest end first,
+// and returns fn's first error. It reads pages of at most 500 notices in
+// short queries and calls fn between them, never inside a read transaction,
+// so fn may take its time without holding back WAL checkpoints. A notice
+// that ends again while EachEnded runs may be visited twice or not at all.
+//
+// A notice whose stored payload does not decode is skipped; if any were,
+// EachEnded returns, after visiting all the others, an error that counts them
+// and wraps ErrCorruptArchive.
+func (s *SQLite) EachEnded(ctx context.Context, f NoticeFilter, fn func(EndedNotice) error) error {
+	if s.version < archiveVersion {
+		return nil
+	}
+	conds, args := f.where()
+	// Keyset paging on (ended_us, rowid): ended_us alone is not unique,
+	// and both indexes keep their entries in this order.
+	conds = append(conds, "(ended_us, rowid) > (?, ?)")
+	// LIMIT one more than a page tells endedQuery whether rows follow.
+	q := "SELECT " + endedColumns + " FROM notices WHERE " +
+		strings.Join(conds, " AND ") + " ORDER BY ended_us, rowid LIMIT ?"
+	var (
+		afterUS    int64 = math.MinInt64
+		afterRowID int64
+		skipped    int
+		firstErr   error
+	)
+	for {
+		page, more, err := s.endedQuery(ctx, q, endedBatch, append(args, afterUS, afterRowID, endedBatch+1)...)
+		if err != nil {
+			return fmt.Errorf("read archived notices: %w", err)
+		}
+		for _, r := range page {
+			afterUS, afterRowID = r.endedUS, r.rowid
+			e, err := r.decode()
+			if err != nil {
+				if skipped++; firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if !more {
+			break
+		}
+	}
+	if skipped > 0 {
+		return fmt.Errorf("skipped %d archived notices: %w", skipped, firstErr)
+	}
+	return nil
+}
+
+// CountEnded returns how many archived notices match f, counting those whose
+// payload does not decode.
+func (s *SQLite) CountEnded(ctx context.Context, f NoticeFilter) (int, error) {
+	if s.version < archiveVersion {
+		return 0, nil
+	}
+	q := "SELECT count(*) FROM notices"
+	conds, args := f.where()
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	var n int
+	if err := s.r.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count archived notices: %w", err)
+	}
+	return n, nil
+}
+
+const endedColumns = "rowid, id, partner, outcome, ended_us, attempts, payload"
+
+// endedRow is a row of notices as read, before its payload is decoded.
+type endedRow struct {
+	rowid, endedUS int64
+	id, partner    string
+	outcome        string
+	attempts       int
+	payload        []byte
+}
+
+func (r *endedRow) decode() (EndedNotice, error) {
+	n, err := decodePayload(r.id, r.payload)
+	if err != nil {
+		return EndedNotice{}, fmt.Errorf("%w: %w", ErrCorruptArchive, err)
+	}
+	return EndedNotice{
+		Notice:   n,
+		Outcome:  notifier.Outcome(r.outcome),
+		Ended:    time.UnixMicro(r.endedUS),
+		Attempts: r.attempts,
+		Partner:  r.partner,
+	}, nil
+}
+
+// endedQuery runs q, a SELECT of endedRow's columns, on the read pool and
+// reads up to limit rows before returning, so the read transaction ends
+// here. It also stops once the payloads read reach endedBatchBytes. more
+// reports whether it stopped early or at limit, so rows may follow.
+func (s *SQLite) endedQuery(ctx context.Context, q string, limit int, args ...any) (page []endedRow, more bool, err error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	size := 0
+	for rows.Next() {
+		if len(page) == limit || size >= endedBatchBytes {
+			return page, true, nil
+		}
+		var r endedRow
+		if err := rows.Scan(&r.rowid, &r.id, &r.partner, &r.outcome, &r.endedUS, &r.attempts, &r.payload); err != nil {
+			return nil, false, err
+		}
+		size += len(r.payload)
+		page = append(page, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	return page, false, nil
 }

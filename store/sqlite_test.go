@@ -1,14 +1,20 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/notifier/notifier/backoff"
 	"github.com/notifier/notifier/notifier"
 )
 
@@ -469,6 +475,342 @@ func TestSQLiteReadOnly(t *testing.T) {
 		if err := r.Record(context.Background(), attempt("a", 2, notifier.Retry)); err == nil {
 			t.Error("Record on a read-only log: got nil, want an error")
 		}
+	})
+}
+
+// endedAt is the last attempt n of notice id, ending it with outcome o at
+// end under partner, with the notice to archive.
+func endedAt(id string, n int, o notifier.Outcome, partner string, end time.Time) notifier.Attempt {
+	a := attempt(id, n, o)
+	a.Next = time.Time{}
+	a.Partner = partner
+	a.Start = end.Add(-a.Duration)
+	a.Ended = &notifier.Notice{
+		ID:       id,
+		URL:      "https://partner.example/hook?token=secret",
+		Body:     []byte(`{"id":"` + id + `"}` + "\n"),
+		Header:   http.Header{"X-Shop": {"7"}, "X-Trace": {"a", "b"}},
+		Schedule: backoff.Schedule{0, 200 * time.Millisecond, 400 * time.Millisecond},
+		Stamp:    a.Stamp,
+	}
+	return a
+}
+
+// at is a time on the archive tests' clock: second s after a fixed instant,
+// plus us microseconds.
+func at(s, us int) time.Time {
+	return time.UnixMicro(1_700_000_100_000_000 + int64(s)*1e6 + int64(us))
+}
+
+func assertEnded(t *testing.T, got EndedNotice, want notifier.Attempt) {
+	t.Helper()
+	g, w := got.Notice, want.Ended
+	if g.ID != w.ID || g.URL != w.URL || !bytes.Equal(g.Body, w.Body) ||
+		!reflect.DeepEqual(g.Header, w.Header) || !slices.Equal(g.Schedule, w.Schedule) || !g.Stamp.Equal(w.Stamp) {
+		t.Errorf("notice: got %+v, want %+v", g, *w)
+	}
+	end := want.Start.Add(want.Duration)
+	if got.Outcome != want.Outcome || !got.Ended.Equal(end) || got.Attempts != want.N || got.Partner != want.Partner {
+		t.Errorf("end: got %s at %v after %d attempts for %q, want %s at %v after %d for %q",
+			got.Outcome, got.Ended, got.Attempts, got.Partner, want.Outcome, end, want.N, want.Partner)
+	}
+}
+
+// eachEnded returns the ids EachEnded visits, in order, and its error.
+func eachEnded(t *testing.T, s *SQLite, f NoticeFilter) ([]string, error) {
+	t.Helper()
+	var ids []string
+	err := s.EachEnded(context.Background(), f, func(e EndedNotice) error {
+		ids = append(ids, e.Notice.ID)
+		return nil
+	})
+	return ids, err
+}
+
+func TestSQLiteArchive(t *testing.T) {
+	s := startLog(t, tempLog(t))
+	retry := attempt("n1", 1, notifier.Retry)
+	retry.Partner = "acme"
+	delivered := endedAt("n1", 2, notifier.Delivered, "acme", at(5, 7))
+	record(t, s, retry, delivered, attempt("pending", 1, notifier.Retry))
+	ctx := context.Background()
+
+	t.Run("EndedReturnsTheNoticeAndHowItEnded", func(t *testing.T) {
+		got, err := s.Ended(ctx, "n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertEnded(t, got, delivered)
+	})
+	t.Run("NoticeThatDidNotEndIsNotFound", func(t *testing.T) {
+		for _, id := range []string{"pending", "nope"} {
+			if _, err := s.Ended(ctx, id); !errors.Is(err, notifier.ErrNotFound) {
+				t.Errorf("Ended(%q): got %v, want an error wrapping %v", id, err, notifier.ErrNotFound)
+			}
+		}
+	})
+	t.Run("PartnerRoundTripsThroughLast", func(t *testing.T) {
+		got, err := s.Last(ctx, Filter{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var partners []string
+		for _, a := range got {
+			partners = append(partners, a.Partner)
+		}
+		if want := []string{"acme", "acme", ""}; !slices.Equal(partners, want) {
+			t.Errorf("partners: got %q, want %q", partners, want)
+		}
+		assertAttempt(t, got[1], delivered)
+	})
+	t.Run("FilterPartnerSelectsOnePartner", func(t *testing.T) {
+		got, err := s.Last(ctx, Filter{Partner: "acme"}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSeqs(t, got, 1, 2)
+	})
+	t.Run("OnlyEndingAttemptsAreArchived", func(t *testing.T) {
+		n, err := s.CountEnded(ctx, NoticeFilter{})
+		if err != nil || n != 1 {
+			t.Fatalf("CountEnded: got %d, %v; want 1, nil", n, err)
+		}
+	})
+}
+
+func TestSQLiteEachEnded(t *testing.T) {
+	s := startLog(t, tempLog(t))
+	// Recorded out of end order: EachEnded orders by end, not by seq.
+	record(t, s,
+		endedAt("c", 3, notifier.GaveUp, "acme", at(3, 0)),
+		endedAt("a", 1, notifier.Delivered, "acme", at(1, 0)),
+		endedAt("d", 1, notifier.Error, "", at(4, 0)),
+		endedAt("b", 2, notifier.Delivered, "globex", at(2, 0)),
+		endedAt("e", 5, notifier.GaveUp, "globex", at(5, 0)),
+	)
+	tests := []struct {
+		name string
+		f    NoticeFilter
+		want []string
+	}{
+		{"ZeroFilterSelectsAllOldestEndFirst", NoticeFilter{}, []string{"a", "b", "c", "d", "e"}},
+		{"OutcomeSelectsOneOutcome", NoticeFilter{Outcome: notifier.GaveUp}, []string{"c", "e"}},
+		{"PartnerSelectsOnePartner", NoticeFilter{Partner: "globex"}, []string{"b", "e"}},
+		{"SinceIsInclusive", NoticeFilter{Since: at(3, 0)}, []string{"c", "d", "e"}},
+		{"SinceBetweenMicrosecondsRoundsUp", NoticeFilter{Since: at(3, 0).Add(-time.Nanosecond)}, []string{"c", "d", "e"}},
+		{"SinceJustAfterAnEndExcludesIt", NoticeFilter{Since: at(3, 0).Add(time.Nanosecond)}, []string{"d", "e"}},
+		{"UntilIsExclusive", NoticeFilter{Until: at(3, 0)}, []string{"a", "b"}},
+		{"UntilJustAfterAnEndIncludesIt", NoticeFilter{Until: at(3, 0).Add(time.Nanosecond)}, []string{"a", "b", "c"}},
+		{"SinceAndUntilBoundAWindow", NoticeFilter{Since: at(2, 0), Until: at(4, 0)}, []string{"b", "c"}},
+		{"FiltersCombine", NoticeFilter{Since: at(2, 0), Outcome: notifier.Delivered, Partner: "globex"}, []string{"b"}},
+		{"NoMatchIsEmpty", NoticeFilter{Since: at(3, 0), Outcome: notifier.Delivered}, nil},
+		{"UntilBeforeSinceIsEmpty", NoticeFilter{Since: at(4, 0), Until: at(2, 0)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := eachEnded(t, s, tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("EachEnded: got %q, want %q", got, tt.want)
+			}
+			n, err := s.CountEnded(context.Background(), tt.f)
+			if err != nil || n != len(tt.want) {
+				t.Errorf("CountEnded: got %d, %v; want %d, nil", n, err, len(tt.want))
+			}
+		})
+	}
+	t.Run("ReturnsTheCallbackErrorAndStops", func(t *testing.T) {
+		stop := errors.New("stop")
+		calls := 0
+		err := s.EachEnded(context.Background(), NoticeFilter{}, func(EndedNotice) error {
+			calls++
+			return stop
+		})
+		if !errors.Is(err, stop) || calls != 1 {
+			t.Fatalf("got %v after %d calls, want %v after 1", err, calls, stop)
+		}
+	})
+}
+
+func TestSQLiteEachEndedPages(t *testing.T) {
+	// More than two pages, all ending in the same microsecond but one,
+	// so paging must break ties and not skip or repeat a notice.
+	const total = 2*endedBatch + 7
+	s := startLog(t, tempLog(t))
+	as := make([]notifier.Attempt, total)
+	for i := range as {
+		as[i] = endedAt(fmt.Sprintf("n%04d", i), 1, notifier.Delivered, "", at(1, 0))
+	}
+	as[0] = endedAt("n0000", 1, notifier.Delivered, "", at(2, 0)) // the last to end
+	record(t, s, as...)
+
+	got, err := eachEnded(t, s, NoticeFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != total {
+		t.Fatalf("got %d notices, want %d", len(got), total)
+	}
+	seen := make(map[string]bool, total)
+	for _, id := range got {
+		if seen[id] {
+			t.Fatalf("%s visited twice", id)
+		}
+		seen[id] = true
+	}
+	if got[total-1] != "n0000" {
+		t.Errorf("last visited: got %s, want n0000 (the last to end)", got[total-1])
+	}
+}
+
+func TestSQLiteArchiveLaterEndReplaces(t *testing.T) {
+	s := startLog(t, tempLog(t))
+	ctx := context.Background()
+	first := endedAt("n1", 3, notifier.GaveUp, "acme", at(1, 0))
+	record(t, s, first)
+	// Retried by an operator with a new body, and delivered this time.
+	second := endedAt("n1", 1, notifier.Delivered, "globex", at(9, 5))
+	second.Ended.Body = []byte(`{"fixed":true}`)
+	record(t, s, second)
+
+	got, err := s.Ended(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertEnded(t, got, second)
+	for _, f := range []NoticeFilter{{}, {Outcome: notifier.Delivered}} {
+		if n, err := s.CountEnded(ctx, f); err != nil || n != 1 {
+			t.Errorf("CountEnded(%+v): got %d, %v; want 1, nil", f, n, err)
+		}
+	}
+	if n, err := s.CountEnded(ctx, NoticeFilter{Outcome: notifier.GaveUp}); err != nil || n != 0 {
+		t.Errorf("CountEnded(gave-up): got %d, %v; want 0, nil", n, err)
+	}
+}
+
+func TestSQLiteCorruptArchive(t *testing.T) {
+	s := startLog(t, tempLog(t))
+	ctx := context.Background()
+	record(t, s,
+		endedAt("a", 1, notifier.Delivered, "", at(1, 0)),
+		endedAt("bad", 1, notifier.Delivered, "", at(2, 0)),
+		endedAt("c", 1, notifier.Delivered, "", at(3, 0)),
+	)
+	if _, err := s.w.Exec("UPDATE notices SET payload = x'00' WHERE id = 'bad'"); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("EndedWrapsErrCorruptArchive", func(t *testing.T) {
+		if _, err := s.Ended(ctx, "bad"); !errors.Is(err, ErrCorruptArchive) {
+			t.Fatalf("got %v, want an error wrapping %v", err, ErrCorruptArchive)
+		}
+	})
+	t.Run("EachEndedSkipsItThenReportsIt", func(t *testing.T) {
+		got, err := eachEnded(t, s, NoticeFilter{})
+		if !slices.Equal(got, []string{"a", "c"}) {
+			t.Errorf("visited %q, want [a c]", got)
+		}
+		if !errors.Is(err, ErrCorruptArchive) {
+			t.Errorf("got %v, want an error wrapping %v", err, ErrCorruptArchive)
+		}
+	})
+	t.Run("OtherNoticesStillRead", func(t *testing.T) {
+		if _, err := s.Ended(ctx, "c"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// version1Log creates a log at schema version 1 holding one attempt, as a
+// binary from before the archive left it.
+func version1Log(t *testing.T) string {
+	t.Helper()
+	path := tempLog(t)
+	db, err := openDB(path, "_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	body, err := migrations.ReadFile("migrations/0001_attempts.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyMigration(db, 1, string(body)); err != nil {
+		t.Fatal(err)
+	}
+	a := attempt("old", 1, notifier.Retry)
+	_, err = db.Exec(`INSERT INTO attempts
+		(notice_id, stamp_ms, n, due_ms, start_us, duration_us, url, status, outcome, error, response, next_due_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.NoticeID, a.Stamp.UnixMilli(), a.N, a.Due.UnixMilli(), a.Start.UnixMicro(), a.Duration.Microseconds(),
+		a.URL, a.Status, string(a.Outcome), a.Error, a.Response, a.Next.UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func userVersion(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestSQLiteVersion1(t *testing.T) {
+	ctx := context.Background()
+	old := attempt("old", 1, notifier.Retry)
+
+	t.Run("ReadOnlyReadsItWithoutPartnersOrArchive", func(t *testing.T) {
+		r, err := OpenSQLiteReadOnly(version1Log(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		got, err := r.Last(ctx, Filter{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSeqs(t, got, 1)
+		assertAttempt(t, got[0], old)
+		if got, err := r.Last(ctx, Filter{Partner: "acme"}, 0); err != nil || len(got) != 0 {
+			t.Errorf("Last(partner acme): got %d attempts, %v; want none, nil", len(got), err)
+		}
+		if _, err := r.Ended(ctx, "old"); !errors.Is(err, notifier.ErrNotFound) {
+			t.Errorf("Ended: got %v, want an error wrapping %v", err, notifier.ErrNotFound)
+		}
+		if ids, err := eachEnded(t, r, NoticeFilter{}); err != nil || len(ids) != 0 {
+			t.Errorf("EachEnded: got %q, %v; want none, nil", ids, err)
+		}
+		if n, err := r.CountEnded(ctx, NoticeFilter{}); err != nil || n != 0 {
+			t.Errorf("CountEnded: got %d, %v; want 0, nil", n, err)
+		}
+	})
+	t.Run("OpenUpgradesItAndKeepsItsRows", func(t *testing.T) {
+		s := startLog(t, version1Log(t))
+		if v := userVersion(t, s.r); v != archiveVersion {
+			t.Fatalf("user_version: got %d, want %d", v, archiveVersion)
+		}
+		end := endedAt("new", 2, notifier.Delivered, "acme", at(1, 0))
+		record(t, s, end)
+		got, err := s.Last(ctx, Filter{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSeqs(t, got, 1, 2)
+		assertAttempt(t, got[0], old)
+		if got[0].Partner != "" || got[1].Partner != "acme" {
+			t.Errorf("partners: got %q and %q, want \"\" and acme", got[0].Partner, got[1].Partner)
+		}
+		e, err := s.Ended(ctx, "new")
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertEnded(t, e, end)
 	})
 }
 

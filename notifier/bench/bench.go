@@ -257,7 +257,7 @@ func dispatcher(cfg Config, q *store.Redis, name string, waker bool) (*notifier.
 	logDone := make(chan error, 1)
 	go func() { logDone <- alog.Run(ctx) }()
 	dl := notifier.NewDeliverer(5*time.Second, cfg.Concurrency)
-	d := &notifier.Dispatcher{Queue: q, Events: q, Log: alog, Post: dl.Post, Concurrency: cfg.Concurrency, CatchUpRate: -1}
+	d := &notifier.Dispatcher{Queue: q, Events: q, Log: alog, Post: dl.PostWith, Concurrency: cfg.Concurrency, CatchUpRate: -1}
 	if !waker {
 		d.WakeInterval = -1
 	}

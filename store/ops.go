@@ -1,0 +1,360 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/notifier/notifier/notifier"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultDedupWindow is how long an ended notice's id is remembered.
+const DefaultDedupWindow = 24 * time.Hour
+
+func (r *Redis) dedupWindow() time.Duration {
+	switch {
+	case r.DedupWindow < 0:
+		return 0
+	case r.DedupWindow == 0:
+		return DefaultDedupWindow
+	}
+	return r.DedupWindow
+}
+
+func isTombstone(p []byte) bool { return len(p) > 0 && p[0] == '!' }
+
+// Notice states reported by State.
+const (
+	StatePending   = "pending"
+	StateParked    = "parked"
+	StateDelivered = "delivered"
+	StateGaveUp    = "gave-up"
+	StateCancelled = "cancelled"
+)
+
+// State says what Redis knows of notice id: StatePending (or StateParked)
+// while it waits, the tombstone's state (delivered, gave-up, cancelled) for
+// the dedup window after it ended, and an error wrapping
+// notifier.ErrNotFound when it knows nothing.
+func (r *Redis) State(ctx context.Context, id string) (string, error) {
+	p, err := r.rdb.Get(ctx, r.keys.Payload(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read notice %s: %w", id, err)
+	}
+	if isTombstone(p) {
+		return string(p[1:]), nil
+	}
+	n, err := decodePayload(id, p)
+	if err != nil {
+		return "", err
+	}
+	if n.Partner != "" {
+		for k := 1; k <= len(n.Schedule); k++ {
+			m := r.keys.Member(notifier.Trigger{ID: id, Stamp: n.Stamp, N: k})
+			if err := r.rdb.ZScore(ctx, r.keys.Parked(n.Partner), m).Err(); err == nil {
+				return StateParked, nil
+			}
+		}
+	}
+	return StatePending, nil
+}
+
+// ErrEnded is wrapped by Cancel for a notice that already ended.
+var ErrEnded = errors.New("notice already ended")
+
+// Cancel ends pending notice id without sending it again. It wraps
+// notifier.ErrNotFound if Redis knows no such notice and ErrEnded if it
+// already ended (the error names how).
+func (r *Redis) Cancel(ctx context.Context, id string) error {
+	for try := 0; try < 5; try++ {
+		p, err := r.rdb.Get(ctx, r.keys.Payload(id)).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return fmt.Errorf("cancel %s: %w", id, notifier.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("cancel %s: %w", id, err)
+		}
+		if isTombstone(p) {
+			return fmt.Errorf("cancel %s: %s: %w", id, p[1:], ErrEnded)
+		}
+		n, err := decodePayload(id, p)
+		if err != nil {
+			// Unreadable: it can never be sent, so cancelling removes it.
+			n = notifier.Notice{ID: id}
+		}
+		keys := []string{r.keys.Payload(id), r.keys.Due(), r.keys.Lease(id), r.keys.Parked(n.Partner)}
+		args := []any{p, r.dedupWindow().Milliseconds()}
+		for k := 1; k <= len(n.Schedule); k++ {
+			t := notifier.Trigger{ID: id, Stamp: n.Stamp, N: k}
+			keys = append(keys, r.keys.Trigger(t))
+			args = append(args, r.keys.Member(t))
+		}
+		cmds, err := r.evalPipelined(ctx, []scriptCall{{cancelScript, keys, args}})
+		if err != nil {
+			return fmt.Errorf("cancel %s: %w", id, err)
+		}
+		v, err := cmds[0].Int()
+		if err != nil {
+			return fmt.Errorf("cancel %s: %w", id, err)
+		}
+		switch v {
+		case 1:
+			return nil
+		case 0:
+			return fmt.Errorf("cancel %s: %w", id, ErrEnded)
+		}
+	}
+	return fmt.Errorf("cancel %s: the notice keeps changing; try again", id)
+}
+
+// Park implements notifier.Pauser: it moves job's attempt into its paused
+// partner's parked set. False if the claim was lost.
+func (r *Redis) Park(ctx context.Context, job notifier.Job, partner string) (bool, error) {
+	t := r.trigger(job)
+	cmds, err := r.evalPipelined(ctx, []scriptCall{{parkScript,
+		[]string{r.keys.Due(), r.keys.Lease(t.ID), r.keys.Parked(partner)},
+		[]any{r.keys.Member(t), job.Token, r.Now().UnixMilli()}}})
+	if err != nil {
+		return false, fmt.Errorf("park %s: %w", r.keys.Trigger(t), err)
+	}
+	v, err := cmds[0].Int()
+	if err != nil {
+		return false, fmt.Errorf("park %s: %w", r.keys.Trigger(t), err)
+	}
+	return v == 1, nil
+}
+
+// Pause marks partner name paused: serve parks its notices instead of
+// sending them until Resume.
+func (r *Redis) Pause(ctx context.Context, name, reason string) error {
+	err := r.rdb.HSet(ctx, r.keys.Partner(name), "paused", 1, "reason", reason, "since", r.Now().UnixMilli()).Err()
+	if err != nil {
+		return fmt.Errorf("pause partner %s: %w", name, err)
+	}
+	return nil
+}
+
+// Resume un-pauses partner name and re-arms every attempt parked meanwhile,
+// due now. It returns how many were re-armed.
+func (r *Redis) Resume(ctx context.Context, name string) (int, error) {
+	if err := r.rdb.HSet(ctx, r.keys.Partner(name), "paused", 0, "reason", "", "fails", 0, "since", r.Now().UnixMilli()).Err(); err != nil {
+		return 0, fmt.Errorf("resume partner %s: %w", name, err)
+	}
+	total := 0
+	for {
+		// Batches keep each script short: Redis serves nobody else while
+		// one runs.
+		cmds, err := r.evalPipelined(ctx, []scriptCall{{unparkScript,
+			[]string{r.keys.Parked(name), r.keys.Due()},
+			[]any{r.keys.prefix() + "_", r.Now().UnixMilli(), 1000}}})
+		if err != nil {
+			return total, fmt.Errorf("resume partner %s: %w", name, err)
+		}
+		v, err := cmds[0].Int()
+		if err != nil {
+			return total, fmt.Errorf("resume partner %s: %w", name, err)
+		}
+		total += int(v)
+		if v == 0 {
+			return total, nil
+		}
+	}
+}
+
+// PartnerState is a partner's shared state in Redis.
+type PartnerState struct {
+	Paused bool
+	Reason string
+	// Since is when it was last paused or resumed.
+	Since time.Time
+	// Fails counts its failed attempts in a row.
+	Fails int
+	// Parked counts the attempts waiting for it to resume.
+	Parked int64
+}
+
+// PartnerStates reads the state of each named partner.
+func (r *Redis) PartnerStates(ctx context.Context, names []string) (map[string]PartnerState, error) {
+	pipe := r.rdb.Pipeline()
+	hs := make([]*redis.MapStringStringCmd, len(names))
+	cs := make([]*redis.IntCmd, len(names))
+	for i, n := range names {
+		hs[i] = pipe.HGetAll(ctx, r.keys.Partner(n))
+		cs[i] = pipe.ZCard(ctx, r.keys.Parked(n))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read partner states: %w", err)
+	}
+	out := make(map[string]PartnerState, len(names))
+	for i, n := range names {
+		h := hs[i].Val()
+		st := PartnerState{Paused: h["paused"] == "1", Reason: h["reason"], Parked: cs[i].Val()}
+		if ms, err := strconv.ParseInt(h["since"], 10, 64); err == nil && ms > 0 {
+			st.Since = time.UnixMilli(ms)
+		}
+		st.Fails, _ = strconv.Atoi(h["fails"])
+		out[n] = st
+	}
+	return out, nil
+}
+
+// Paused implements notifier.Pauser.
+func (r *Redis) Paused(ctx context.Context, names []string) (map[string]bool, error) {
+	states, err := r.PartnerStates(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(states))
+	for n, st := range states {
+		out[n] = st.Paused
+	}
+	return out, nil
+}
+
+// PartnerResult implements notifier.Pauser: it counts partner name's
+// failed attempts in a row and pauses it at threshold failures (0: never),
+// or at once when gone is set. It reports whether this call paused it.
+func (r *Redis) PartnerResult(ctx context.Context, name string, ok bool, threshold int, gone string) (bool, error) {
+	okArg, goneArg := "0", "0"
+	if ok {
+		okArg = "1"
+	}
+	if gone != "" {
+		goneArg = "1"
+	}
+	cmds, err := r.evalPipelined(ctx, []scriptCall{{partnerResultScript,
+		[]string{r.keys.Partner(name)},
+		[]any{okArg, threshold, r.Now().UnixMilli(), goneArg, gone}}})
+	if err != nil {
+		return false, fmt.Errorf("partner %s result: %w", name, err)
+	}
+	v, err := cmds[0].Int()
+	if err != nil {
+		return false, fmt.Errorf("partner %s result: %w", name, err)
+	}
+	return v == 1, nil
+}
+
+// PublishPartners replaces the published partner summaries (name -> JSON)
+// in one transaction, so enqueue and `partner list` see serve's config.
+func (r *Redis) PublishPartners(ctx context.Context, summaries map[string]string) error {
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, r.keys.Partners())
+		if len(summaries) > 0 {
+			p.HSet(ctx, r.keys.Partners(), summaries)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("publish partners: %w", err)
+	}
+	return nil
+}
+
+// PublishedPartners returns what serve published with PublishPartners.
+func (r *Redis) PublishedPartners(ctx context.Context) (map[string]string, error) {
+	m, err := r.rdb.HGetAll(ctx, r.keys.Partners()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read partners: %w", err)
+	}
+	return m, nil
+}
+
+// EachPending calls fn for every pending notice (parked ones included, with
+// Parked set), in no particular order, until fn returns an error. Entries
+// whose payload is gone or unreadable are skipped.
+func (r *Redis) EachPending(ctx context.Context, fn func(PendingNotice) error) error {
+	scan := func(key string, parked bool) error {
+		var cursor uint64
+		for {
+			ms, next, err := r.rdb.ZScan(ctx, key, cursor, "", 500).Result()
+			if err != nil {
+				return fmt.Errorf("scan %s: %w", key, err)
+			}
+			var ts []notifier.Trigger
+			var scores []string
+			for i := 0; i+1 < len(ms); i += 2 {
+				t, err := r.keys.ParseMember(ms[i])
+				if err != nil {
+					continue
+				}
+				ts = append(ts, t)
+				scores = append(scores, ms[i+1])
+			}
+			pipe := r.rdb.Pipeline()
+			gets := make([]*redis.StringCmd, len(ts))
+			for i, t := range ts {
+				gets[i] = pipe.Get(ctx, r.keys.Payload(t.ID))
+			}
+			if len(ts) > 0 {
+				if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+					return fmt.Errorf("read pending notices: %w", err)
+				}
+			}
+			for i, t := range ts {
+				p, err := gets[i].Bytes()
+				if err != nil || isTombstone(p) {
+					continue
+				}
+				n, err := decodePayload(t.ID, p)
+				if err != nil || !n.Stamp.Equal(t.Stamp) {
+					continue
+				}
+				due, _ := n.Schedule.Due(n.Stamp, t.N)
+				if ms, err := strconv.ParseFloat(scores[i], 64); err == nil && !parked {
+					if armed := time.UnixMilli(int64(ms)); armed.After(due) {
+						due = armed
+					}
+				}
+				if err := fn(PendingNotice{Notice: n, N: t.N, Due: due, Parked: parked}); err != nil {
+					return err
+				}
+			}
+			cursor = next
+			if cursor == 0 {
+				return nil
+			}
+		}
+	}
+	if err := scan(r.keys.Due(), false); err != nil {
+		return err
+	}
+	var cursor uint64
+	seen := map[string]bool{}
+	for {
+		keys, next, err := r.rdb.Scan(ctx, cursor, r.keys.Parked("*"), 500).Result()
+		if err != nil {
+			return fmt.Errorf("scan parked sets: %w", err)
+		}
+		for _, k := range keys {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			if err := scan(k, true); err != nil {
+				return err
+			}
+		}
+		cursor = next
+		if cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// PendingNotice is one notice listed by EachPending.
+type PendingNotice struct {
+	Notice notifier.Notice
+	// N is the pending attempt and Due when it is armed to run (for a
+	// parked notice: its slot).
+	N   int
+	Due time.Time
+	// Parked is true while its partner is paused.
+	Parked bool
+}
