@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 	"github.com/notifier/notifier/store"
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -114,6 +116,11 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			enqueueCommand(),
 			tailCommand(),
 			statusCommand(),
+			cancelCommand(),
+			retryCommand(),
+			replayCommand(),
+			listCommand(),
+			partnerCommand(),
 			benchCommand(),
 		},
 	}
@@ -753,6 +760,10 @@ func status(c *cli.Context) error {
 	case !errors.Is(err, notifier.ErrNotFound):
 		return err
 	}
+	redisState, err := q.State(c.Context, id)
+	if err != nil && !errors.Is(err, notifier.ErrNotFound) {
+		return err
+	}
 	var attempts []notifier.Attempt
 	alog, err := store.OpenSQLiteReadOnly(dbPath(c))
 	switch {
@@ -775,6 +786,12 @@ func status(c *cli.Context) error {
 		attempts = kept
 	}
 	st, ok := notifier.StatusOf(id, pending, n, inFlight, attempts)
+	switch redisState {
+	case store.StateParked:
+		st.State, ok = notifier.Parked, true
+	case store.StateCancelled:
+		st.State, ok = notifier.Cancelled, true
+	}
 	if !ok {
 		return fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
 	}
@@ -791,4 +808,465 @@ func status(c *cli.Context) error {
 	}
 	fmt.Fprint(c.App.Writer, st.Format(time.Now()))
 	return nil
+}
+
+func cancelCommand() *cli.Command {
+	return &cli.Command{
+		OnUsageError: usageError,
+		Name:         "cancel",
+		Usage:        "end a pending notice without sending it again",
+		ArgsUsage:    "ID",
+		Flags:        []cli.Flag{redisFlag(), dataDirFlag(), prefixFlag()},
+		Action: func(c *cli.Context) error {
+			id, err := oneID(c)
+			if err != nil {
+				return err
+			}
+			rdb, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			if err := store.NewRedis(rdb, c.String("prefix"), nil).Cancel(c.Context, id); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "cancelled %s\n", id)
+			return nil
+		},
+	}
+}
+
+func oneID(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("%w: %s takes one notice id", errBadInput, c.Command.Name)
+	}
+	id := c.Args().First()
+	return id, notifier.ValidateID(id)
+}
+
+func retryCommand() *cli.Command {
+	return &cli.Command{
+		OnUsageError: usageError,
+		Name:         "retry",
+		Usage:        "send an ended notice (given up, or delivered) again now, with a fresh stamp and its schedule; prints its id",
+		ArgsUsage:    "ID",
+		Flags:        []cli.Flag{redisFlag(), dataDirFlag(), dbFlag(), prefixFlag()},
+		Action: func(c *cli.Context) error {
+			id, err := oneID(c)
+			if err != nil {
+				return err
+			}
+			alog, err := store.OpenSQLiteReadOnly(dbPath(c))
+			if err != nil {
+				return err
+			}
+			defer alog.Close()
+			e, err := alog.Ended(c.Context, id)
+			if err != nil {
+				return err
+			}
+			rdb, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			e.Notice.Stamp = time.Now().Truncate(time.Millisecond)
+			errs, err := store.NewRedis(rdb, c.String("prefix"), nil).Resend(c.Context, []notifier.Notice{e.Notice})
+			if err != nil {
+				return err
+			}
+			if errs[0] != nil {
+				return errs[0]
+			}
+			fmt.Fprintln(c.App.Writer, id)
+			return nil
+		},
+	}
+}
+
+// parseWhen reads a --since/--until value: RFC 3339, a date (UTC), or a
+// duration meaning that long ago.
+func parseWhen(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%w: time %q: want RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23) or a duration ago (2h)", errBadInput, v)
+}
+
+func endedFilter(c *cli.Context, outcome string) (store.NoticeFilter, error) {
+	var f store.NoticeFilter
+	now := time.Now()
+	var err error
+	if v := c.String("since"); v != "" {
+		if f.Since, err = parseWhen(v, now); err != nil {
+			return f, err
+		}
+	}
+	if v := c.String("until"); v != "" {
+		if f.Until, err = parseWhen(v, now); err != nil {
+			return f, err
+		}
+	}
+	if outcome != "" {
+		o, err := notifier.ParseOutcome(outcome)
+		if err != nil || (o != notifier.Delivered && o != notifier.GaveUp) {
+			return f, fmt.Errorf("%w: outcome %q: want delivered or gave-up", errBadInput, outcome)
+		}
+		f.Outcome = o
+	}
+	f.Partner = c.String("partner")
+	return f, nil
+}
+
+func replayCommand() *cli.Command {
+	return &cli.Command{
+		OnUsageError: usageError,
+		Name:         "replay",
+		Usage:        "send ended notices again, in bulk, each with a fresh stamp (pending ones are skipped)",
+		ArgsUsage:    " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "since", Usage: "notices that ended at or after T (RFC 3339, a date, or a duration ago such as 2h); required"},
+			&cli.StringFlag{Name: "until", Usage: "and before T"},
+			&cli.StringFlag{Name: "outcome", Usage: "only gave-up or delivered ones"},
+			&cli.StringFlag{Name: "partner", Usage: "only this partner's"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be sent, send nothing"},
+			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(),
+		},
+		Action: replay,
+	}
+}
+
+func replay(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errBadInput, c.Args().First())
+	}
+	if c.String("since") == "" {
+		return fmt.Errorf("%w: --since is required (replaying every notice ever is rarely meant)", errBadInput)
+	}
+	f, err := endedFilter(c, c.String("outcome"))
+	if err != nil {
+		return err
+	}
+	alog, err := store.OpenSQLiteReadOnly(dbPath(c))
+	if err != nil {
+		return err
+	}
+	defer alog.Close()
+	total, err := alog.CountEnded(c.Context, f)
+	if err != nil {
+		return err
+	}
+	if c.Bool("dry-run") {
+		err := alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
+			_, err := fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t%s\n", e.Notice.ID, e.Outcome, e.Ended.UTC().Format(time.RFC3339), notifier.RedactURL(e.Notice.URL))
+			return err
+		})
+		fmt.Fprintf(c.App.Writer, "would replay %d\n", total)
+		return err
+	}
+	rdb, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	q := store.NewRedis(rdb, c.String("prefix"), nil)
+	bar := newProgress(c.App.ErrWriter, total)
+	var sent, skipped, done int
+	batch := make([]notifier.Notice, 0, 500)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		errs, err := q.Resend(c.Context, batch)
+		if err != nil {
+			return err
+		}
+		for i, e := range errs {
+			if e != nil {
+				skipped++
+				fmt.Fprintf(c.App.ErrWriter, "notifier: skipped %s: %v\n", batch[i].ID, e)
+			} else {
+				sent++
+			}
+		}
+		done += len(batch)
+		bar.set(done)
+		batch = batch[:0]
+		return nil
+	}
+	err = alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
+		e.Notice.Stamp = time.Now().Truncate(time.Millisecond)
+		batch = append(batch, e.Notice)
+		if len(batch) == cap(batch) {
+			return flush()
+		}
+		return nil
+	})
+	err = errors.Join(err, flush())
+	bar.finish()
+	fmt.Fprintf(c.App.Writer, "replayed %d, skipped %d\n", sent, skipped)
+	return err
+}
+
+// progress draws a one-line progress bar on a terminal, and nothing
+// elsewhere (logs and pipes get the summary line only).
+type progress struct {
+	w     io.Writer
+	total int
+	on    bool
+	last  time.Time
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	f, ok := w.(*os.File)
+	return &progress{w: w, total: total, on: ok && term.IsTerminal(int(f.Fd())) && total > 0}
+}
+
+func (p *progress) set(done int) {
+	if !p.on || (time.Since(p.last) < 100*time.Millisecond && done < p.total) {
+		return
+	}
+	p.last = time.Now()
+	const width = 30
+	filled := width * done / p.total
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, p.total)
+}
+
+func (p *progress) finish() {
+	if p.on {
+		fmt.Fprintln(p.w)
+	}
+}
+
+func listCommand() *cli.Command {
+	return &cli.Command{
+		OnUsageError: usageError,
+		Name:         "list",
+		Usage:        "list notices by state: pending (from Redis), delivered or gave-up (from the archive)",
+		ArgsUsage:    " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "state", Value: "pending", Usage: "pending, delivered or gave-up"},
+			&cli.StringFlag{Name: "partner", Usage: "only this partner's"},
+			&cli.StringFlag{Name: "since", Usage: "delivered/gave-up: ended at or after T"},
+			&cli.StringFlag{Name: "until", Usage: "delivered/gave-up: ended before T"},
+			&cli.IntFlag{Name: "n", Value: 100, Usage: "at most N notices (0: all)"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON object per notice"},
+			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(),
+		},
+		Action: list,
+	}
+}
+
+// listed is one line of `notifier list`.
+type listed struct {
+	ID      string     `json:"id"`
+	State   string     `json:"state"`
+	Partner string     `json:"partner,omitempty"`
+	Stamp   time.Time  `json:"stamp"`
+	Attempt int        `json:"attempt"`
+	Of      int        `json:"of"`
+	Due     *time.Time `json:"due,omitempty"`
+	Ended   *time.Time `json:"ended,omitempty"`
+	URL     string     `json:"url"`
+}
+
+var errEnough = errors.New("enough")
+
+func list(c *cli.Context) error {
+	if c.NArg() > 0 || c.Int("n") < 0 {
+		return fmt.Errorf("%w: list takes flags only, and -n must be >= 0", errBadInput)
+	}
+	limit, count := c.Int("n"), 0
+	emit := func(l listed) error {
+		if c.Bool("json") {
+			b, err := json.Marshal(l)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s\n", b)
+		} else {
+			when := ""
+			switch {
+			case l.Due != nil:
+				when = "due " + l.Due.UTC().Format("2006-01-02T15:04:05.000Z")
+			case l.Ended != nil:
+				when = "ended " + l.Ended.UTC().Format("2006-01-02T15:04:05.000Z")
+			}
+			partner := l.Partner
+			if partner == "" {
+				partner = "-"
+			}
+			fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t#%d/%d\t%s\t%s\n", l.ID, l.State, partner, l.Attempt, l.Of, when, l.URL)
+		}
+		count++
+		if limit > 0 && count >= limit {
+			return errEnough
+		}
+		return nil
+	}
+	var err error
+	switch state := c.String("state"); state {
+	case "pending":
+		if c.IsSet("since") || c.IsSet("until") {
+			return fmt.Errorf("%w: --since and --until apply to delivered and gave-up notices", errBadInput)
+		}
+		rdb, cerr := connect(c)
+		if cerr != nil {
+			return cerr
+		}
+		defer rdb.Close()
+		err = store.NewRedis(rdb, c.String("prefix"), nil).EachPending(c.Context, func(p store.PendingNotice) error {
+			if f := c.String("partner"); f != "" && p.Notice.Partner != f {
+				return nil
+			}
+			st, due := store.StatePending, p.Due.UTC()
+			if p.Parked {
+				st = store.StateParked
+			}
+			return emit(listed{ID: p.Notice.ID, State: st, Partner: p.Notice.Partner, Stamp: p.Notice.Stamp.UTC(), Attempt: p.N,
+				Of: len(p.Notice.Schedule), Due: &due, URL: notifier.RedactURL(p.Notice.URL)})
+		})
+	case "delivered", "gave-up":
+		f, ferr := endedFilter(c, state)
+		if ferr != nil {
+			return ferr
+		}
+		alog, oerr := store.OpenSQLiteReadOnly(dbPath(c))
+		if oerr != nil {
+			return oerr
+		}
+		defer alog.Close()
+		err = alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
+			ended := e.Ended.UTC()
+			return emit(listed{ID: e.Notice.ID, State: string(e.Outcome), Partner: e.Partner, Stamp: e.Notice.Stamp.UTC(),
+				Attempt: e.Attempts, Of: len(e.Notice.Schedule), Ended: &ended, URL: notifier.RedactURL(e.Notice.URL)})
+		})
+	default:
+		return fmt.Errorf("%w: --state %q: want pending, delivered or gave-up", errBadInput, state)
+	}
+	if errors.Is(err, errEnough) {
+		return nil
+	}
+	return err
+}
+
+func partnerCommand() *cli.Command {
+	flags := []cli.Flag{redisFlag(), dataDirFlag(), prefixFlag()}
+	withQueue := func(f func(c *cli.Context, q *store.Redis) error) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			rdb, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			return f(c, store.NewRedis(rdb, c.String("prefix"), nil))
+		}
+	}
+	name := func(c *cli.Context) (string, error) {
+		if c.NArg() != 1 {
+			return "", fmt.Errorf("%w: %s takes one partner name", errBadInput, c.Command.Name)
+		}
+		return c.Args().First(), notifier.ValidatePartnerName(c.Args().First())
+	}
+	return &cli.Command{
+		OnUsageError: usageError,
+		Name:         "partner",
+		Usage:        "show partners' state, pause and resume them",
+		Subcommands: []*cli.Command{
+			{
+				OnUsageError: usageError,
+				Name:         "list",
+				Usage:        "each partner of the running serve's config: paused or not, failures in a row, parked notices",
+				Flags:        append([]cli.Flag{&cli.BoolFlag{Name: "json", Usage: "one JSON object per partner"}}, flags...),
+				Action: withQueue(func(c *cli.Context, q *store.Redis) error {
+					raw, err := q.PublishedPartners(c.Context)
+					if err != nil {
+						return err
+					}
+					sums, err := notifier.ParseSummaries(raw)
+					if err != nil {
+						return err
+					}
+					names := make([]string, 0, len(sums))
+					for n := range sums {
+						names = append(names, n)
+					}
+					slices.Sort(names)
+					states, err := q.PartnerStates(c.Context, names)
+					if err != nil {
+						return err
+					}
+					for _, n := range names {
+						st := states[n]
+						if c.Bool("json") {
+							b, err := json.Marshal(struct {
+								notifier.PartnerSummary
+								Paused bool   `json:"paused"`
+								Reason string `json:"reason,omitempty"`
+								Fails  int    `json:"fails_in_a_row"`
+								Parked int64  `json:"parked"`
+							}{sums[n], st.Paused, st.Reason, st.Fails, st.Parked})
+							if err != nil {
+								return err
+							}
+							fmt.Fprintf(c.App.Writer, "%s\n", b)
+							continue
+						}
+						state := "active"
+						if st.Paused {
+							state = "paused (" + st.Reason + ")"
+						}
+						fmt.Fprintf(c.App.Writer, "%s\t%s\tfails-in-a-row=%d\tparked=%d\n", n, state, st.Fails, st.Parked)
+					}
+					if len(names) == 0 {
+						fmt.Fprintln(c.App.ErrWriter, "notifier: no partners: the running serve has no --config partners")
+					}
+					return nil
+				}),
+			},
+			{
+				OnUsageError: usageError,
+				Name:         "pause",
+				Usage:        "pause a partner: its notices wait (parked) until resume",
+				ArgsUsage:    "NAME",
+				Flags:        append([]cli.Flag{&cli.StringFlag{Name: "reason", Value: "paused by an operator"}}, flags...),
+				Action: withQueue(func(c *cli.Context, q *store.Redis) error {
+					n, err := name(c)
+					if err != nil {
+						return err
+					}
+					if err := q.Pause(c.Context, n, c.String("reason")); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "paused %s\n", n)
+					return nil
+				}),
+			},
+			{
+				OnUsageError: usageError,
+				Name:         "resume",
+				Usage:        "resume a paused partner: its parked notices are sent now",
+				ArgsUsage:    "NAME",
+				Flags:        flags,
+				Action: withQueue(func(c *cli.Context, q *store.Redis) error {
+					n, err := name(c)
+					if err != nil {
+						return err
+					}
+					k, err := q.Resume(c.Context, n)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "resumed %s: %d parked notices re-armed\n", n, k)
+					return nil
+				}),
+			},
+		},
+	}
 }

@@ -77,7 +77,7 @@ type Dispatcher struct {
 	catchUp     *rate.Limiter
 	started     time.Time
 	completions chan<- completion
-	paused      atomic.Pointer[map[string]bool]
+	paused      atomic.Pointer[map[string]PauseState]
 	// rateHeld marks attempts re-armed to wait for their partner's rate
 	// limit: they already hold a reservation, so they skip the limiter once.
 	rateHeld sync.Map
@@ -422,30 +422,37 @@ func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeIt
 	wait := 100 * time.Millisecond
 	for {
 		batch = batch[:0]
+		// One free worker first, then the trigger for it; then more
+		// triggers only while workers are free for them. Claims are made
+		// only when a worker is free for each, so a lease never runs down
+		// in a queue, and under load one round trip claims a whole batch.
+		// Waiting for a whole batch's worth of workers instead would hold
+		// the free ones while a slow partner keeps the rest.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		select {
 		case <-ctx.Done():
+			<-sem
 			return
 		case it := <-intake:
 			batch = append(batch, it)
 		}
-		// Take whatever else is queued, then wait for that many workers:
-		// claims are made only when a worker is free for each, so a lease
-		// never runs down in a queue, and under load one round trip
-		// claims a whole batch.
 	drain:
-		for len(batch) < min(cap(sem), maxBatch) {
+		for len(batch) < maxBatch {
+			select {
+			case sem <- struct{}{}:
+			default:
+				break drain
+			}
 			select {
 			case it := <-intake:
 				batch = append(batch, it)
 			default:
+				<-sem
 				break drain
-			}
-		}
-		for range batch {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
 			}
 		}
 		ts := make([]Trigger, len(batch))
@@ -537,7 +544,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		}
 	}
 	p := d.Partners.Resolve(n)
-	if p != nil && d.Pauser != nil && d.isPaused(p.Name) {
+	if p != nil && d.Pauser != nil && d.isPaused(p.Name) && d.stillPaused(ctx, p.Name) {
 		d.park(ctx, job, p.Name)
 		return
 	}
@@ -652,7 +659,12 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	}
 	d.count(a.Outcome)
 	if a.Outcome == Delivered || a.Outcome == GaveUp {
-		a.Ended = n
+		// Archived for retry and replay, without its own secrets: they
+		// must never reach the attempt log's file. Replays are signed
+		// with the partner's secrets from the config.
+		ended := *n
+		ended.Secrets = nil
+		a.Ended = &ended
 	}
 	if a.Outcome == GaveUp {
 		d.Logger.Warn("gave up a notice", "id", n.ID, "partner", name, "attempts", job.N, "status", res.Status, "err", a.Error)
@@ -703,9 +715,19 @@ func (d *Dispatcher) partnerResult(ctx context.Context, p *Partner, ok bool, gon
 
 func (d *Dispatcher) isPaused(name string) bool {
 	if m := d.paused.Load(); m != nil {
-		return (*m)[name]
+		return (*m)[name].Paused
 	}
 	return false
+}
+
+// stillPaused asks the store, not the cache, before parking: a partner
+// resumed a moment ago must not have its notices parked again.
+func (d *Dispatcher) stillPaused(ctx context.Context, name string) bool {
+	m, err := d.Pauser.Paused(ctx, []string{name})
+	if err != nil {
+		return true // the cache said paused; parking loses nothing
+	}
+	return m[name].Paused
 }
 
 // watchPauses keeps the paused-partner cache fresh: a pause or resume by
@@ -735,6 +757,18 @@ func (d *Dispatcher) refreshPauses(ctx context.Context) {
 		return
 	}
 	d.paused.Store(&m)
+	for name, st := range m {
+		if !st.Paused && st.Parked > 0 {
+			// Parked in the moment a resume was running, or resumed by
+			// hand in Redis: nothing may stay parked for an active
+			// partner.
+			if n, err := d.Pauser.Unpark(ctx, name); err != nil {
+				d.Logger.Error("re-arm attempts parked for an active partner", "partner", name, "err", err)
+			} else if n > 0 {
+				d.Logger.Info("re-armed attempts parked for an active partner", "partner", name, "count", n)
+			}
+		}
+	}
 }
 
 // completion is a worker's request to end its attempt, answered on reply.

@@ -95,6 +95,10 @@ const (
 	// Dropped: the notice could not be attempted (its stored form was
 	// unreadable) and was removed.
 	Dropped State = "dropped"
+	// Parked: pending, but set aside while its partner is paused.
+	Parked State = "parked"
+	// Cancelled: ended by `notifier cancel`.
+	Cancelled State = "cancelled"
 )
 
 // Status is what `notifier status` reports about one notice.

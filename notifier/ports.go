@@ -118,8 +118,11 @@ type AttemptLog interface {
 // Pauser keeps partners' shared pause state. Optional: without one, no
 // partner is ever paused.
 type Pauser interface {
-	// Paused reports which of the named partners are paused.
-	Paused(ctx context.Context, names []string) (map[string]bool, error)
+	// Paused reports, for each named partner, whether it is paused and
+	// how many attempts are parked for it.
+	Paused(ctx context.Context, names []string) (map[string]PauseState, error)
+	// Unpark re-arms the attempts parked for partner, due now.
+	Unpark(ctx context.Context, partner string) (int, error)
 	// Park moves job's attempt aside while its partner is paused; false if
 	// the claim was lost.
 	Park(ctx context.Context, job Job, partner string) (bool, error)
@@ -128,4 +131,10 @@ type Pauser interface {
 	// when gone is a non-empty reason. It reports whether this call paused
 	// the partner.
 	PartnerResult(ctx context.Context, name string, ok bool, threshold int, gone string) (bool, error)
+}
+
+// PauseState is a partner's pause state as the dispatcher sees it.
+type PauseState struct {
+	Paused bool
+	Parked int64
 }

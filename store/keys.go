@@ -134,9 +134,10 @@ func (k Keys) ParseMember(m string) (notifier.Trigger, error) {
 }
 
 // smallUint parses a plain decimal of at most maxDigits digits (no sign, no
-// spaces), so foreign keys never overflow or panic.
+// spaces, no leading zero), so foreign keys never overflow or panic, and a
+// parsed key prints back as the same key.
 func smallUint(s string, maxDigits int) (int64, bool) {
-	if s == "" || len(s) > maxDigits {
+	if s == "" || len(s) > maxDigits || (len(s) > 1 && s[0] == '0') {
 		return 0, false
 	}
 	var v int64

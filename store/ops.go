@@ -54,13 +54,12 @@ func (r *Redis) State(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if n.Partner != "" {
-		for k := 1; k <= len(n.Schedule); k++ {
-			m := r.keys.Member(notifier.Trigger{ID: id, Stamp: n.Stamp, N: k})
-			if err := r.rdb.ZScore(ctx, r.keys.Parked(n.Partner), m).Err(); err == nil {
-				return StateParked, nil
-			}
-		}
+	parked, err := r.parkedSet(ctx, id, &n)
+	if err != nil {
+		return "", err
+	}
+	if parked != "" {
+		return StateParked, nil
 	}
 	return StatePending, nil
 }
@@ -88,7 +87,14 @@ func (r *Redis) Cancel(ctx context.Context, id string) error {
 			// Unreadable: it can never be sent, so cancelling removes it.
 			n = notifier.Notice{ID: id}
 		}
-		keys := []string{r.keys.Payload(id), r.keys.Due(), r.keys.Lease(id), r.keys.Parked(n.Partner)}
+		parked, err := r.parkedSet(ctx, id, &n)
+		if err != nil {
+			return fmt.Errorf("cancel %s: %w", id, err)
+		}
+		if parked == "" {
+			parked = r.keys.Parked(n.Partner)
+		}
+		keys := []string{r.keys.Payload(id), r.keys.Due(), r.keys.Lease(id), parked}
 		args := []any{p, r.dedupWindow().Milliseconds()}
 		for k := 1; k <= len(n.Schedule); k++ {
 			t := notifier.Trigger{ID: id, Stamp: n.Stamp, N: k}
@@ -146,6 +152,12 @@ func (r *Redis) Resume(ctx context.Context, name string) (int, error) {
 	if err := r.rdb.HSet(ctx, r.keys.Partner(name), "paused", 0, "reason", "", "fails", 0, "since", r.Now().UnixMilli()).Err(); err != nil {
 		return 0, fmt.Errorf("resume partner %s: %w", name, err)
 	}
+	return r.Unpark(ctx, name)
+}
+
+// Unpark implements notifier.Pauser: it re-arms every attempt parked for
+// partner name, due now, and returns how many.
+func (r *Redis) Unpark(ctx context.Context, name string) (int, error) {
 	total := 0
 	for {
 		// Batches keep each script short: Redis serves nobody else while
@@ -205,14 +217,14 @@ func (r *Redis) PartnerStates(ctx context.Context, names []string) (map[string]P
 }
 
 // Paused implements notifier.Pauser.
-func (r *Redis) Paused(ctx context.Context, names []string) (map[string]bool, error) {
+func (r *Redis) Paused(ctx context.Context, names []string) (map[string]notifier.PauseState, error) {
 	states, err := r.PartnerStates(ctx, names)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]bool, len(states))
+	out := make(map[string]notifier.PauseState, len(states))
 	for n, st := range states {
-		out[n] = st.Paused
+		out[n] = notifier.PauseState{Paused: st.Paused, Parked: st.Parked}
 	}
 	return out, nil
 }
@@ -357,4 +369,36 @@ type PendingNotice struct {
 	Due time.Time
 	// Parked is true while its partner is paused.
 	Parked bool
+}
+
+// parkedSet returns the parked set holding notice n's attempt, "" if none.
+// A notice's partner may have been matched by URL prefix at delivery, so
+// when the notice does not name one every parked set is looked at.
+func (r *Redis) parkedSet(ctx context.Context, id string, n *notifier.Notice) (string, error) {
+	sets := []string{r.keys.Parked(n.Partner)}
+	if n.Partner == "" {
+		sets = sets[:0]
+		var cursor uint64
+		for {
+			keys, next, err := r.rdb.Scan(ctx, cursor, r.keys.Parked("*"), 500).Result()
+			if err != nil {
+				return "", fmt.Errorf("scan parked sets: %w", err)
+			}
+			sets = append(sets, keys...)
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+	}
+	for _, set := range sets {
+		for k := 1; k <= len(n.Schedule); k++ {
+			m := r.keys.Member(notifier.Trigger{ID: id, Stamp: n.Stamp, N: k})
+			if err := r.rdb.ZScore(ctx, set, m).Err(); err == nil {
+				return set, nil
+			} else if !errors.Is(err, redis.Nil) {
+				return "", fmt.Errorf("read parked set: %w", err)
+			}
+		}
+	}
+	return "", nil
 }
