@@ -45,6 +45,9 @@ type Dispatcher struct {
 	// GaveUp, if set, is told of every notice given up (an alert hook). It
 	// must not block.
 	GaveUp func(Attempt)
+	// Observe, if set, is told of every attempt the dispatcher logs (for
+	// metrics). It must not block.
+	Observe func(Attempt)
 	// Logger receives operational messages; nil discards.
 	Logger *slog.Logger
 	// Now is the clock (time.Now if nil).
@@ -674,6 +677,9 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	}
 	if err := d.Log.Record(sctx, a); err != nil {
 		d.Logger.Error("record attempt", "id", n.ID, "n", job.N, "err", err)
+	}
+	if d.Observe != nil {
+		d.Observe(a)
 	}
 }
 

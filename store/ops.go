@@ -402,3 +402,21 @@ func (r *Redis) parkedSet(ctx context.Context, id string, n *notifier.Notice) (s
 	}
 	return "", nil
 }
+
+// PendingCount counts pending notices: those in the due index (in flight
+// included) and those parked for the named partners.
+func (r *Redis) PendingCount(ctx context.Context, partners []string) (int64, error) {
+	pipe := r.rdb.Pipeline()
+	cmds := []*redis.IntCmd{pipe.ZCard(ctx, r.keys.Due())}
+	for _, p := range partners {
+		cmds = append(cmds, pipe.ZCard(ctx, r.keys.Parked(p)))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("count pending notices: %w", err)
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, nil
+}

@@ -46,6 +46,7 @@ type Redis struct {
 	instance string // random, so claim tokens of different processes never collide
 	claims   atomic.Uint64
 	foreign  atomic.Uint64
+	heardAt  atomic.Int64 // Unix ns of the last proof that Listen's subscription works
 	logged   sync.Once
 }
 
@@ -68,6 +69,18 @@ func NewRedis(rdb *redis.Client, prefix string, log *slog.Logger) *Redis {
 
 // Keys returns the key names this store uses.
 func (r *Redis) Keys() Keys { return r.keys }
+
+// LastHeard is when Listen last had proof that its subscription delivers
+// events (it subscribed, its canary came back, or any expired event
+// arrived); zero if it never had. With the canary every CanaryInterval, a
+// live subscription is never more than about CanaryInterval+CanaryDeadline
+// old.
+func (r *Redis) LastHeard() time.Time {
+	if ns := r.heardAt.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
 
 // ForeignKeys counts expired events for keys that are not trigger keys of
 // this prefix (other applications' keys, malformed keys).
@@ -404,6 +417,7 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 		return fmt.Errorf("subscribe %s: %w", r.keys.Wake(), err)
 	}
 	h.Ready()
+	r.heardAt.Store(time.Now().UnixNano())
 	// A large buffer keeps Redis from cutting us off (it drops pubsub
 	// clients 32 MB behind) while workers are saturated.
 	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1 << 16))
@@ -436,6 +450,7 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 				switch t, err := r.keys.ParseTrigger(m.Payload); {
 				case m.Payload == c.key:
 					c.sent, c.next = time.Time{}, time.Now().Add(r.CanaryInterval)
+					r.heardAt.Store(time.Now().UnixNano())
 				case strings.HasPrefix(m.Payload, r.keys.prefix()+":"):
 					// Our own bookkeeping (wake flags, other serves' canaries).
 				case err != nil:
@@ -450,6 +465,7 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 				// after Fire: while it blocked (workers busy) the loop
 				// could not read, which says nothing about the connection.
 				c.heard = time.Now()
+				r.heardAt.Store(c.heard.UnixNano())
 			}
 		}
 	}
