@@ -86,3 +86,28 @@ func TestEnqueueFileKeepsGoodLines(t *testing.T) {
 		t.Fatalf("re-enqueue = %d %q %q, want exit 3, \"enqueued 0\", three duplicates", code, out, errOut)
 	}
 }
+
+// TestVersionAndCompletion: `version` names the build, and the completion
+// script's source of candidates (--generate-bash-completion) lists the
+// commands.
+func TestVersionAndCompletion(t *testing.T) {
+	code, out, _ := runCLI(t, "", "version")
+	if code != 0 || !strings.HasPrefix(out, "notifier "+version+" (go") {
+		t.Errorf("version = %d %q", code, out)
+	}
+	for _, sh := range []string{"bash", "zsh"} {
+		code, out, _ = runCLI(t, "", "completion", sh)
+		if code != 0 || !strings.Contains(out, "--generate-bash-completion") {
+			t.Errorf("completion %s = %d %q", sh, code, out)
+		}
+	}
+	if code, _, _ = runCLI(t, "", "completion", "fish"); code != exitBadInput {
+		t.Errorf("completion fish = %d, want %d", code, exitBadInput)
+	}
+	code, out, _ = runCLI(t, "", "--generate-bash-completion")
+	for _, cmd := range []string{"serve", "enqueue", "tail", "status", "cancel", "retry", "replay", "list", "partner"} {
+		if !strings.Contains(out, cmd+"\n") {
+			t.Errorf("completion candidates %q lack %s", out, cmd)
+		}
+	}
+}

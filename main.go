@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	_ "net/http/pprof" // served only when NOTIFIER_PPROF names an address
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,8 +25,11 @@ import (
 
 	"github.com/notifier/notifier/backoff"
 	"github.com/notifier/notifier/notifier"
+	"github.com/notifier/notifier/notifier/api"
 	"github.com/notifier/notifier/notifier/bench"
 	"github.com/notifier/notifier/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -111,6 +116,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // run reports errors
 		OnUsageError:    usageError,
+		// Hidden --generate-bash-completion, which `notifier completion`
+		// scripts call.
+		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			serveCommand(),
 			enqueueCommand(),
@@ -122,6 +130,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			listCommand(),
 			partnerCommand(),
 			benchCommand(),
+			versionCommand(),
+			completionCommand(),
 		},
 	}
 }
@@ -222,6 +232,12 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-wake", Usage: "do not touch due trigger keys; leave wake-ups to Redis's expiry cycle (for comparison)"},
 			&cli.StringFlag{Name: "config", EnvVars: []string{"NOTIFIER_CONFIG"}, Usage: "TOML file naming partners (URL prefixes, secrets, success rule, schedule, limits) and the give-up alert URL"},
 			&cli.DurationFlag{Name: "dedup-window", Value: store.DefaultDedupWindow, Usage: "how long enqueue refuses the id of a delivered notice (0: not at all)"},
+			&cli.BoolFlag{Name: "allow-private", Usage: "allow partners on loopback, private, link-local and other internal addresses (off: the SSRF guard refuses them at dial time)"},
+			&cli.StringSliceFlag{Name: "allow-cidr", Usage: "allow this internal range (CIDR or IP) through the SSRF guard (repeatable)"},
+			&cli.BoolFlag{Name: "https-only", Usage: "refuse http:// partner URLs at enqueue"},
+			&cli.StringFlag{Name: "listen", EnvVars: []string{"NOTIFIER_LISTEN"}, Usage: "serve the HTTP API, /healthz, /readyz and /metrics on ADDR (off by default)"},
+			&cli.StringFlag{Name: "api-token", EnvVars: []string{"NOTIFIER_API_TOKEN"}, Usage: "bearer token the API requires (at least 16 characters; prefer the environment variable)"},
+			&cli.BoolFlag{Name: "public-metrics", Usage: "serve /metrics without the token"},
 			&cli.IntFlag{Name: "partner-concurrency", Usage: "most attempts in flight to one partner or host without its own max_concurrent (default: half of --concurrency)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"NOTIFIER_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"NOTIFIER_LOG_FORMAT"}},
@@ -268,6 +284,14 @@ func serve(c *cli.Context) error {
 		return fmt.Errorf("%w: --partner-concurrency and --dedup-window must not be negative", errBadInput)
 	}
 	partners := notifier.NewPartners(cfg.Partners, perPartner)
+	allow, err := notifier.ParseCIDRs(c.StringSlice("allow-cidr"))
+	if err != nil {
+		return fmt.Errorf("%w: --allow-cidr: %v", errBadInput, err)
+	}
+	guard := &notifier.Guard{AllowPrivate: c.Bool("allow-private"), Allow: allow}
+	if c.String("listen") != "" && len(c.String("api-token")) < api.MinTokenLen {
+		return fmt.Errorf("%w: --listen needs --api-token (or NOTIFIER_API_TOKEN) of at least %d characters", errBadInput, api.MinTokenLen)
+	}
 	catchUp := c.Float64("catchup-rate")
 	if catchUp == 0 {
 		catchUp = -1 // the Dispatcher's "no limit"
@@ -319,6 +343,10 @@ func serve(c *cli.Context) error {
 	if err := q.SetDefaultSchedule(c.Context, sched); err != nil {
 		return err
 	}
+	if err := q.SetURLPolicy(c.Context, notifier.PolicySummary{AllowPrivate: guard.AllowPrivate,
+		AllowCIDR: c.StringSlice("allow-cidr"), HTTPSOnly: c.Bool("https-only")}); err != nil {
+		return err
+	}
 	summaries, err := partners.Summaries()
 	if err != nil {
 		return err
@@ -363,7 +391,7 @@ func serve(c *cli.Context) error {
 		}()
 		defer ps.Close()
 	}
-	dl := notifier.NewDeliverer(c.Duration("timeout"), c.Int("concurrency"))
+	dl := notifier.NewGuardedDeliverer(c.Duration("timeout"), c.Int("concurrency"), guard)
 	dl.UserAgent = "notifier/" + version
 	wake := time.Duration(0)
 	if c.Bool("no-wake") {
@@ -389,6 +417,14 @@ func serve(c *cli.Context) error {
 	if alerter != nil {
 		d.GaveUp = alerter.Notify
 	}
+	if addr := c.String("listen"); addr != "" {
+		stopAPI, err := startAPI(runCtx, stopRun, addr, c, q, rdb, alog, d, partners, log)
+		if err != nil {
+			stopLog()
+			return errors.Join(err, <-logDone)
+		}
+		defer stopAPI()
+	}
 	log.Info("serving", "partners", len(cfg.Partners), "redis", rdb.Options().Addr, "db", path, "schedule", sched.String(), "concurrency", d.Concurrency)
 	runErr := d.Run(runCtx)
 	stopLog()
@@ -397,6 +433,41 @@ func serve(c *cli.Context) error {
 	log.Info("stopped", "attempts", st.Attempts.Load(), "delivered", st.Delivered.Load(), "gave_up", st.GaveUp.Load(),
 		"recovered_by_sweep", st.Recovered.Load(), "foreign_keys", q.ForeignKeys())
 	return errors.Join(runErr, logErr)
+}
+
+// startAPI serves the HTTP API and metrics on addr until ctx ends; the
+// returned func waits for it to stop. A server that fails stops serve.
+func startAPI(ctx context.Context, stopRun func(), addr string, c *cli.Context, q *store.Redis, rdb *redis.Client,
+	alog *store.SQLite, d *notifier.Dispatcher, partners *notifier.Partners, log *slog.Logger) (func(), error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := api.NewMetrics(reg, api.MetricsSource{
+		PendingCount: func(ctx context.Context) (int64, error) { return q.PendingCount(ctx, partners.Names()) },
+		Recovered:    d.Stats().Recovered.Load,
+		ForeignKeys:  q.ForeignKeys,
+	})
+	d.Observe = m.Observe
+	h, err := api.New(api.Server{Queue: q, Log: alog, Token: strings.TrimSpace(c.String("api-token")),
+		Metrics: m, PublicMetrics: c.Bool("public-metrics"), Logger: log,
+		Ready: api.Readiness{Ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+			LastHeard: q.LastHeard, Sync: alog.Sync}.Check})
+	if err != nil {
+		return nil, fmt.Errorf("%w: --listen: %v", errBadInput, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	log.Info("api listening", "addr", ln.Addr().String())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := api.Serve(ctx, ln, h, log); err != nil {
+			log.Error("api stopped; stopping", "err", err)
+			stopRun()
+		}
+	}()
+	return func() { stopRun(); <-done }, nil
 }
 
 func enqueueCommand() *cli.Command {
@@ -1267,6 +1338,73 @@ func partnerCommand() *cli.Command {
 					return nil
 				}),
 			},
+		},
+	}
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		OnUsageError: usageError,
+		Name:         "version",
+		Usage:        "print the version, Go version and platform",
+		Action: func(c *cli.Context) error {
+			_, err := fmt.Fprintf(c.App.Writer, "notifier %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return err
+		},
+	}
+}
+
+// Completion scripts ask the binary itself for candidates
+// (urfave/cli's --generate-bash-completion), so they never go stale.
+const bashCompletion = `_notifier_complete() {
+  local cur opts
+  COMPREPLY=()
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  if [[ "$cur" == "-"* ]]; then
+    opts=$( "${COMP_WORDS[@]:0:$COMP_CWORD}" "$cur" --generate-bash-completion 2>/dev/null )
+  else
+    opts=$( "${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion 2>/dev/null )
+  fi
+  COMPREPLY=( $(compgen -W "${opts}" -- "$cur") )
+  return 0
+}
+complete -o bashdefault -o default -F _notifier_complete notifier
+`
+
+const zshCompletion = `#compdef notifier
+_notifier() {
+  local -a opts
+  local cur=${words[-1]}
+  if [[ "$cur" == "-"* ]]; then
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} $cur --generate-bash-completion 2>/dev/null)}")
+  else
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion 2>/dev/null)}")
+  fi
+  if [[ "${opts[1]}" != "" ]]; then
+    _describe 'values' opts
+  else
+    _files
+  fi
+}
+compdef _notifier notifier
+`
+
+func completionCommand() *cli.Command {
+	return &cli.Command{
+		OnUsageError: usageError,
+		Name:         "completion",
+		Usage:        "print a shell completion script: bash or zsh (e.g. source <(notifier completion bash))",
+		ArgsUsage:    "bash|zsh",
+		Action: func(c *cli.Context) error {
+			switch c.Args().First() {
+			case "bash":
+				_, err := io.WriteString(c.App.Writer, bashCompletion)
+				return err
+			case "zsh":
+				_, err := io.WriteString(c.App.Writer, zshCompletion)
+				return err
+			}
+			return fmt.Errorf("%w: completion takes bash or zsh", errBadInput)
 		},
 	}
 }

@@ -223,7 +223,7 @@ func TestRetriesOnAnchoredSchedule(t *testing.T) {
 			if _, err := expired.Receive(ctx); err != nil {
 				t.Fatal(err)
 			}
-			startServe(t, rdb, "--redis", srv.URL(), "--db", db)
+			startServe(t, rdb, "--redis", srv.URL(), "--db", db, "--allow-private")
 
 			code, out, errOut := runCLI(t, "", "enqueue", "--redis", srv.URL(), "--id", "order_42",
 				"--url", partnerSrv.URL+"/notify?sign=secret", "--data", `{"paid":true}`, "--schedule", "0,300ms,600ms")
@@ -292,9 +292,11 @@ func TestRetriesOnAnchoredSchedule(t *testing.T) {
 			if !rows[0].Next.Equal(stamp.Add(300*time.Millisecond)) || !rows[2].Next.IsZero() {
 				t.Errorf("next due times: %v, %v", rows[0].Next, rows[2].Next)
 			}
-			if n, _ := rdb.DBSize(ctx).Result(); n != 1 { // only noticeId:schedule is left
-				keys, _ := rdb.Keys(ctx, "*").Result()
-				t.Errorf("Redis keeps %v after delivery", keys)
+			if left := pendingKeys(t, rdb); len(left) != 0 {
+				t.Errorf("Redis keeps %v after delivery", left)
+			}
+			if v := rdb.Get(ctx, "noticeId:p:order_42").Val(); v != "!delivered" {
+				t.Errorf("payload after delivery = %q, want the tombstone !delivered", v)
 			}
 
 			code, out, errOut = runCLI(t, "", "tail", "--db", db)

@@ -70,12 +70,25 @@ type Deliverer struct {
 // per partner. It never follows redirects, ignores proxy environment
 // variables, and makes no in-call retries: the schedule is the retry layer.
 func NewDeliverer(timeout time.Duration, maxIdlePerHost int) *Deliverer {
+	return NewGuardedDeliverer(timeout, maxIdlePerHost, nil)
+}
+
+// NewGuardedDeliverer is NewDeliverer whose every connection is checked by
+// guard on the resolved address at dial time (nil: no check), so neither a
+// URL nor DNS can point an attempt at an internal address. A refused
+// attempt's error wraps ErrBlocked.
+func NewGuardedDeliverer(timeout time.Duration, maxIdlePerHost int, guard *Guard) *Deliverer {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	dialer := &net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second}
+	dial := dialer.DialContext
+	if guard != nil {
+		dial = guard.DialContext(dialer)
+	}
 	tr := &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dial,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConnsPerHost:   max(maxIdlePerHost, 2),
 		IdleConnTimeout:       90 * time.Second,

@@ -81,6 +81,7 @@ type Dispatcher struct {
 	started     time.Time
 	completions chan<- completion
 	paused      atomic.Pointer[map[string]PauseState]
+	pausesNow   chan struct{}
 	// rateHeld marks attempts re-armed to wait for their partner's rate
 	// limit: they already hold a reservation, so they skip the limiter once.
 	rateHeld sync.Map
@@ -148,6 +149,7 @@ func (d *Dispatcher) defaults() {
 		d.catchUp = rate.NewLimiter(rate.Limit(d.CatchUpRate), max(int(d.CatchUpRate/10), 1))
 	}
 	d.started = d.Now()
+	d.pausesNow = make(chan struct{}, 1)
 }
 
 // Run dispatches until ctx ends, then stops taking work, lets attempts in
@@ -223,6 +225,12 @@ func (d *Dispatcher) listen(ctx context.Context, intake chan<- intakeItem, sweep
 		Wake: func() {
 			select {
 			case wakeNow <- struct{}{}:
+			default:
+			}
+		},
+		Partners: func() {
+			select {
+			case d.pausesNow <- struct{}{}:
 			default:
 			}
 		},
@@ -612,6 +620,11 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	case succeeded:
 		a.Outcome = Delivered
 		kept, err = d.complete(Completion{Job: job, Ended: Delivered})
+	case errors.Is(res.Err, ErrBlocked):
+		// An internal address stays internal on every retry.
+		a.Outcome = Blocked
+		a.Error = "blocked by the address guard, not retried: " + a.Error
+		kept, err = d.complete(Completion{Job: job, Ended: Blocked})
 	case gone:
 		// The partner says it is gone: pause it and park the notice, so
 		// an operator can resume it rather than lose it.
@@ -661,7 +674,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		d.Logger.Warn("claim ran out before the attempt ended; another worker took it over", "id", n.ID, "n", job.N)
 	}
 	d.count(a.Outcome)
-	if a.Outcome == Delivered || a.Outcome == GaveUp {
+	if a.Outcome == Delivered || a.Outcome == GaveUp || a.Outcome == Blocked {
 		// Archived for retry and replay, without its own secrets: they
 		// must never reach the attempt log's file. Replays are signed
 		// with the partner's secrets from the config.
@@ -669,7 +682,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		ended.Secrets = nil
 		a.Ended = &ended
 	}
-	if a.Outcome == GaveUp {
+	if a.Outcome == GaveUp || a.Outcome == Blocked {
 		d.Logger.Warn("gave up a notice", "id", n.ID, "partner", name, "attempts", job.N, "status", res.Status, "err", a.Error)
 		if d.GaveUp != nil {
 			d.GaveUp(a)
@@ -750,6 +763,7 @@ func (d *Dispatcher) watchPauses(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-d.pausesNow:
 		}
 	}
 }
@@ -762,7 +776,17 @@ func (d *Dispatcher) refreshPauses(ctx context.Context) {
 		}
 		return
 	}
-	d.paused.Store(&m)
+	if old := d.paused.Swap(&m); old != nil {
+		for name, st := range m {
+			if was := (*old)[name]; was.Paused != st.Paused {
+				if st.Paused {
+					d.Logger.Info("partner paused; its notices are parked until it resumes", "partner", name)
+				} else {
+					d.Logger.Info("partner resumed", "partner", name)
+				}
+			}
+		}
+	}
 	for name, st := range m {
 		if !st.Paused && st.Parked > 0 {
 			// Parked in the moment a resume was running, or resumed by
@@ -848,7 +872,7 @@ func (d *Dispatcher) count(o Outcome) {
 		d.stats.Delivered.Add(1)
 	case Retry:
 		d.stats.Retried.Add(1)
-	case GaveUp:
+	case GaveUp, Blocked:
 		d.stats.GaveUp.Add(1)
 	case Error:
 		d.stats.Errors.Add(1)

@@ -144,7 +144,7 @@ func StatusOf(id string, pending *Notice, n int, inFlight bool, attempts []Attem
 		switch attempts[len(attempts)-1].Outcome {
 		case Delivered:
 			s.State = StateDelivered
-		case GaveUp:
+		case GaveUp, Blocked:
 			s.State = StateGaveUp
 		default:
 			s.State = Dropped

@@ -150,6 +150,11 @@ func ValidateURL(raw string) error {
 	if u.User != nil {
 		return fmt.Errorf("%w: url must not carry user info", ErrInvalidNotice)
 	}
+	// Hosts such as 127.1 or 0x7f000001 read as other addresses to some
+	// resolvers than to Go: refused whatever the address guard allows.
+	if err := (URLPolicy{}).Check(raw); err != nil {
+		return fmt.Errorf("%w: url %q: %v", ErrInvalidNotice, RedactURL(raw), err)
+	}
 	return nil
 }
 
@@ -203,15 +208,18 @@ const (
 	// Error: no request could be made (for example the stored notice did
 	// not decode); the notice is dropped.
 	Error Outcome = "error"
+	// Blocked: the SSRF guard refused the partner's address; the notice
+	// is given up, not retried.
+	Blocked Outcome = "blocked"
 )
 
 // ParseOutcome returns the Outcome named s.
 func ParseOutcome(s string) (Outcome, error) {
 	switch o := Outcome(s); o {
-	case Delivered, Retry, GaveUp, Error:
+	case Delivered, Retry, GaveUp, Error, Blocked:
 		return o, nil
 	}
-	return "", fmt.Errorf("unknown outcome %q (want delivered, retry, gave-up or error)", s)
+	return "", fmt.Errorf("unknown outcome %q (want delivered, retry, gave-up, blocked or error)", s)
 }
 
 // Attempt is one POST of a notice, or the record that none could be made.

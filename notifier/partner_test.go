@@ -462,3 +462,27 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond) // state lives in Redis and SQLite, which have no change signal
 	}
 }
+
+// TestExampleConfigLoads keeps deploy/notifier.toml, the documented
+// example, valid.
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := notifier.LoadConfig("../deploy/notifier.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Partners) != 3 || c.AlertURL == "" {
+		t.Fatalf("%d partners, alert %q", len(c.Partners), c.AlertURL)
+	}
+	a := c.Partners[0]
+	if a.Name != "merchant-a" || a.Success.String() != "body:success" || len(a.Schedule) != 8 || a.Rate != 50 || !a.PauseOnGone {
+		t.Errorf("merchant-a = %+v", a)
+	}
+	if b := c.Partners[1]; len(b.Secrets) != 2 || b.Jitter != 0.1 {
+		t.Errorf("saas-b has %d secrets, jitter %v", len(b.Secrets), b.Jitter)
+	}
+	ps := notifier.NewPartners(c.Partners, 0)
+	n := notifier.Notice{URL: "https://merchant-w.example.com/wxpay/cb?x=1"}
+	if p := ps.Resolve(&n); p == nil || p.Name != "merchant-w" {
+		t.Errorf("Resolve by prefix = %v", p)
+	}
+}

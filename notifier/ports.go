@@ -106,6 +106,8 @@ type Handlers struct {
 	// or a retry whose slot has passed): the waker should look now rather
 	// than at its next tick.
 	Wake func()
+	// Partners, if set, is called when a partner was paused or resumed.
+	Partners func()
 }
 
 // AttemptLog records attempts. Record may batch: a recorded attempt becomes

@@ -428,3 +428,21 @@ func parseInetPart(s string) (uint64, bool) {
 	}
 	return v, true
 }
+
+// PolicySummary is the address policy serve publishes, so that enqueue,
+// the API and the client refuse at once a URL that serve would refuse
+// when it dials.
+type PolicySummary struct {
+	AllowPrivate bool     `json:"allow_private,omitempty"`
+	AllowCIDR    []string `json:"allow_cidr,omitempty"`
+	HTTPSOnly    bool     `json:"https_only,omitempty"`
+}
+
+// Policy returns the URL policy p describes.
+func (p PolicySummary) Policy() (URLPolicy, error) {
+	allow, err := ParseCIDRs(p.AllowCIDR)
+	if err != nil {
+		return URLPolicy{}, err
+	}
+	return URLPolicy{HTTPSOnly: p.HTTPSOnly, Guard: &Guard{AllowPrivate: p.AllowPrivate, Allow: allow}}, nil
+}

@@ -31,6 +31,7 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	                    while the attempt is claimed
 //	P:l:<id>            lease: claim token of the worker making the notice's attempt, PX lease
 //	P:schedule          the default schedule of the serve that last started, read by enqueue
+//	P:urlpolicy         JSON address policy of that serve (SSRF guard), applied at enqueue
 //	P:wake              pubsub channel: an attempt was armed already due, wake up now
 //	P:wakeflag          set for 2 ms after a wake message, so a burst sends one
 //	P:parked:<partner>  sorted set of due-index members parked while their partner is
@@ -81,6 +82,9 @@ func (k Keys) Wake() string { return k.prefix() + ":wake" }
 
 // WakeFlag rate-limits wake messages to one per 2 ms.
 func (k Keys) WakeFlag() string { return k.prefix() + ":wakeflag" }
+
+// URLPolicy is where serve publishes its address policy.
+func (k Keys) URLPolicy() string { return k.prefix() + ":urlpolicy" }
 
 // Parked is the set of attempts parked while partner is paused.
 func (k Keys) Parked(partner string) string { return k.prefix() + ":parked:" + partner }

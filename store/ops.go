@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -143,8 +144,18 @@ func (r *Redis) Pause(ctx context.Context, name, reason string) error {
 	if err != nil {
 		return fmt.Errorf("pause partner %s: %w", name, err)
 	}
+	r.partnersChanged(ctx)
 	return nil
 }
+
+// partnersChanged tells every serve to reread partner states now rather
+// than at its next poll (a second at most).
+func (r *Redis) partnersChanged(ctx context.Context) {
+	_ = r.rdb.Publish(ctx, r.keys.Wake(), wakePartners).Err() // best effort: the poll catches up
+}
+
+// wakePartners is the wake-channel message that partner states changed.
+const wakePartners = "partners"
 
 // Resume un-pauses partner name and re-arms every attempt parked meanwhile,
 // due now. It returns how many were re-armed.
@@ -152,7 +163,9 @@ func (r *Redis) Resume(ctx context.Context, name string) (int, error) {
 	if err := r.rdb.HSet(ctx, r.keys.Partner(name), "paused", 0, "reason", "", "fails", 0, "since", r.Now().UnixMilli()).Err(); err != nil {
 		return 0, fmt.Errorf("resume partner %s: %w", name, err)
 	}
-	return r.Unpark(ctx, name)
+	n, err := r.Unpark(ctx, name)
+	r.partnersChanged(ctx)
+	return n, err
 }
 
 // Unpark implements notifier.Pauser: it re-arms every attempt parked for
@@ -419,4 +432,37 @@ func (r *Redis) PendingCount(ctx context.Context, partners []string) (int64, err
 		n += c.Val()
 	}
 	return n, nil
+}
+
+// SetURLPolicy publishes serve's address policy for enqueue to apply.
+func (r *Redis) SetURLPolicy(ctx context.Context, p notifier.PolicySummary) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("publish url policy: %w", err)
+	}
+	if err := r.rdb.Set(ctx, r.keys.URLPolicy(), b, 0).Err(); err != nil {
+		return fmt.Errorf("publish url policy: %w", err)
+	}
+	return nil
+}
+
+// urlPolicy reads the published address policy; nil if no serve published
+// one (serve's guard still refuses at dial time).
+func (r *Redis) urlPolicy(ctx context.Context) (*notifier.URLPolicy, error) {
+	b, err := r.rdb.Get(ctx, r.keys.URLPolicy()).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read url policy: %w", err)
+	}
+	var s notifier.PolicySummary
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("url policy in %s: %w", r.keys.URLPolicy(), err)
+	}
+	p, err := s.Policy()
+	if err != nil {
+		return nil, fmt.Errorf("url policy in %s: %w", r.keys.URLPolicy(), err)
+	}
+	return &p, nil
 }

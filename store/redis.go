@@ -162,6 +162,10 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 	if force {
 		forced = "1"
 	}
+	policy, err := r.urlPolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
 	errs := make([]error, len(notices))
 	calls := make([]scriptCall, 0, len(notices))
 	idx := make([]int, 0, len(notices))
@@ -170,6 +174,12 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 		if err := n.Validate(); err != nil {
 			errs[i] = err
 			continue
+		}
+		if policy != nil {
+			if err := policy.Check(n.URL); err != nil {
+				errs[i] = fmt.Errorf("%w: notice %s: url %s: %w", notifier.ErrInvalidNotice, n.ID, notifier.RedactURL(n.URL), err)
+				continue
+			}
 		}
 		p, err := encodePayload(n)
 		if err != nil {
@@ -444,7 +454,13 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 				}
 			case *redis.Message:
 				if m.Channel == r.keys.Wake() {
-					h.Wake()
+					if m.Payload == wakePartners {
+						if h.Partners != nil {
+							h.Partners()
+						}
+					} else {
+						h.Wake()
+					}
 					continue
 				}
 				switch t, err := r.keys.ParseTrigger(m.Payload); {
