@@ -8,7 +8,7 @@ GO ?= go
 BIN := bin/notifier
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test bench lint fmt deps
+.PHONY: build run test fuzz bench lint fmt deps
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
@@ -17,9 +17,24 @@ build:
 run: deps build
 	./$(BIN) serve
 
-## test: install what is missing, then run every test with the race detector
+## test: install what is missing, then run every test with the race detector,
+## then each fuzz target briefly (their seed corpora also run as plain tests)
 test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+
+FUZZTIME ?= 4s
+FUZZ_TARGETS := store:FuzzParseTrigger backoff:FuzzParse notifier:FuzzReadLines notifier:FuzzURLPolicyCheck notifier:FuzzSuccessRule
+
+## fuzz: run each fuzz target for FUZZTIME (make fuzz FUZZTIME=5m for a longer hunt)
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$$pkg/ >/tmp/notifier-fuzz.$$$$.log 2>&1 \
+			|| { cat /tmp/notifier-fuzz.$$$$.log; rm -f /tmp/notifier-fuzz.$$$$.log; exit 1; }; \
+		rm -f /tmp/notifier-fuzz.$$$$.log; \
+	done
 
 ## bench: the performance figures in the README (one JSON line per scenario)
 bench: deps build

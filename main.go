@@ -658,7 +658,7 @@ func tailCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing attempts as a running serve logs them"},
 			&cli.StringFlag{Name: "id", Usage: "only this notice"},
-			&cli.StringFlag{Name: "outcome", Usage: "only delivered, retry, gave-up or error"},
+			&cli.StringFlag{Name: "outcome", Usage: "only delivered, retry, gave-up, blocked or error"},
 			&cli.IntFlag{Name: "n", Value: 20, Usage: "start with the last N attempts (0: all)"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per attempt, with every column"},
 			&cli.DurationFlag{Name: "poll", Value: 200 * time.Millisecond, Usage: "how often -f looks for new attempts"},

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -172,4 +174,45 @@ func waitLog(t *testing.T, logs *syncBuffer, re *regexp.Regexp) string {
 	}
 	t.Fatalf("serve never logged %s", re)
 	return ""
+}
+
+// TestEmbeddedFilesArePrivate: serve's data dir is 0700 and every file it
+// or its redis-server writes there (SQLite, AOF, socket, log) is readable by
+// its user only.
+func TestEmbeddedFilesArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	s := spawnServe(t, "--data-dir", dir)
+	waitLog(t, s.logs, regexp.MustCompile(`msg=(serving)`))
+	// Stopping first: redis-server writes its AOF while it runs.
+	s.stop()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("data dir mode %v, want 0700", fi.Mode().Perm())
+	}
+	var files int
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v: group or others may read it", path, info.Mode().Perm())
+		}
+		if !d.IsDir() {
+			files++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 2 { // attempts.db and the AOF at least
+		t.Errorf("only %d files in the data dir", files)
+	}
 }

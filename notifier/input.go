@@ -209,7 +209,8 @@ func decodeLine(ln int, text []byte, def backoff.Schedule, now func() time.Time,
 	return fn(ln, n)
 }
 
-// Enqueuer stores new notices; store.Redis implements it. Enqueue returns
+// Enqueuer stores new notices; store.Redis implements it. EnqueueLines
+// calls it from several goroutines at once. Enqueue returns
 // one error per notice (nil, or one wrapping ErrDuplicate or
 // ErrInvalidNotice) and an error of its own if the store failed.
 type Enqueuer interface {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -318,9 +319,15 @@ func TestParseHeader(t *testing.T) {
 }
 
 // refusing is an Enqueuer that refuses ids ending in 7 as duplicates.
-type refusing struct{ got []string }
+// EnqueueLines calls it from two goroutines, as it does a store.
+type refusing struct {
+	mu  sync.Mutex
+	got []string
+}
 
 func (r *refusing) Enqueue(_ context.Context, ns []Notice) ([]error, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	errs := make([]error, len(ns))
 	for i, n := range ns {
 		if strings.HasSuffix(n.ID, "7") {

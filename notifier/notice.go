@@ -18,7 +18,10 @@ const (
 	MaxURLLen    = 2048
 	MaxBodyBytes = 1 << 20
 	MaxHeaders   = 50
-	MaxSecrets   = 10
+	// MaxHeaderBytes bounds the notice's headers, names and values
+	// together: partners' servers refuse requests with larger ones.
+	MaxHeaderBytes = 16 << 10
+	MaxSecrets     = 10
 )
 
 // ErrInvalidNotice is wrapped by every error Validate returns.
@@ -83,7 +86,15 @@ func (n *Notice) Validate() error {
 	if len(n.Header) > MaxHeaders {
 		return fmt.Errorf("%w: %d headers, at most %d", ErrInvalidNotice, len(n.Header), MaxHeaders)
 	}
+	size := 0
 	for k, vs := range n.Header {
+		size += len(k)
+		for _, v := range vs {
+			size += len(v)
+		}
+		if size > MaxHeaderBytes {
+			return fmt.Errorf("%w: headers exceed %d bytes", ErrInvalidNotice, MaxHeaderBytes)
+		}
 		if !validHeaderName(k) {
 			return fmt.Errorf("%w: header name %q", ErrInvalidNotice, k)
 		}

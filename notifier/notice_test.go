@@ -62,6 +62,8 @@ func TestNoticeValidate(t *testing.T) {
 		{"URLTooLong", func(n *Notice) { n.URL = "https://partner.example/" + strings.Repeat("a", MaxURLLen) }, true},
 		{"BodyOverMaxBodyBytes", func(n *Notice) { n.Body = make([]byte, MaxBodyBytes+1) }, true},
 		{"TooManyHeaders", func(n *Notice) { n.Header = manyHeaders(MaxHeaders + 1) }, true},
+		{"HeadersTooLarge", func(n *Notice) { n.Header = http.Header{"X-Big": {strings.Repeat("v", MaxHeaderBytes)}} }, true},
+		{"HeadersAtLimit", func(n *Notice) { n.Header = http.Header{"X-Big": {strings.Repeat("v", MaxHeaderBytes-len("X-Big"))}} }, false},
 		{"ReservedHeaderWebhookID", func(n *Notice) { n.Header.Set("Webhook-Id", "other") }, true},
 		{"ReservedHeaderLowerCase", func(n *Notice) { n.Header["notice-attempt"] = []string{"9"} }, true},
 		{"ReservedHeaderHost", func(n *Notice) { n.Header.Set("Host", "evil.example") }, true},
