@@ -76,6 +76,11 @@ type Result struct {
 	EnqueuePerSec float64 `json:"enqueue_per_sec,omitempty"`
 	// BytesPerPending is Redis memory per pending notice beyond its body.
 	BytesPerPending float64 `json:"bytes_per_pending,omitempty"`
+	// BytesPerTrigger is what the trigger key alone costs, part of
+	// BytesPerPending: the same number of bare keys of the contract's shape
+	// noticeId_<id>_<stamp>_<n> with a TTL, measured in a database of
+	// their own. The rest is the payload and the due-index entry.
+	BytesPerTrigger float64 `json:"bytes_per_trigger,omitempty"`
 	Cores           int     `json:"cores"`
 	Redis           string  `json:"redis_version"`
 }
@@ -226,8 +231,45 @@ func load(ctx context.Context, cfg Config, q *store.Redis, from, count int) (Res
 	if err != nil {
 		return Result{}, err
 	}
+	trig, err := triggerCost(ctx, cfg, q.Keys(), from, count)
+	if err != nil {
+		return Result{}, err
+	}
 	return Result{Scenario: "enqueue-backlog", Notices: count, EnqueuePerSec: float64(count) / took.Seconds(),
-		BytesPerPending: float64(after-before)/float64(count) - float64(len(b))}, nil
+		BytesPerPending: float64(after-before)/float64(count) - float64(len(b)), BytesPerTrigger: trig}, nil
+}
+
+// triggerCost measures what count bare trigger keys (the integer 1, PX an
+// hour, named as load names its notices' first triggers) cost, in database
+// 15 so that its key tables grow from empty as the backlog's did. It
+// deletes what it wrote, and only that.
+func triggerCost(ctx context.Context, cfg Config, keys store.Keys, from, count int) (float64, error) {
+	opts := *cfg.Redis.Options()
+	opts.DB = 15
+	rdb := redis.NewClient(&opts)
+	defer rdb.Close()
+	scratch := store.Keys{Prefix: keys.Prefix + "t"}
+	defer cleanup(context.WithoutCancel(ctx), rdb, scratch.Prefix)
+	before, err := usedMemory(ctx, rdb)
+	if err != nil {
+		return 0, err
+	}
+	stamp := time.Now().Truncate(time.Millisecond)
+	pipe := rdb.Pipeline()
+	for i := from; i < from+count; i++ {
+		// The same length as the backlog's keys: the prefix only gains "t".
+		pipe.Set(ctx, scratch.Trigger(notifier.Trigger{ID: fmt.Sprintf("backlog-%08d", i), Stamp: stamp, N: 1}), 1, time.Hour)
+		if pipe.Len() == 1000 || i == from+count-1 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return 0, fmt.Errorf("bare trigger keys: %w", err)
+			}
+		}
+	}
+	after, err := usedMemory(ctx, rdb)
+	if err != nil {
+		return 0, err
+	}
+	return float64(after-before) / float64(count), nil
 }
 
 // enqueueFile times notifier.EnqueueLines, the code behind `enqueue
