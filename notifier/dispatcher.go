@@ -84,7 +84,8 @@ type Dispatcher struct {
 	pausesNow   chan struct{}
 	// rateHeld marks attempts re-armed to wait for their partner's rate
 	// limit: they already hold a reservation, so they skip the limiter once.
-	rateHeld sync.Map
+	rateHeld  sync.Map // Trigger -> time.Time the reservation is for
+	rateHolds atomic.Int64
 
 	stats Stats
 }
@@ -559,13 +560,13 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		d.park(ctx, job, p.Name)
 		return
 	}
-	release, ok := d.Partners.acquire(p, n)
+	release, retryIn, ok := d.Partners.acquire(p, n)
 	if !ok {
 		// The partner has all the attempts in flight it may: this one waits
 		// as a scheduled trigger, holding no worker, so the partner cannot
-		// starve the others.
+		// starve the others. The wait grows while the partner stays full.
 		d.stats.Deferred.Add(1)
-		d.rearm(job, d.Now().Add(time.Second+time.Duration(rand.Int64N(int64(500*time.Millisecond)))))
+		d.rearm(job, d.Now().Add(retryIn+time.Duration(rand.Int64N(int64(retryIn/2)+1))))
 		return
 	}
 	defer release()
@@ -574,7 +575,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		if _, held := d.rateHeld.LoadAndDelete(key); !held {
 			if wait := p.lim.Reserve().Delay(); wait > 0 {
 				d.stats.Deferred.Add(1)
-				d.rateHeld.Store(key, struct{}{})
+				d.holdRate(key, wait)
 				d.rearm(job, d.Now().Add(wait))
 				return
 			}
@@ -674,7 +675,11 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		d.Logger.Warn("claim ran out before the attempt ended; another worker took it over", "id", n.ID, "n", job.N)
 	}
 	d.count(a.Outcome)
-	if a.Outcome == Delivered || a.Outcome == GaveUp || a.Outcome == Blocked {
+	// Only the worker whose completion ended the notice archives and
+	// alerts: after a lost claim (a lease taken over, a cancel) another
+	// worker or the operator decided what happens to it.
+	ended := err == nil && kept
+	if ended && (a.Outcome == Delivered || a.Outcome == GaveUp || a.Outcome == Blocked) {
 		// Archived for retry and replay, without its own secrets: they
 		// must never reach the attempt log's file. Replays are signed
 		// with the partner's secrets from the config.
@@ -682,7 +687,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		ended.Secrets = nil
 		a.Ended = &ended
 	}
-	if a.Outcome == GaveUp || a.Outcome == Blocked {
+	if ended && (a.Outcome == GaveUp || a.Outcome == Blocked) {
 		d.Logger.Warn("gave up a notice", "id", n.ID, "partner", name, "attempts", job.N, "status", res.Status, "err", a.Error)
 		if d.GaveUp != nil {
 			d.GaveUp(a)
@@ -701,6 +706,24 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 func (d *Dispatcher) rearm(job Job, due time.Time) {
 	if _, err := d.complete(Completion{Job: job, Next: job.N, Due: due}); err != nil {
 		d.Logger.Error("re-arm attempt", "id", job.Notice.ID, "n", job.N, "err", err)
+	}
+}
+
+// holdRate remembers that the attempt key, re-armed to wait its turn under
+// its partner's rate limit, holds a reservation. Entries of attempts that
+// never come back here (claimed by another serve, cancelled) are dropped
+// once well past their time, so the map cannot grow without bound.
+func (d *Dispatcher) holdRate(key Trigger, wait time.Duration) {
+	until := d.Now().Add(wait)
+	d.rateHeld.Store(key, until)
+	if d.rateHolds.Add(1)%1024 == 0 {
+		stale := d.Now().Add(-10 * time.Minute)
+		d.rateHeld.Range(func(k, v any) bool {
+			if t, _ := v.(time.Time); t.Before(stale) {
+				d.rateHeld.Delete(k)
+			}
+			return true
+		})
 	}
 }
 

@@ -121,6 +121,25 @@ func (n *Notice) Validate() error {
 	return nil
 }
 
+// ValidateStored is the check for a notice read back from the store: only
+// what delivery needs (an id, an absolute http(s) URL, a schedule). Limits
+// added since the notice was stored (header size, canonical IP hosts) are
+// enqueue's business, so tightening them never drops notices already
+// pending; the dial-time guard still applies to every attempt.
+func (n *Notice) ValidateStored() error {
+	if err := ValidateID(n.ID); err != nil {
+		return err
+	}
+	u, err := url.Parse(n.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: stored url %q is not an absolute http(s) URL", ErrInvalidNotice, RedactURL(n.URL))
+	}
+	if len(n.Schedule) == 0 || len(n.Schedule) > backoff.MaxAttempts {
+		return fmt.Errorf("%w: schedule has %d attempts", ErrInvalidNotice, len(n.Schedule))
+	}
+	return nil
+}
+
 // ValidateID reports whether id can name a notice: 1 to MaxIDLen printable
 // ASCII characters without spaces. Ids may contain '_': trigger keys are parsed
 // from the right.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -56,9 +57,25 @@ type Partner struct {
 	PauseAfter  int
 	PauseOnGone bool
 
-	sem chan struct{}
-	lim *rate.Limiter
+	slots *slots
+	lim   *rate.Limiter
 }
+
+// slots bounds the attempts in flight to one partner or host. streak
+// counts attempts turned away since one last got a slot: they are re-armed
+// ever later (1 s, doubling per limit's worth, up to 30 s), so a partner
+// that hangs with a large backlog costs Redis a bounded rate of re-arms
+// instead of every waiting notice once a second.
+type slots struct {
+	sem    chan struct{}
+	streak atomic.Int64
+}
+
+func newSlots(n int) *slots { return &slots{sem: make(chan struct{}, n)} }
+
+// maxDeferral bounds how long an attempt turned away by its partner's limit
+// waits before it asks again.
+const maxDeferral = 30 * time.Second
 
 // Config is what serve --config holds.
 type Config struct {
@@ -258,7 +275,7 @@ type Partners struct {
 	hostLimit int
 
 	mu    sync.Mutex
-	hosts map[string]chan struct{}
+	hosts map[string]*slots
 }
 
 type prefixed struct {
@@ -270,14 +287,14 @@ type prefixed struct {
 // partner without MaxConcurrent and to each host of notices without a
 // partner (0: unbounded).
 func NewPartners(ps []*Partner, defaultLimit int) *Partners {
-	r := &Partners{byName: map[string]*Partner{}, hostLimit: defaultLimit, hosts: map[string]chan struct{}{}}
+	r := &Partners{byName: map[string]*Partner{}, hostLimit: defaultLimit, hosts: map[string]*slots{}}
 	for _, p := range ps {
 		r.byName[p.Name] = p
 		if n := p.MaxConcurrent; n > 0 || defaultLimit > 0 {
 			if n <= 0 {
 				n = defaultLimit
 			}
-			p.sem = make(chan struct{}, n)
+			p.slots = newSlots(n)
 		}
 		if p.Rate > 0 {
 			p.lim = rate.NewLimiter(rate.Limit(p.Rate), max(p.Burst, 1))
@@ -330,32 +347,36 @@ func (r *Partners) Resolve(n *Notice) *Partner {
 }
 
 // acquire takes a slot for an attempt to n under p (nil: n's host). It
-// never waits: false means the partner is at its limit.
-func (r *Partners) acquire(p *Partner, n *Notice) (release func(), ok bool) {
-	var sem chan struct{}
+// never waits: when the partner is at its limit it says how long the
+// attempt should wait before asking again.
+func (r *Partners) acquire(p *Partner, n *Notice) (release func(), retryIn time.Duration, ok bool) {
+	var sl *slots
 	if p != nil {
-		sem = p.sem
+		sl = p.slots
 	} else if r != nil && r.hostLimit > 0 {
 		host := n.URL
 		if u, err := url.Parse(n.URL); err == nil {
 			host = u.Host
 		}
 		r.mu.Lock()
-		sem = r.hosts[host]
-		if sem == nil {
-			sem = make(chan struct{}, r.hostLimit)
-			r.hosts[host] = sem
+		sl = r.hosts[host]
+		if sl == nil {
+			sl = newSlots(r.hostLimit)
+			r.hosts[host] = sl
 		}
 		r.mu.Unlock()
 	}
-	if sem == nil {
-		return func() {}, true
+	if sl == nil {
+		return func() {}, 0, true
 	}
 	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, true
+	case sl.sem <- struct{}{}:
+		sl.streak.Store(0)
+		return func() { <-sl.sem }, 0, true
 	default:
-		return nil, false
+		turned := sl.streak.Add(1)
+		shift := min(turned/int64(cap(sl.sem)), 5)
+		return nil, min(time.Second<<shift, maxDeferral), false
 	}
 }
 

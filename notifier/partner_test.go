@@ -19,6 +19,7 @@ import (
 
 	"github.com/notifier/notifier/notifier"
 	"github.com/notifier/notifier/store"
+	"github.com/redis/go-redis/v9"
 )
 
 // replying is a partner that answers attempt n of every notice with
@@ -240,8 +241,10 @@ func TestSlowPartnerDoesNotStarveOthers(t *testing.T) {
 		}
 		worst = max(worst, r.Lateness())
 	}
-	if worst > time.Second {
-		t.Errorf("fast partner's worst lateness %s with a hanging partner; want well under 1s", worst)
+	// The hanging partner holds its 4 workers for 10 s; starving the fast
+	// one would make it that late. 2 s leaves room for -race on 2 shared cores.
+	if worst > 2*time.Second {
+		t.Errorf("fast partner's worst lateness %s with a hanging partner; want well under 2s", worst)
 	}
 	if m := most.Load(); m > 4 {
 		t.Errorf("hanging partner had %d attempts in flight, limit 4", m)
@@ -268,6 +271,7 @@ func TestPartnerPausesAfterFailuresAndResumes(t *testing.T) {
 	d := s.dispatcher(5 * time.Second)
 	d.Pauser = s.q
 	d.Partners = notifier.NewPartners([]*notifier.Partner{{Name: "flaky", Prefixes: []string{srv.URL}, PauseAfter: 3}}, 0)
+	publishPartners(t, s, d.Partners) // as serve does
 	s.run(d)
 	var ns []notifier.Notice
 	for i := range 5 {
@@ -288,9 +292,10 @@ func TestPartnerPausesAfterFailuresAndResumes(t *testing.T) {
 		t.Errorf("state of a parked notice = %q", st)
 	}
 	ok.Store(true)
-	n, err := s.q.Resume(ctx, "flaky")
-	if err != nil || n != 5 {
-		t.Fatalf("Resume = %d, %v; want 5", n, err)
+	// Usually 5; fewer if the dispatcher's own poll saw the resume first
+	// and re-armed some itself. Delivery below is what counts.
+	if n, err := s.q.Resume(ctx, "flaky"); err != nil || n > 5 {
+		t.Fatalf("Resume = %d, %v; want at most 5", n, err)
 	}
 	waitFor(t, 10*time.Second, "every notice delivered after resume", func() bool {
 		if err := s.log.Sync(ctx); err != nil {
@@ -484,5 +489,53 @@ func TestExampleConfigLoads(t *testing.T) {
 	n := notifier.Notice{URL: "https://merchant-w.example.com/wxpay/cb?x=1"}
 	if p := ps.Resolve(&n); p == nil || p.Name != "merchant-w" {
 		t.Errorf("Resolve by prefix = %v", p)
+	}
+}
+
+// TestResumeLeavesAttemptsParkedAfterIt: Resume re-arms what was parked up
+// to its own start; an attempt parked after that (the partner paused again)
+// stays parked.
+func TestResumeLeavesAttemptsParkedAfterIt(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	clock := time.Now()
+	s.q.Now = func() time.Time { return clock }
+	s.enqueue(notice("early", "http://p.example/x", "1h", time.Now()), notice("late", "http://p.example/x", "1h", time.Now()))
+	// Park both through the store, "early" before the resume starts and
+	// "late" after, by their parked scores.
+	for _, id := range []string{"early", "late"} {
+		p, err := s.q.Pending(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		member := s.q.Keys().Member(notifier.Trigger{ID: id, Stamp: p.Notice.Stamp, N: 1})
+		score := clock.Add(-time.Minute)
+		if id == "late" {
+			score = clock.Add(time.Minute)
+		}
+		if err := s.rdb.ZRem(ctx, s.q.Keys().Due(), member).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.rdb.ZAdd(ctx, s.q.Keys().Parked("px"), redis.Z{Score: float64(score.UnixMilli()), Member: member}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.q.Resume(ctx, "px")
+	if err != nil || n != 1 {
+		t.Fatalf("Resume = %d, %v; want 1 (only the attempt parked before it)", n, err)
+	}
+	if left := s.rdb.ZCard(ctx, s.q.Keys().Parked("px")).Val(); left != 1 {
+		t.Errorf("%d attempts still parked, want 1", left)
+	}
+}
+
+func publishPartners(t *testing.T, s *stack, ps *notifier.Partners) {
+	t.Helper()
+	sums, err := ps.Summaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.q.PublishPartners(context.Background(), sums); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -84,6 +84,11 @@ var blockedRanges = func() []blockedRange {
 		{"fec0::/10", "site-local"},
 		{"ff00::/8", "multicast"},
 		{"2001:db8::/32", "documentation"},
+		// Tunnels whose gateways reach IPv4 addresses the guard cannot
+		// see: Teredo (the client's IPv4 is obfuscated) and local-use
+		// NAT64 (RFC 8215), which a site routes as it likes.
+		{"2001::/32", "Teredo"},
+		{"64:ff9b:1::/48", "local-use NAT64"},
 	}
 	out := make([]blockedRange, len(list))
 	for i, r := range list {

@@ -67,6 +67,8 @@ func TestGuardCheckAddr(t *testing.T) {
 		{"TestNet2", notifier.Guard{}, "198.51.100.1", "documentation"},
 		{"TestNet3", notifier.Guard{}, "203.0.113.1", "documentation"},
 		{"DocumentationIPv6", notifier.Guard{}, "2001:db8::1", "documentation"},
+		{"Teredo", notifier.Guard{}, "2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"},
+		{"LocalUseNAT64", notifier.Guard{}, "64:ff9b:1::a00:1", "local-use NAT64"},
 		{"IPv4Compatible", notifier.Guard{}, "::8.8.8.8", "IPv4-compatible"},
 		{"SiteLocal", notifier.Guard{}, "fec0::1", "site-local"},
 		// Other spellings of an internal IPv4 address.

@@ -23,9 +23,11 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	P_<id>_<stamp>_<n>  trigger: the integer 1, with a TTL that ends when attempt n is due;
 //	                    its expired event is what wakes a delivery
 //	P:p:<id>            payload: the notice (JSON header line, '\n', raw body); no TTL.
-//	                    Once the notice ends it becomes a tombstone ("!delivered",
-//	                    "!gave-up", "!cancelled") with the dedup window as TTL, so
-//	                    enqueue can refuse an id that was already delivered
+//	                    Once the notice is delivered or cancelled it becomes a
+//	                    tombstone ("!delivered", "!cancelled") with the dedup window
+//	                    as TTL, so enqueue can refuse an id that was already
+//	                    delivered; a given-up notice's payload is deleted (the
+//	                    archive in SQLite keeps it)
 //	P:due               due index: sorted set, member <id>_<stamp>_<n> (a trigger key
 //	                    without "P_"), score = due time in Unix ms, or the lease's end
 //	                    while the attempt is claimed

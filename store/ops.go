@@ -72,16 +72,23 @@ var ErrEnded = errors.New("notice already ended")
 // notifier.ErrNotFound if Redis knows no such notice and ErrEnded if it
 // already ended (the error names how).
 func (r *Redis) Cancel(ctx context.Context, id string) error {
+	_, err := r.CancelInFlight(ctx, id)
+	return err
+}
+
+// CancelInFlight is Cancel that also reports whether an attempt was in
+// flight: its POST may still reach the partner, but nothing follows it.
+func (r *Redis) CancelInFlight(ctx context.Context, id string) (inFlight bool, err error) {
 	for try := 0; try < 5; try++ {
 		p, err := r.rdb.Get(ctx, r.keys.Payload(id)).Bytes()
 		if errors.Is(err, redis.Nil) {
-			return fmt.Errorf("cancel %s: %w", id, notifier.ErrNotFound)
+			return false, fmt.Errorf("cancel %s: %w", id, notifier.ErrNotFound)
 		}
 		if err != nil {
-			return fmt.Errorf("cancel %s: %w", id, err)
+			return false, fmt.Errorf("cancel %s: %w", id, err)
 		}
 		if isTombstone(p) {
-			return fmt.Errorf("cancel %s: %s: %w", id, p[1:], ErrEnded)
+			return false, fmt.Errorf("cancel %s: %s: %w", id, p[1:], ErrEnded)
 		}
 		n, err := decodePayload(id, p)
 		if err != nil {
@@ -90,7 +97,7 @@ func (r *Redis) Cancel(ctx context.Context, id string) error {
 		}
 		parked, err := r.parkedSet(ctx, id, &n)
 		if err != nil {
-			return fmt.Errorf("cancel %s: %w", id, err)
+			return false, fmt.Errorf("cancel %s: %w", id, err)
 		}
 		if parked == "" {
 			parked = r.keys.Parked(n.Partner)
@@ -104,20 +111,20 @@ func (r *Redis) Cancel(ctx context.Context, id string) error {
 		}
 		cmds, err := r.evalPipelined(ctx, []scriptCall{{cancelScript, keys, args}})
 		if err != nil {
-			return fmt.Errorf("cancel %s: %w", id, err)
+			return false, fmt.Errorf("cancel %s: %w", id, err)
 		}
 		v, err := cmds[0].Int()
 		if err != nil {
-			return fmt.Errorf("cancel %s: %w", id, err)
+			return false, fmt.Errorf("cancel %s: %w", id, err)
 		}
 		switch v {
-		case 1:
-			return nil
+		case 1, 2:
+			return v == 2, nil
 		case 0:
-			return fmt.Errorf("cancel %s: %w", id, ErrEnded)
+			return false, fmt.Errorf("cancel %s: %w", id, ErrEnded)
 		}
 	}
-	return fmt.Errorf("cancel %s: the notice keeps changing; try again", id)
+	return false, fmt.Errorf("cancel %s: the notice keeps changing; try again", id)
 }
 
 // Park implements notifier.Pauser: it moves job's attempt into its paused
@@ -171,13 +178,16 @@ func (r *Redis) Resume(ctx context.Context, name string) (int, error) {
 // Unpark implements notifier.Pauser: it re-arms every attempt parked for
 // partner name, due now, and returns how many.
 func (r *Redis) Unpark(ctx context.Context, name string) (int, error) {
+	// Only what was parked by now: attempts parked again meanwhile (the
+	// partner paused once more) stay parked.
+	now := r.Now().UnixMilli()
 	total := 0
 	for {
 		// Batches keep each script short: Redis serves nobody else while
 		// one runs.
 		cmds, err := r.evalPipelined(ctx, []scriptCall{{unparkScript,
 			[]string{r.keys.Parked(name), r.keys.Due()},
-			[]any{r.keys.prefix() + "_", r.Now().UnixMilli(), 1000}}})
+			[]any{r.keys.prefix() + "_", now, 1000}}})
 		if err != nil {
 			return total, fmt.Errorf("resume partner %s: %w", name, err)
 		}
@@ -262,6 +272,9 @@ func (r *Redis) PartnerResult(ctx context.Context, name string, ok bool, thresho
 	v, err := cmds[0].Int()
 	if err != nil {
 		return false, fmt.Errorf("partner %s result: %w", name, err)
+	}
+	if v == 1 {
+		r.partnersChanged(ctx)
 	}
 	return v == 1, nil
 }
@@ -386,21 +399,19 @@ type PendingNotice struct {
 
 // parkedSet returns the parked set holding notice n's attempt, "" if none.
 // A notice's partner may have been matched by URL prefix at delivery, so
-// when the notice does not name one every parked set is looked at.
+// when the notice does not name one the parked set of every published
+// partner is looked at.
 func (r *Redis) parkedSet(ctx context.Context, id string, n *notifier.Notice) (string, error) {
 	sets := []string{r.keys.Parked(n.Partner)}
 	if n.Partner == "" {
+		// Only partners of the serve's config are ever paused.
+		names, err := r.rdb.HKeys(ctx, r.keys.Partners()).Result()
+		if err != nil {
+			return "", fmt.Errorf("read partners: %w", err)
+		}
 		sets = sets[:0]
-		var cursor uint64
-		for {
-			keys, next, err := r.rdb.Scan(ctx, cursor, r.keys.Parked("*"), 500).Result()
-			if err != nil {
-				return "", fmt.Errorf("scan parked sets: %w", err)
-			}
-			sets = append(sets, keys...)
-			if cursor = next; cursor == 0 {
-				break
-			}
+		for _, name := range names {
+			sets = append(sets, r.keys.Parked(name))
 		}
 	}
 	for _, set := range sets {

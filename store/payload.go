@@ -81,7 +81,7 @@ func decodePayload(id string, p []byte) (notifier.Notice, error) {
 		}
 		n.Secrets = append(n.Secrets, sec)
 	}
-	if err := n.Validate(); err != nil {
+	if err := n.ValidateStored(); err != nil {
 		return notifier.Notice{}, fmt.Errorf("notice %s: %v: %w", id, err, errCorrupt)
 	}
 	return n, nil

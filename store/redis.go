@@ -295,12 +295,12 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 			nt := notifier.Trigger{ID: t.ID, Stamp: t.Stamp, N: c.Next}
 			nextMember, nextKey = r.keys.Member(nt), r.keys.Trigger(nt)
 		}
+		// Only a delivery is remembered: it is what enqueue must refuse to
+		// repeat, and failures are rarer but would cost the same memory
+		// for nothing (status reads them from the archive).
 		tomb := ""
-		if c.Next == 0 {
-			tomb = tombGaveUp
-			if c.Ended == notifier.Delivered {
-				tomb = tombDelivered
-			}
+		if c.Next == 0 && c.Ended == notifier.Delivered {
+			tomb = tombDelivered
 		}
 		calls[i] = scriptCall{completeScript,
 			[]string{r.keys.Due(), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.Wake(), r.keys.WakeFlag()},

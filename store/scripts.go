@@ -63,7 +63,6 @@ return 1
 // JSON header).
 const (
 	tombDelivered = "!delivered"
-	tombGaveUp    = "!gave-up"
 	tombCancelled = "!cancelled"
 )
 
@@ -165,10 +164,11 @@ return 1
 //	KEYS[4] -> parked set of the notice's partner
 //	KEYS[5..] -> trigger keys of every attempt
 //
-// Returns 1; 0 if there is no such notice or it already ended; -1 if the
+// Returns 1; 2 if a worker held a claim on the notice (its POST may still
+// reach the partner; its completion finds no due-index entry and changes
+// nothing); 0 if there is no such notice or it already ended; -1 if the
 // payload changed since the caller read it (ended and enqueued again): the
-// caller reads again. A worker holding a claim on the notice loses it: its
-// completion finds no due-index entry and changes nothing.
+// caller reads again.
 var cancelScript = redis.NewScript(`
 local p = redis.call('GET', KEYS[1])
 if not p or string.sub(p, 1, 1) == '!' then return 0 end
@@ -178,12 +178,13 @@ for i = 3, #ARGV do
   redis.call('ZREM', KEYS[4], ARGV[i])
 end
 for i = 5, #KEYS do redis.call('UNLINK', KEYS[i]) end
-redis.call('DEL', KEYS[3])
+local inflight = redis.call('DEL', KEYS[3])
 if tonumber(ARGV[2]) > 0 then
   redis.call('SET', KEYS[1], '` + tombCancelled + `', 'PX', ARGV[2])
 else
   redis.call('DEL', KEYS[1])
 end
+if inflight == 1 then return 2 end
 return 1
 `)
 
@@ -205,7 +206,7 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return 1
 `)
 
-// unparkScript re-arms up to ARGV[3] parked attempts, due now: each goes
+// unparkScript re-arms up to ARGV[3] attempts parked at or before ARGV[2], due then: each goes
 // back into the due index and gets a trigger key expiring in 1 ms. The
 // trigger keys are named from the members here (prefix ARGV[1]), so this
 // script needs all keys on one node.
@@ -216,7 +217,7 @@ return 1
 //
 // Returns how many were re-armed; 0 when the set is empty.
 var unparkScript = redis.NewScript(`
-local ms = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+local ms = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]))
 for _, m in ipairs(ms) do
   redis.call('ZADD', KEYS[2], ARGV[2], m)
   redis.call('SET', ARGV[1] .. m, 1, 'PX', 1)

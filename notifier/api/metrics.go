@@ -67,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer, src MetricsSource) *Metrics {
 		}, []string{"partner"}),
 		giveUps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "notifier_give_ups_total",
-			Help: "Notices given up (schedule exhausted or 410 Gone), by partner.",
+			Help: "Notices given up (schedule exhausted, 410 Gone without pause_on_gone, or blocked by the address guard), by partner.",
 		}, []string{"partner"}),
 		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "notifier_attempt_lateness_seconds",
@@ -130,7 +130,7 @@ func (m *Metrics) Observe(a notifier.Attempt) {
 	switch a.Outcome {
 	case notifier.Delivered:
 		m.deliveries.WithLabelValues(partner).Inc()
-	case notifier.GaveUp:
+	case notifier.GaveUp, notifier.Blocked:
 		m.giveUps.WithLabelValues(partner).Inc()
 	}
 	if !a.Due.IsZero() && !a.Start.IsZero() {
