@@ -1,6 +1,6 @@
 # Two commands on a fresh Debian machine: `make run` and `make test`.
-# Each installs what it needs first (redis-server via apt-get when run as
-# root; otherwise it says what to install).
+# Each installs what it needs first (redis-server, and for the tests
+# Chromium, via apt-get when run as root; otherwise it says what to install).
 
 export PATH := $(PATH):/usr/local/go/bin
 export CGO_ENABLED := 1
@@ -8,7 +8,7 @@ GO ?= go
 BIN := bin/notifier
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test fuzz bench lint fmt deps
+.PHONY: build run test fuzz bench lint fmt deps test-deps
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
@@ -19,7 +19,7 @@ run: deps build
 
 ## test: install what is missing, then run every test with the race detector,
 ## then each fuzz target briefly (their seed corpora also run as plain tests)
-test: deps
+test: test-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
@@ -36,9 +36,12 @@ fuzz:
 		rm -f /tmp/notifier-fuzz.$$$$.log; \
 	done
 
-## bench: the performance figures in the README (one JSON line per scenario)
+## bench: the performance figures in the README (one JSON line per scenario),
+## then the cluster scenarios on a throwaway local cluster (ports 7101-7106)
 bench: deps build
 	./$(BIN) bench --backlog 0,100000,1000000
+	@dir=$$(mktemp -d); trap 'deploy/local-cluster.sh stop '$$dir'; rm -rf '$$dir EXIT; \
+		url=$$(deploy/local-cluster.sh start $$dir) && ./$(BIN) bench --cluster $$url --serves 1,2
 
 lint:
 	$(GO) vet ./...
@@ -56,3 +59,11 @@ deps:
 		if [ "$$(id -u)" = 0 ]; then echo "installing redis-server..."; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
 		else echo "redis-server is missing: run 'sudo apt-get install redis-server' (or make test as root)"; exit 1; fi; }
 	@command -v redis-server >/dev/null || { echo "redis-server still not on PATH after installing"; exit 1; }
+	@command -v redis-cli >/dev/null || { echo "redis-cli is missing (the cluster tests need it): sudo apt-get install redis-tools"; exit 1; }
+
+## test-deps: deps, plus Chromium for the web console's browser tests
+test-deps: deps
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then echo "installing chromium (the web console's browser tests drive it)..."; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		else echo "chromium is missing (the web console's browser tests need it): run 'sudo apt-get install chromium' (or make test as root)"; exit 1; fi; }
+	@command -v chromium >/dev/null || { echo "chromium still not on PATH after installing"; exit 1; }

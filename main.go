@@ -27,6 +27,7 @@ import (
 	"github.com/notifier/notifier/notifier"
 	"github.com/notifier/notifier/notifier/api"
 	"github.com/notifier/notifier/notifier/bench"
+	"github.com/notifier/notifier/notifier/console"
 	"github.com/notifier/notifier/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -139,7 +140,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 // Flags shared by every command that reads or writes state.
 func redisFlag() cli.Flag {
 	return &cli.StringFlag{Name: "redis", EnvVars: []string{"NOTIFIER_REDIS_URL"},
-		Usage: "Redis URL (redis://, rediss://, unix://); default: the private redis-server of the serve using --data-dir"}
+		Usage: "Redis URL: redis://, rediss://, unix://, redis+cluster://h1:p1,h2:p2 (Redis Cluster seeds) or redis+sentinel://h1:p1,h2:p2/master; default: the private redis-server of the serve using --data-dir"}
 }
 func dataDirFlag() cli.Flag {
 	return &cli.StringFlag{Name: "data-dir", Value: "./notifier-data", EnvVars: []string{"NOTIFIER_DATA_DIR"},
@@ -165,7 +166,7 @@ func dbPath(c *cli.Context) string {
 
 // connect opens the Redis that --redis names, or the private one of the serve
 // using --data-dir, and checks that it answers.
-func connect(c *cli.Context) (*redis.Client, error) {
+func connect(c *cli.Context) (redis.UniversalClient, error) {
 	url := c.String("redis")
 	if url == "" {
 		dir, err := filepath.Abs(c.String("data-dir"))
@@ -178,18 +179,11 @@ func connect(c *cli.Context) (*redis.Client, error) {
 		}
 		url = "unix://" + sock
 	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
+	rdb, err := store.Connect(c.Context, url)
+	if errors.Is(err, store.ErrBadRedisURL) {
 		return nil, fmt.Errorf("%w: --redis: %v", errBadInput, err)
 	}
-	rdb := redis.NewClient(opt)
-	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis %s unreachable: %w", opt.Addr, err)
-	}
-	return rdb, nil
+	return rdb, err
 }
 
 // redisLog sends go-redis's own messages (dial failures, dropped pubsub
@@ -237,7 +231,10 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "https-only", Usage: "refuse http:// partner URLs at enqueue"},
 			&cli.StringFlag{Name: "listen", EnvVars: []string{"NOTIFIER_LISTEN"}, Usage: "serve the HTTP API, /healthz, /readyz and /metrics on ADDR (off by default)"},
 			&cli.StringFlag{Name: "api-token", EnvVars: []string{"NOTIFIER_API_TOKEN"}, Usage: "bearer token the API requires (at least 16 characters; prefer the environment variable)"},
+			&cli.StringFlag{Name: "api-read-token", EnvVars: []string{"NOTIFIER_API_READ_TOKEN"}, Usage: "token for read-only logins to the web console under /ui/ (at least 16 characters; prefer the environment variable)"},
 			&cli.BoolFlag{Name: "public-metrics", Usage: "serve /metrics without the token"},
+			&cli.BoolFlag{Name: "fleet-log", Usage: "also append every attempt to a capped Redis stream that `notifier tail --fleet` follows (several serve hosts)"},
+			&cli.Int64Flag{Name: "fleet-log-max", Value: store.DefaultFleetLogMax, Usage: "about how many attempts the fleet stream keeps"},
 			&cli.IntFlag{Name: "partner-concurrency", Usage: "most attempts in flight to one partner or host without its own max_concurrent (default: half of --concurrency)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"NOTIFIER_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"NOTIFIER_LOG_FORMAT"}},
@@ -417,6 +414,14 @@ func serve(c *cli.Context) error {
 	if alerter != nil {
 		d.GaveUp = alerter.Notify
 	}
+	if c.Bool("fleet-log") {
+		fl := store.NewFleetLog(q, c.Int64("fleet-log-max"), log)
+		observe(d, fl.Observe)
+		flCtx, stopFleet := context.WithCancel(context.WithoutCancel(c.Context))
+		flDone := make(chan struct{})
+		go func() { _ = fl.Run(flCtx); close(flDone) }()
+		defer func() { stopFleet(); <-flDone }()
+	}
 	if addr := c.String("listen"); addr != "" {
 		stopAPI, err := startAPI(runCtx, stopRun, addr, c, q, rdb, alog, d, partners, log)
 		if err != nil {
@@ -425,7 +430,7 @@ func serve(c *cli.Context) error {
 		}
 		defer stopAPI()
 	}
-	log.Info("serving", "partners", len(cfg.Partners), "redis", rdb.Options().Addr, "db", path, "schedule", sched.String(), "concurrency", d.Concurrency)
+	log.Info("serving", "partners", len(cfg.Partners), "redis", store.Describe(rdb), "db", path, "schedule", sched.String(), "concurrency", d.Concurrency)
 	runErr := d.Run(runCtx)
 	stopLog()
 	logErr := <-logDone
@@ -435,9 +440,19 @@ func serve(c *cli.Context) error {
 	return errors.Join(runErr, logErr)
 }
 
-// startAPI serves the HTTP API and metrics on addr until ctx ends; the
-// returned func waits for it to stop. A server that fails stops serve.
-func startAPI(ctx context.Context, stopRun func(), addr string, c *cli.Context, q *store.Redis, rdb *redis.Client,
+// observe adds f to the attempts d tells its observers of.
+func observe(d *notifier.Dispatcher, f func(notifier.Attempt)) {
+	if prev := d.Observe; prev != nil {
+		d.Observe = func(a notifier.Attempt) { prev(a); f(a) }
+		return
+	}
+	d.Observe = f
+}
+
+// startAPI serves the HTTP API and metrics, and the web console under /ui/,
+// on addr until ctx ends; the returned func waits for it to stop. A server
+// that fails stops serve.
+func startAPI(ctx context.Context, stopRun func(), addr string, c *cli.Context, q *store.Redis, rdb redis.UniversalClient,
 	alog *store.SQLite, d *notifier.Dispatcher, partners *notifier.Partners, log *slog.Logger) (func(), error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -446,7 +461,7 @@ func startAPI(ctx context.Context, stopRun func(), addr string, c *cli.Context, 
 		Recovered:    d.Stats().Recovered.Load,
 		ForeignKeys:  q.ForeignKeys,
 	})
-	d.Observe = m.Observe
+	observe(d, m.Observe)
 	h, err := api.New(api.Server{Queue: q, Log: alog, Token: strings.TrimSpace(c.String("api-token")),
 		Metrics: m, PublicMetrics: c.Bool("public-metrics"), Logger: log,
 		Ready: api.Readiness{Ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
@@ -454,6 +469,14 @@ func startAPI(ctx context.Context, stopRun func(), addr string, c *cli.Context, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: --listen: %v", errBadInput, err)
 	}
+	ui, err := console.New(console.Options{Queue: q, Log: alog, Token: strings.TrimSpace(c.String("api-token")),
+		ReadToken: strings.TrimSpace(c.String("api-read-token")), Partners: partners.Names, Logger: log, Done: ctx.Done()})
+	if err != nil {
+		return nil, fmt.Errorf("%w: --listen: %v", errBadInput, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ui/", ui)
+	mux.Handle("/", h)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--listen: %w", err)
@@ -462,7 +485,7 @@ func startAPI(ctx context.Context, stopRun func(), addr string, c *cli.Context, 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := api.Serve(ctx, ln, h, log); err != nil {
+		if err := api.Serve(ctx, ln, mux, log); err != nil {
 			log.Error("api stopped; stopping", "err", err)
 			stopRun()
 		}
@@ -485,7 +508,7 @@ func enqueueCommand() *cli.Command {
 			&cli.StringFlag{Name: "partner", Usage: "send under this partner of the serve's --config (default: the partner whose url_prefix matches)"},
 			&cli.StringFlag{Name: "success", Usage: "success rule: 2xx, status:200,204, body:TEXT, wechat or regex:EXPR (default: the partner's, else 2xx)"},
 			&cli.StringFlag{Name: "expect-body", Usage: "success only if the reply body is exactly TEXT (e.g. success), surrounding whitespace ignored"},
-			&cli.StringSliceFlag{Name: "secret", Usage: "sign attempts with this whsec_ secret, Standard Webhooks style (repeatable, for rotation)"},
+			&cli.StringSliceFlag{Name: "secret", EnvVars: []string{"NOTIFIER_SECRETS"}, Usage: "sign attempts with this whsec_ secret, Standard Webhooks style (repeatable, for rotation; NOTIFIER_SECRETS=a,b keeps them off the command line)"},
 			&cli.StringFlag{Name: "file", Usage: "enqueue JSON lines {\"id\",\"url\",\"body\",\"headers\",\"schedule\"} from FILE (- for standard input)"},
 			redisFlag(), dataDirFlag(), prefixFlag(),
 		},
@@ -512,7 +535,7 @@ func enqueue(c *cli.Context) error {
 		}
 		single = &n
 	} else if c.IsSet("url") || c.IsSet("data") || c.IsSet("id") || c.IsSet("header") || c.IsSet("partner") ||
-		c.IsSet("success") || c.IsSet("expect-body") || c.IsSet("secret") {
+		c.IsSet("success") || c.IsSet("expect-body") || (c.IsSet("secret") && os.Getenv("NOTIFIER_SECRETS") == "") {
 		return fmt.Errorf("%w: --file takes its notices from the file; --url, --id, --data, --header, --partner, --success, --expect-body and --secret do not apply", errBadInput)
 	}
 	rdb, err := connect(c)
@@ -650,6 +673,43 @@ func enqueueFile(c *cli.Context, q notifier.Enqueuer, def backoff.Schedule) erro
 	return fmt.Errorf("%w: %d lines refused (%d duplicates)", errBadInput, bad, dups)
 }
 
+// tailFleet prints the fleet's attempt stream: each line starts with the
+// serve host that made the attempt.
+func tailFleet(c *cli.Context, f store.Filter) error {
+	rdb, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	q := store.NewRedis(rdb, c.String("prefix"), nil)
+	return q.FollowFleet(c.Context, int64(c.Int("n")), c.Bool("follow"), func(fa store.FleetAttempt) error {
+		a := fa.Attempt
+		if (f.NoticeID != "" && a.NoticeID != f.NoticeID) || (f.Outcome != "" && a.Outcome != f.Outcome) {
+			return nil
+		}
+		if c.Bool("json") {
+			b, err := json.Marshal(struct {
+				Host string `json:"host"`
+				notifier.AttemptJSON
+			}{fa.Host, attemptJSON(a)})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(c.App.Writer, "%s\n", b)
+			return err
+		}
+		_, err := fmt.Fprintf(c.App.Writer, "%s  %s\n", fa.Host, notifier.FormatAttempt(a))
+		return err
+	})
+}
+
+func attemptJSON(a notifier.Attempt) notifier.AttemptJSON {
+	b, _ := notifier.MarshalAttempt(a)
+	var j notifier.AttemptJSON
+	_ = json.Unmarshal(b, &j)
+	return j
+}
+
 func tailCommand() *cli.Command {
 	return &cli.Command{
 		OnUsageError: usageError,
@@ -662,7 +722,8 @@ func tailCommand() *cli.Command {
 			&cli.IntFlag{Name: "n", Value: 20, Usage: "start with the last N attempts (0: all)"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per attempt, with every column"},
 			&cli.DurationFlag{Name: "poll", Value: 200 * time.Millisecond, Usage: "how often -f looks for new attempts"},
-			dataDirFlag(), dbFlag(),
+			&cli.BoolFlag{Name: "fleet", Usage: "follow every serve's attempts from Redis (serve --fleet-log) instead of this host's SQLite log; -n 0 starts with none"},
+			dataDirFlag(), dbFlag(), redisFlag(), prefixFlag(),
 		},
 		Action: tail,
 	}
@@ -679,6 +740,9 @@ func tail(c *cli.Context) error {
 	}
 	if c.Int("n") < 0 || c.Duration("poll") <= 0 {
 		return fmt.Errorf("%w: -n must be >= 0 and --poll positive", errBadInput)
+	}
+	if c.Bool("fleet") {
+		return tailFleet(c, f)
 	}
 	alog, err := store.OpenSQLiteReadOnly(dbPath(c))
 	if err != nil {
@@ -745,6 +809,8 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "throughput", Value: 30000, Usage: "notices due at once in the throughput scenario (0: skip)"},
 			&cli.IntFlag{Name: "file", Value: 100000, Usage: "JSON lines in the enqueue-file scenario, the code path of enqueue --file (0: skip)"},
 			&cli.IntFlag{Name: "body", Value: 200, Usage: "body size in bytes"},
+			&cli.StringFlag{Name: "cluster", Usage: "run the cluster scenarios on this Redis Cluster (redis+cluster://h1:p1,h2:p2) instead"},
+			&cli.StringFlag{Name: "serves", Value: "1,2", Usage: "cluster scenarios: numbers of serve instances (dispatchers) to run"},
 			&cli.IntFlag{Name: "concurrency", Value: 512, Usage: "most attempts in flight (an I/O-sized pool: attempts mostly wait on partners)"},
 		},
 		Action: benchmark,
@@ -754,6 +820,9 @@ func benchCommand() *cli.Command {
 func benchmark(c *cli.Context) error {
 	cfg := bench.Config{Due: c.Int("due"), Window: c.Duration("window"), Throughput: c.Int("throughput"), File: c.Int("file"),
 		Body: c.Int("body"), Concurrency: c.Int("concurrency")}
+	if u := c.String("cluster"); u != "" {
+		return benchCluster(c, cfg, u)
+	}
 	for _, f := range strings.Split(c.String("backlog"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 0 {
@@ -790,6 +859,39 @@ func benchmark(c *cli.Context) error {
 	}
 	log, _ := newLogger(c.App.ErrWriter, "info", "text")
 	cfg.Log, cfg.Redis = log, rdb
+	return bench.Run(c.Context, cfg, c.App.Writer)
+}
+
+// benchCluster runs the cluster scenarios against the Redis Cluster at url.
+func benchCluster(c *cli.Context, cfg bench.Config, url string) error {
+	for _, f := range strings.Split(c.String("serves"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 16 {
+			return fmt.Errorf("%w: --serves %q: want counts from 1 to 16", errBadInput, c.String("serves"))
+		}
+		cfg.Serves = append(cfg.Serves, n)
+	}
+	rdb, err := store.Connect(c.Context, url)
+	if err != nil {
+		if errors.Is(err, store.ErrBadRedisURL) {
+			return fmt.Errorf("%w: --cluster: %v", errBadInput, err)
+		}
+		return err
+	}
+	defer rdb.Close()
+	if _, ok := rdb.(*redis.ClusterClient); !ok {
+		return fmt.Errorf("%w: --cluster wants a redis+cluster:// URL", errBadInput)
+	}
+	if err := store.NewRedis(rdb, "", nil).CheckEvents(c.Context, true); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "notifier-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	log, _ := newLogger(c.App.ErrWriter, "info", "text")
+	cfg.Dir, cfg.Log, cfg.Redis, cfg.Cluster = dir, log, rdb, true
 	return bench.Run(c.Context, cfg, c.App.Writer)
 }
 
@@ -898,10 +1000,14 @@ func cancelCommand() *cli.Command {
 				return err
 			}
 			defer rdb.Close()
-			if err := store.NewRedis(rdb, c.String("prefix"), nil).Cancel(c.Context, id); err != nil {
+			inFlight, err := store.NewRedis(rdb, c.String("prefix"), nil).CancelInFlight(c.Context, id)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "cancelled %s\n", id)
+			if inFlight {
+				fmt.Fprintln(c.App.ErrWriter, "notifier: an attempt was in flight: it may still reach the partner, but nothing follows it")
+			}
 			return nil
 		},
 	}
@@ -1024,6 +1130,11 @@ func replay(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// A replayed notice that ends again moves to the end of the archive:
+	// without an end to the range, a replay would meet it again and again.
+	if f.Until.IsZero() {
+		f.Until = time.Now()
+	}
 	alog, err := store.OpenSQLiteReadOnly(dbPath(c))
 	if err != nil {
 		return err
@@ -1071,7 +1182,12 @@ func replay(c *cli.Context) error {
 		batch = batch[:0]
 		return nil
 	}
+	seen := map[string]bool{} // the archive may list a notice twice while it changes under the cursor
 	err = alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
+		if seen[e.Notice.ID] {
+			return nil
+		}
+		seen[e.Notice.ID] = true
 		e.Notice.Stamp = time.Now().Truncate(time.Millisecond)
 		batch = append(batch, e.Notice)
 		if len(batch) == cap(batch) {
@@ -1243,7 +1359,10 @@ func partnerCommand() *cli.Command {
 		if c.NArg() != 1 {
 			return "", fmt.Errorf("%w: %s takes one partner name", errBadInput, c.Command.Name)
 		}
-		return c.Args().First(), notifier.ValidatePartnerName(c.Args().First())
+		if err := notifier.ValidatePartnerName(c.Args().First()); err != nil {
+			return "", fmt.Errorf("%w: %v", errBadInput, err)
+		}
+		return c.Args().First(), nil
 	}
 	return &cli.Command{
 		OnUsageError: usageError,

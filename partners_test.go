@@ -252,3 +252,42 @@ func writeFile(t *testing.T, path, body string) {
 		t.Fatal(err)
 	}
 }
+
+// TestReplayLargeArchiveSendsEachOnce: a replay over more than one page of
+// the archive, while serve delivers (and so re-archives) what it replays,
+// sends every notice exactly once more.
+func TestReplayLargeArchiveSendsEachOnce(t *testing.T) {
+	const total = 1200 // more than two pages of 500
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	var mu sync.Mutex
+	posts := map[string]int{}
+	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		posts[r.Header.Get("Webhook-Id")]++
+		mu.Unlock()
+	}))
+	defer partner.Close()
+	db := filepath.Join(t.TempDir(), "attempts.db")
+	startServe(t, rdb, serveArgs(srv.URL(), db)...)
+	var lines strings.Builder
+	for i := range total {
+		fmt.Fprintf(&lines, `{"id":"r%04d","url":"%s/n"}`+"\n", i, partner.URL)
+	}
+	if code, out, errOut := runCLI(t, lines.String(), "enqueue", "--redis", srv.URL(), "--file", "-"); code != 0 {
+		t.Fatalf("enqueue --file = %d %q %q", code, out, errOut)
+	}
+	waitRows(t, db, total)
+	code, out, errOut := runCLI(t, "", "replay", "--redis", srv.URL(), "--db", db, "--since", "1h")
+	if code != 0 || out != fmt.Sprintf("replayed %d, skipped 0\n", total) {
+		t.Fatalf("replay = %d %q %q", code, out, errOut)
+	}
+	waitRows(t, db, 2*total)
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range total {
+		if id := fmt.Sprintf("r%04d", i); posts[id] != 2 {
+			t.Fatalf("%s reached the partner %d times, want 2 (once, then the replay)", id, posts[id])
+		}
+	}
+}

@@ -83,6 +83,17 @@ func MarshalAttempt(a Attempt) ([]byte, error) {
 	return json.Marshal(j)
 }
 
+// Attempt converts j back (Seq, and sub-microsecond precision, aside).
+func (j AttemptJSON) Attempt() Attempt {
+	a := Attempt{Seq: j.Seq, NoticeID: j.ID, Stamp: j.Stamp, N: j.N, Due: j.Due, Start: j.Start,
+		Duration: time.Duration(j.DurationMS * float64(time.Millisecond)), URL: j.URL, Status: j.Status,
+		Outcome: j.Outcome, Error: j.Error, Response: j.Response}
+	if j.Next != nil {
+		a.Next = *j.Next
+	}
+	return a
+}
+
 // State is where a notice stands.
 type State string
 

@@ -3,8 +3,10 @@ package store
 import (
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/notifier/notifier/backoff"
@@ -42,13 +44,66 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	                    attempts in a row), shared by every serve
 //	P:partners          hash: partner name -> JSON summary of its config (no secrets),
 //	                    published by serve for enqueue and `partner list`
+//	P:attempts          capped stream of every serve's attempts (serve --fleet-log),
+//	                    followed by `notifier tail --fleet`
 //	P:canary:<instance> liveness probe of one serve's subscription: expires at once and
 //	                    must come back as an expired event
 //
 // A notice has at most one pending attempt, so it has one due-index member
 // and at most one trigger key at a time.
+//
+// On a Redis Cluster (Shards > 1) a script may only touch keys of one hash
+// slot, and one node must not hold the whole due index. Each notice then
+// belongs to shard s = crc32(id) mod Shards, and every key of the notice
+// and of its shard carries the shard's hash tag {T} (T from ShardTag):
+//
+//	P_{T}<id>_<stamp>_<n>  trigger (the tag leads, so braces in an id never
+//	                       become the hash tag)
+//	P:{T}:p:<id>  P:{T}:l:<id>  P:{T}:due  P:{T}:wakeflag  P:{T}:parked:<partner>
+//
+// and due-index members are the trigger keys without "P_", tag included.
+// The tags are chosen so the shards' slots spread evenly over the slot
+// range, and so over the masters. Keys of no notice (schedule, partners,
+// url policy) keep their names.
 type Keys struct {
 	Prefix string
+	// Shards is the number of due-index shards; 0 or 1 is the single-node
+	// layout, without hash tags.
+	Shards int
+}
+
+// ClusterShards is the shard count in cluster mode: enough that three to
+// a dozen masters each get several, few enough that the waker's and the
+// sweep's per-shard queries stay cheap.
+const ClusterShards = 32
+
+func (k Keys) sharded() bool { return k.Shards > 1 }
+
+// ShardCount is the number of due-index shards (1 on a single node).
+func (k Keys) ShardCount() int { return max(k.Shards, 1) }
+
+// ShardOf returns the shard of notice id.
+func (k Keys) ShardOf(id string) int {
+	if !k.sharded() {
+		return 0
+	}
+	return int(crc32.ChecksumIEEE([]byte(id)) % uint32(k.Shards))
+}
+
+// scope is the prefix of shard s's keys: "P" or "P:{T}".
+func (k Keys) scope(s int) string {
+	if !k.sharded() {
+		return k.prefix()
+	}
+	return k.prefix() + ":{" + ShardTag(s, k.Shards) + "}"
+}
+
+// tag is the hash tag that leads shard s's trigger keys and members.
+func (k Keys) tag(s int) string {
+	if !k.sharded() {
+		return ""
+	}
+	return "{" + ShardTag(s, k.Shards) + "}"
 }
 
 func (k Keys) prefix() string {
@@ -60,20 +115,27 @@ func (k Keys) prefix() string {
 
 // Member is the due-index member of t: its trigger key without the prefix.
 func (k Keys) Member(t notifier.Trigger) string {
-	return t.ID + "_" + strconv.FormatInt(t.Stamp.UnixMilli(), 10) + "_" + strconv.Itoa(t.N)
+	return k.tag(k.ShardOf(t.ID)) + t.ID + "_" + strconv.FormatInt(t.Stamp.UnixMilli(), 10) + "_" + strconv.Itoa(t.N)
 }
 
 // Trigger is the trigger key of t: P_<id>_<stamp>_<n>.
 func (k Keys) Trigger(t notifier.Trigger) string { return k.prefix() + "_" + k.Member(t) }
 
 // Payload is the key holding notice id's payload.
-func (k Keys) Payload(id string) string { return k.prefix() + ":p:" + id }
+func (k Keys) Payload(id string) string { return k.scope(k.ShardOf(id)) + ":p:" + id }
 
 // Lease is the key holding the claim on notice id's pending attempt.
-func (k Keys) Lease(id string) string { return k.prefix() + ":l:" + id }
+func (k Keys) Lease(id string) string { return k.scope(k.ShardOf(id)) + ":l:" + id }
 
 // Due is the due index.
-func (k Keys) Due() string { return k.prefix() + ":due" }
+// On a cluster it is shard 0's; see DueOf and DueShard.
+func (k Keys) Due() string { return k.DueShard(0) }
+
+// DueShard is the due index of shard s.
+func (k Keys) DueShard(s int) string { return k.scope(s) + ":due" }
+
+// DueOf is the due index holding notice id's attempts.
+func (k Keys) DueOf(id string) string { return k.DueShard(k.ShardOf(id)) }
 
 // DefaultSchedule is the key where serve publishes its default schedule.
 func (k Keys) DefaultSchedule() string { return k.prefix() + ":schedule" }
@@ -83,13 +145,24 @@ func (k Keys) DefaultSchedule() string { return k.prefix() + ":schedule" }
 func (k Keys) Wake() string { return k.prefix() + ":wake" }
 
 // WakeFlag rate-limits wake messages to one per 2 ms.
-func (k Keys) WakeFlag() string { return k.prefix() + ":wakeflag" }
+func (k Keys) WakeFlag() string { return k.WakeFlagOf("") }
+
+// WakeFlagOf is the wake flag in notice id's shard (scripts touch it with
+// the notice's other keys).
+func (k Keys) WakeFlagOf(id string) string { return k.scope(k.ShardOf(id)) + ":wakeflag" }
 
 // URLPolicy is where serve publishes its address policy.
 func (k Keys) URLPolicy() string { return k.prefix() + ":urlpolicy" }
 
 // Parked is the set of attempts parked while partner is paused.
-func (k Keys) Parked(partner string) string { return k.prefix() + ":parked:" + partner }
+// On a cluster it is shard 0's; see ParkedIn.
+func (k Keys) Parked(partner string) string { return k.ParkedIn(0, partner) }
+
+// ParkedIn is partner's parked set in shard s.
+func (k Keys) ParkedIn(s int, partner string) string { return k.scope(s) + ":parked:" + partner }
+
+// ParkedOf is partner's parked set in notice id's shard.
+func (k Keys) ParkedOf(id, partner string) string { return k.ParkedIn(k.ShardOf(id), partner) }
 
 // Partner is the hash holding partner name's shared state.
 func (k Keys) Partner(name string) string { return k.prefix() + ":partner:" + name }
@@ -97,8 +170,17 @@ func (k Keys) Partner(name string) string { return k.prefix() + ":partner:" + na
 // Partners is the hash of published partner configurations.
 func (k Keys) Partners() string { return k.prefix() + ":partners" }
 
+// Attempts is the fleet's capped attempt stream.
+func (k Keys) Attempts() string { return k.prefix() + ":attempts" }
+
 // Canary is the liveness probe key of one subscriber.
 func (k Keys) Canary(instance string) string { return k.prefix() + ":canary:" + instance }
+
+// CanaryTagged is a canary key with hash tag tag, which puts it on the node
+// that owns the tag's slot (each master needs its own probe).
+func (k Keys) CanaryTagged(instance, tag string) string {
+	return k.prefix() + ":{" + tag + "}:canary:" + instance
+}
 
 // ParseTrigger reads a trigger key. It parses from the right, so ids may
 // contain '_'. Any other key yields an error wrapping ErrForeignKey.
@@ -133,6 +215,18 @@ func (k Keys) ParseMember(m string) (notifier.Trigger, error) {
 		return bad("bad stamp")
 	}
 	id := rest[:j]
+	if k.sharded() {
+		// {T}<id>: the tag must be the id's own shard's.
+		end := strings.IndexByte(id, '}')
+		if !strings.HasPrefix(id, "{") || end < 0 {
+			return bad("no hash tag")
+		}
+		tag := id[:end+1]
+		id = id[end+1:]
+		if notifier.ValidateID(id) != nil || tag != k.tag(k.ShardOf(id)) {
+			return bad("bad id or hash tag")
+		}
+	}
 	if notifier.ValidateID(id) != nil {
 		return bad("bad id")
 	}
@@ -155,4 +249,66 @@ func smallUint(s string, maxDigits int) (int64, bool) {
 		v = v*10 + int64(c-'0')
 	}
 	return v, true
+}
+
+// ShardTag returns the hash tag text of shard s of n: a short string whose
+// Redis Cluster slot (CRC16 mod 16384) lies in the s-th of n equal slot
+// ranges, so that shards spread over the masters as evenly as the slot
+// ranges do.
+func ShardTag(s, n int) string {
+	tagsMu.Lock()
+	defer tagsMu.Unlock()
+	ts := tags[n]
+	if ts == nil {
+		ts = make([]string, n)
+		for i := range ts {
+			ts[i] = findTag(i, n)
+		}
+		tags[n] = ts
+	}
+	return ts[s]
+}
+
+var (
+	tagsMu sync.Mutex
+	tags   = map[int][]string{}
+)
+
+func findTag(s, n int) string {
+	lo := s * clusterSlots / n
+	hi := (s + 1) * clusterSlots / n
+	for i := 0; ; i++ {
+		t := strconv.Itoa(s) + "-" + strconv.Itoa(i)
+		if sl := int(Slot(t)); sl >= lo && sl < hi {
+			return t
+		}
+	}
+}
+
+const clusterSlots = 16384
+
+// Slot is the Redis Cluster hash slot of a key (its hash tag's, if any).
+func Slot(key string) uint16 {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	return crc16(key) % clusterSlots
+}
+
+// crc16 is CRC-16/XMODEM, the checksum Redis Cluster hashes keys with.
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for b := 0; b < 8; b++ {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
 }

@@ -69,3 +69,49 @@ func TestKeysPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestShardedKeys: in cluster mode every key of a notice shares its shard's
+// hash slot, the trigger key keeps the contract's shape with the tag in
+// front of the id, it parses back, and the shards' slots spread evenly.
+func TestShardedKeys(t *testing.T) {
+	k := Keys{Shards: ClusterShards}
+	tr := notifier.Trigger{ID: "order_{42}", Stamp: time.UnixMilli(1790000000000), N: 3}
+	s := k.ShardOf(tr.ID)
+	slot := Slot(k.DueShard(s))
+	for _, key := range []string{k.Trigger(tr), k.Payload(tr.ID), k.Lease(tr.ID), k.DueOf(tr.ID), k.WakeFlagOf(tr.ID), k.ParkedOf(tr.ID, "p")} {
+		if Slot(key) != slot {
+			t.Errorf("%s is in slot %d, the shard's is %d", key, Slot(key), slot)
+		}
+	}
+	want := "noticeId_{" + ShardTag(s, ClusterShards) + "}order_{42}_1790000000000_3"
+	if got := k.Trigger(tr); got != want {
+		t.Errorf("trigger key %q, want %q", got, want)
+	}
+	back, err := k.ParseTrigger(k.Trigger(tr))
+	if err != nil || back.ID != tr.ID || back.N != 3 || !back.Stamp.Equal(tr.Stamp) {
+		t.Errorf("ParseTrigger = %+v, %v", back, err)
+	}
+	// Another shard's tag on this id is not ours.
+	other := "noticeId_{" + ShardTag((s+1)%ClusterShards, ClusterShards) + "}order_{42}_1790000000000_3"
+	if _, err := k.ParseTrigger(other); !errors.Is(err, ErrForeignKey) {
+		t.Errorf("a wrong tag parsed: %v", err)
+	}
+	// Three masters with the ranges redis-cli assigns get 10 or 11 shards each.
+	per := map[int]int{}
+	for i := range ClusterShards {
+		per[int(Slot("{"+ShardTag(i, ClusterShards)+"}"))*3/16384]++
+	}
+	for m, n := range per {
+		if n < 10 || n > 11 {
+			t.Errorf("master %d would hold %d shards: %v", m, n, per)
+		}
+	}
+	// The single-node layout is unchanged.
+	if got := (Keys{}).Trigger(tr); got != "noticeId_order_{42}_1790000000000_3" {
+		t.Errorf("single-node trigger %q", got)
+	}
+	// Slot matches Redis's own: CLUSTER KEYSLOT "123456789" is 12739.
+	if Slot("123456789") != 12739 {
+		t.Errorf("Slot(123456789) = %d, want 12739", Slot("123456789"))
+	}
+}

@@ -100,9 +100,9 @@ func (r *Redis) CancelInFlight(ctx context.Context, id string) (inFlight bool, e
 			return false, fmt.Errorf("cancel %s: %w", id, err)
 		}
 		if parked == "" {
-			parked = r.keys.Parked(n.Partner)
+			parked = r.keys.ParkedOf(id, n.Partner)
 		}
-		keys := []string{r.keys.Payload(id), r.keys.Due(), r.keys.Lease(id), parked}
+		keys := []string{r.keys.Payload(id), r.keys.DueOf(id), r.keys.Lease(id), parked}
 		args := []any{p, r.dedupWindow().Milliseconds()}
 		for k := 1; k <= len(n.Schedule); k++ {
 			t := notifier.Trigger{ID: id, Stamp: n.Stamp, N: k}
@@ -132,7 +132,7 @@ func (r *Redis) CancelInFlight(ctx context.Context, id string) (inFlight bool, e
 func (r *Redis) Park(ctx context.Context, job notifier.Job, partner string) (bool, error) {
 	t := r.trigger(job)
 	cmds, err := r.evalPipelined(ctx, []scriptCall{{parkScript,
-		[]string{r.keys.Due(), r.keys.Lease(t.ID), r.keys.Parked(partner)},
+		[]string{r.keys.DueOf(t.ID), r.keys.Lease(t.ID), r.keys.ParkedOf(t.ID, partner)},
 		[]any{r.keys.Member(t), job.Token, r.Now().UnixMilli()}}})
 	if err != nil {
 		return false, fmt.Errorf("park %s: %w", r.keys.Trigger(t), err)
@@ -182,11 +182,23 @@ func (r *Redis) Unpark(ctx context.Context, name string) (int, error) {
 	// partner paused once more) stay parked.
 	now := r.Now().UnixMilli()
 	total := 0
+	for s := range r.keys.ShardCount() {
+		n, err := r.unparkShard(ctx, s, name, now)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (r *Redis) unparkShard(ctx context.Context, s int, name string, now int64) (int, error) {
+	total := 0
 	for {
 		// Batches keep each script short: Redis serves nobody else while
 		// one runs.
 		cmds, err := r.evalPipelined(ctx, []scriptCall{{unparkScript,
-			[]string{r.keys.Parked(name), r.keys.Due()},
+			[]string{r.keys.ParkedIn(s, name), r.keys.DueShard(s)},
 			[]any{r.keys.prefix() + "_", now, 1000}}})
 		if err != nil {
 			return total, fmt.Errorf("resume partner %s: %w", name, err)
@@ -218,10 +230,12 @@ type PartnerState struct {
 func (r *Redis) PartnerStates(ctx context.Context, names []string) (map[string]PartnerState, error) {
 	pipe := r.rdb.Pipeline()
 	hs := make([]*redis.MapStringStringCmd, len(names))
-	cs := make([]*redis.IntCmd, len(names))
+	cs := make([]*redis.IntCmd, len(names)*r.keys.ShardCount())
 	for i, n := range names {
 		hs[i] = pipe.HGetAll(ctx, r.keys.Partner(n))
-		cs[i] = pipe.ZCard(ctx, r.keys.Parked(n))
+		for s := range r.keys.ShardCount() {
+			cs[i*r.keys.ShardCount()+s] = pipe.ZCard(ctx, r.keys.ParkedIn(s, n))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read partner states: %w", err)
@@ -229,7 +243,10 @@ func (r *Redis) PartnerStates(ctx context.Context, names []string) (map[string]P
 	out := make(map[string]PartnerState, len(names))
 	for i, n := range names {
 		h := hs[i].Val()
-		st := PartnerState{Paused: h["paused"] == "1", Reason: h["reason"], Parked: cs[i].Val()}
+		st := PartnerState{Paused: h["paused"] == "1", Reason: h["reason"]}
+		for s := range r.keys.ShardCount() {
+			st.Parked += cs[i*r.keys.ShardCount()+s].Val()
+		}
 		if ms, err := strconv.ParseInt(h["since"], 10, 64); err == nil && ms > 0 {
 			st.Since = time.UnixMilli(ms)
 		}
@@ -360,30 +377,24 @@ func (r *Redis) EachPending(ctx context.Context, fn func(PendingNotice) error) e
 			}
 		}
 	}
-	if err := scan(r.keys.Due(), false); err != nil {
-		return err
-	}
-	var cursor uint64
-	seen := map[string]bool{}
-	for {
-		keys, next, err := r.rdb.Scan(ctx, cursor, r.keys.Parked("*"), 500).Result()
-		if err != nil {
-			return fmt.Errorf("scan parked sets: %w", err)
+	for s := range r.keys.ShardCount() {
+		if err := scan(r.keys.DueShard(s), false); err != nil {
+			return err
 		}
-		for _, k := range keys {
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			if err := scan(k, true); err != nil {
+	}
+	// Only partners of the serve's config are ever paused.
+	names, err := r.rdb.HKeys(ctx, r.keys.Partners()).Result()
+	if err != nil {
+		return fmt.Errorf("read partners: %w", err)
+	}
+	for _, name := range names {
+		for s := range r.keys.ShardCount() {
+			if err := scan(r.keys.ParkedIn(s, name), true); err != nil {
 				return err
 			}
 		}
-		cursor = next
-		if cursor == 0 {
-			return nil
-		}
 	}
+	return nil
 }
 
 // PendingNotice is one notice listed by EachPending.
@@ -402,7 +413,7 @@ type PendingNotice struct {
 // when the notice does not name one the parked set of every published
 // partner is looked at.
 func (r *Redis) parkedSet(ctx context.Context, id string, n *notifier.Notice) (string, error) {
-	sets := []string{r.keys.Parked(n.Partner)}
+	sets := []string{r.keys.ParkedOf(id, n.Partner)}
 	if n.Partner == "" {
 		// Only partners of the serve's config are ever paused.
 		names, err := r.rdb.HKeys(ctx, r.keys.Partners()).Result()
@@ -411,7 +422,7 @@ func (r *Redis) parkedSet(ctx context.Context, id string, n *notifier.Notice) (s
 		}
 		sets = sets[:0]
 		for _, name := range names {
-			sets = append(sets, r.keys.Parked(name))
+			sets = append(sets, r.keys.ParkedOf(id, name))
 		}
 	}
 	for _, set := range sets {
@@ -431,9 +442,12 @@ func (r *Redis) parkedSet(ctx context.Context, id string, n *notifier.Notice) (s
 // included) and those parked for the named partners.
 func (r *Redis) PendingCount(ctx context.Context, partners []string) (int64, error) {
 	pipe := r.rdb.Pipeline()
-	cmds := []*redis.IntCmd{pipe.ZCard(ctx, r.keys.Due())}
-	for _, p := range partners {
-		cmds = append(cmds, pipe.ZCard(ctx, r.keys.Parked(p)))
+	var cmds []*redis.IntCmd
+	for s := range r.keys.ShardCount() {
+		cmds = append(cmds, pipe.ZCard(ctx, r.keys.DueShard(s)))
+		for _, p := range partners {
+			cmds = append(cmds, pipe.ZCard(ctx, r.keys.ParkedIn(s, p)))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("count pending notices: %w", err)

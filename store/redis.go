@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +31,8 @@ var ErrEventsOff = errors.New("redis does not publish expired keyspace events")
 // Redis holds pending notices: it implements notifier.Queue and
 // notifier.Events, and the enqueue side used by the CLI.
 type Redis struct {
-	rdb  *redis.Client
+	rdb  redis.UniversalClient
+	db   int
 	keys Keys
 	log  *slog.Logger
 	// Now is the clock; due scores and leases are compared with it.
@@ -57,14 +59,24 @@ var (
 
 // NewRedis returns a store on rdb whose keys start with prefix ("" means
 // DefaultPrefix). A nil log discards.
-func NewRedis(rdb *redis.Client, prefix string, log *slog.Logger) *Redis {
+//
+// On a Redis Cluster client (*redis.ClusterClient) it uses the sharded key
+// layout (ClusterShards shards, see Keys) and listens to every master.
+func NewRedis(rdb redis.UniversalClient, prefix string, log *slog.Logger) *Redis {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return &Redis{rdb: rdb, keys: Keys{Prefix: prefix}, log: log, Now: time.Now, instance: hex.EncodeToString(b[:]),
+	r := &Redis{rdb: rdb, keys: Keys{Prefix: prefix}, log: log, Now: time.Now, instance: hex.EncodeToString(b[:]),
 		CanaryInterval: 5 * time.Second, CanaryDeadline: 2 * time.Second}
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		r.keys.Shards = ClusterShards
+	case *redis.Client:
+		r.db = c.Options().DB
+	}
+	return r
 }
 
 // Keys returns the key names this store uses.
@@ -92,22 +104,45 @@ func (r *Redis) ForeignKeys() uint64 { return r.foreign.Load() }
 // refused (managed Redis), it returns an error wrapping ErrEventsOff that says
 // how to enable them.
 func (r *Redis) CheckEvents(ctx context.Context, set bool) error {
-	vals, err := r.rdb.ConfigGet(ctx, "notify-keyspace-events").Result()
+	cc, ok := r.rdb.(*redis.ClusterClient)
+	if !ok {
+		return r.checkEvents(ctx, r.rdb, "", set)
+	}
+	// The setting is per node and not replicated: every master needs it.
+	var mu sync.Mutex
+	var errs []error
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		if err := r.checkEvents(ctx, node, node.Options().Addr, set); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+		return nil
+	})
+	return errors.Join(err, errors.Join(errs...))
+}
+
+func (r *Redis) checkEvents(ctx context.Context, node redis.Cmdable, name string, set bool) error {
+	on := ""
+	if name != "" {
+		on = " on " + name
+	}
+	vals, err := node.ConfigGet(ctx, "notify-keyspace-events").Result()
 	if err != nil {
-		return fmt.Errorf("%w: CONFIG GET notify-keyspace-events: %v; enable them with `redis-cli config set notify-keyspace-events Ex` (or your provider's parameter group)", ErrEventsOff, err)
+		return fmt.Errorf("%w%s: CONFIG GET notify-keyspace-events: %v; enable them with `redis-cli config set notify-keyspace-events Ex` (or your provider's parameter group)", ErrEventsOff, on, err)
 	}
 	flags := vals["notify-keyspace-events"]
 	if hasExpiredEvents(flags) {
 		return nil
 	}
-	help := fmt.Sprintf("notify-keyspace-events is %q, notifier needs \"Ex\": run `redis-cli config set notify-keyspace-events %s` or set it in redis.conf / your provider's parameter group", flags, flags+"Ex")
+	help := fmt.Sprintf("notify-keyspace-events is %q%s, notifier needs \"Ex\": run `redis-cli config set notify-keyspace-events %s` or set it in redis.conf / your provider's parameter group", flags, on, flags+"Ex")
 	if !set {
 		return fmt.Errorf("%w: %s", ErrEventsOff, help)
 	}
-	if err := r.rdb.ConfigSet(ctx, "notify-keyspace-events", flags+"Ex").Err(); err != nil {
+	if err := node.ConfigSet(ctx, "notify-keyspace-events", flags+"Ex").Err(); err != nil {
 		return fmt.Errorf("%w: %s (CONFIG SET refused: %v)", ErrEventsOff, help, err)
 	}
-	r.log.Warn("enabled expired keyspace events", "was", flags, "now", flags+"Ex")
+	r.log.Warn("enabled expired keyspace events", "node", name, "was", flags, "now", flags+"Ex")
 	return nil
 }
 
@@ -189,8 +224,8 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 		t := notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}
 		due, _ := n.Schedule.Due(n.Stamp, 1)
 		calls = append(calls, scriptCall{enqueueScript,
-			[]string{r.keys.Payload(n.ID), r.keys.Due(), r.keys.Trigger(t), r.keys.Wake(), r.keys.WakeFlag()},
-			[]any{p, r.keys.Member(t), due.UnixMilli(), forced}})
+			[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID)},
+			[]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake()}})
 		idx = append(idx, i)
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
@@ -220,7 +255,7 @@ func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Dur
 	for i, t := range ts {
 		tokens[i] = r.instance + ":" + strconv.FormatUint(r.claims.Add(1), 36)
 		calls[i] = scriptCall{claimScript,
-			[]string{r.keys.Due(), r.keys.Payload(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t)},
+			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t)},
 			[]any{r.keys.Member(t), lease.Milliseconds(), tokens[i], end}}
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
@@ -249,7 +284,7 @@ func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Dur
 				// An index entry of an earlier notice with this id: drop
 				// the entry, never the current notice's payload (its
 				// claim is blocked until this lease runs out).
-				r.rdb.ZRem(ctx, r.keys.Due(), r.keys.Member(ts[i]))
+				r.rdb.ZRem(ctx, r.keys.DueOf(ts[i].ID), r.keys.Member(ts[i]))
 				results[i] = notifier.Stale
 				continue
 			}
@@ -303,8 +338,8 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 			tomb = tombDelivered
 		}
 		calls[i] = scriptCall{completeScript,
-			[]string{r.keys.Due(), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.Wake(), r.keys.WakeFlag()},
-			[]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), tomb, r.dedupWindow().Milliseconds()}}
+			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.WakeFlagOf(t.ID)},
+			[]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), tomb, r.dedupWindow().Milliseconds(), r.keys.Wake()}}
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
 	if err != nil {
@@ -341,7 +376,7 @@ func (r *Redis) Finish(ctx context.Context, job notifier.Job) (bool, error) {
 func (r *Redis) Release(ctx context.Context, job notifier.Job) error {
 	t := r.trigger(job)
 	err := releaseScript.Run(ctx, r.rdb,
-		[]string{r.keys.Due(), r.keys.Lease(t.ID), r.keys.Trigger(t)},
+		[]string{r.keys.DueOf(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t)},
 		r.keys.Member(t), job.Token, r.Now().UnixMilli()).Err()
 	if err != nil {
 		return fmt.Errorf("release %s: %w", r.keys.Trigger(t), err)
@@ -349,43 +384,65 @@ func (r *Redis) Release(ctx context.Context, job notifier.Job) error {
 	return nil
 }
 
-// Overdue implements notifier.Queue.
+// Overdue implements notifier.Queue. On a cluster each shard gives up to
+// limit, and the oldest limit of all are returned.
 func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier.Trigger, error) {
-	members, err := r.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-		Key: r.keys.Due(), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(t.UnixMilli(), 10), Count: int64(limit),
-	}).Result()
-	if err != nil {
+	n := r.keys.ShardCount()
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, n)
+	for s := range n {
+		cmds[s] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+			Key: r.keys.DueShard(s), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(t.UnixMilli(), 10), Count: int64(limit),
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("overdue: %w", err)
 	}
-	ts := make([]notifier.Trigger, 0, len(members))
-	for _, z := range members {
-		m, _ := z.Member.(string)
-		tr, err := r.keys.ParseMember(m)
-		if err != nil {
-			// Only notifier writes this index; a bad member is
-			// removed so it is not listed for ever.
-			r.log.Error("dropping malformed due-index member", "member", m, "err", err)
-			r.rdb.ZRem(ctx, r.keys.Due(), m)
-			continue
+	var ts []notifier.Trigger
+	for s, cmd := range cmds {
+		for _, z := range cmd.Val() {
+			m, _ := z.Member.(string)
+			tr, err := r.keys.ParseMember(m)
+			if err != nil {
+				// Only notifier writes this index; a bad member is
+				// removed so it is not listed for ever.
+				r.log.Error("dropping malformed due-index member", "member", m, "err", err)
+				r.rdb.ZRem(ctx, r.keys.DueShard(s), m)
+				continue
+			}
+			tr.Due = time.UnixMilli(int64(z.Score))
+			ts = append(ts, tr)
 		}
-		tr.Due = time.UnixMilli(int64(z.Score))
-		ts = append(ts, tr)
+	}
+	if n > 1 {
+		slices.SortStableFunc(ts, func(a, b notifier.Trigger) int { return a.Due.Compare(b.Due) })
+		ts = ts[:min(len(ts), limit)]
 	}
 	return ts, nil
 }
 
 // NextDue implements notifier.Queue.
 func (r *Redis) NextDue(ctx context.Context, t time.Time) (time.Time, bool, error) {
-	zs, err := r.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-		Key: r.keys.Due(), ByScore: true, Start: "(" + strconv.FormatInt(t.UnixMilli(), 10), Stop: "+inf", Count: 1,
-	}).Result()
-	if err != nil {
+	n := r.keys.ShardCount()
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, n)
+	for s := range n {
+		cmds[s] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+			Key: r.keys.DueShard(s), ByScore: true, Start: "(" + strconv.FormatInt(t.UnixMilli(), 10), Stop: "+inf", Count: 1,
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return time.Time{}, false, fmt.Errorf("next due: %w", err)
 	}
-	if len(zs) == 0 {
-		return time.Time{}, false, nil
+	var next time.Time
+	for _, cmd := range cmds {
+		if zs := cmd.Val(); len(zs) > 0 {
+			if d := time.UnixMilli(int64(zs[0].Score)); next.IsZero() || d.Before(next) {
+				next = d
+			}
+		}
 	}
-	return time.UnixMilli(int64(zs[0].Score)), true, nil
+	return next, !next.IsZero(), nil
 }
 
 // Nudge implements notifier.Queue: EXISTS on a key past its expiry makes
@@ -411,8 +468,23 @@ func (r *Redis) Nudge(ctx context.Context, ts []notifier.Trigger) ([]bool, error
 // go-redis reconnects and resubscribes by itself; each resubscription calls
 // h.Ready so the caller sweeps for events lost meanwhile.
 func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
-	expired := fmt.Sprintf("__keyevent@%d__:expired", r.rdb.Options().DB)
-	ps := r.rdb.PSubscribe(ctx, expired)
+	if cc, ok := r.rdb.(*redis.ClusterClient); ok {
+		return r.listenCluster(ctx, cc, h)
+	}
+	return r.listenNode(ctx, r.rdb, r.keys.Canary(r.instance), h)
+}
+
+// subscriber is what listenNode needs of a client: a node's own client on
+// a cluster, the store's client otherwise.
+type subscriber interface {
+	PSubscribe(ctx context.Context, channels ...string) *redis.PubSub
+}
+
+// listenNode listens to one server's expired events, with a canary key
+// that lives on that server.
+func (r *Redis) listenNode(ctx context.Context, node subscriber, canaryKey string, h notifier.Handlers) error {
+	expired := fmt.Sprintf("__keyevent@%d__:expired", r.db)
+	ps := node.PSubscribe(ctx, expired)
 	defer ps.Close()
 	// The confirmations are awaited with a deadline: a connection that
 	// goes silent now would otherwise hang here, before the canary runs.
@@ -431,7 +503,7 @@ func (r *Redis) Listen(ctx context.Context, h notifier.Handlers) error {
 	// A large buffer keeps Redis from cutting us off (it drops pubsub
 	// clients 32 MB behind) while workers are saturated.
 	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1 << 16))
-	c := canary{key: r.keys.Canary(r.instance), next: time.Now()}
+	c := canary{key: canaryKey, next: time.Now()}
 	tick := time.NewTicker(min(r.CanaryInterval, r.CanaryDeadline) / 4)
 	defer tick.Stop()
 	for {
@@ -559,7 +631,7 @@ func (r *Redis) Pending(ctx context.Context, id string) (Pending, error) {
 	pipe := r.rdb.Pipeline()
 	scores := make([]*redis.FloatCmd, len(n.Schedule))
 	for k := range scores {
-		scores[k] = pipe.ZScore(ctx, r.keys.Due(), r.keys.Member(notifier.Trigger{ID: id, Stamp: n.Stamp, N: k + 1}))
+		scores[k] = pipe.ZScore(ctx, r.keys.DueOf(id), r.keys.Member(notifier.Trigger{ID: id, Stamp: n.Stamp, N: k + 1}))
 	}
 	lease := pipe.Exists(ctx, r.keys.Lease(id))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {

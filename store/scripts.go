@@ -37,8 +37,9 @@ end
 //	KEYS[1] -> payload key      ARGV[1] -> payload
 //	KEYS[2] -> due index        ARGV[2] -> due-index member of attempt n
 //	KEYS[3] -> trigger key      ARGV[3] -> due time, Unix ms (the member's score)
-//	KEYS[4] -> wake channel     ARGV[4] -> '1' to replace a delivered tombstone
-//	KEYS[5] -> wake flag                   (an operator's explicit re-send)
+//	KEYS[4] -> wake flag        ARGV[4] -> '1' to replace a delivered tombstone
+//	                                       (an operator's explicit re-send)
+//	                            ARGV[5] -> wake channel (a channel, not a key)
 //
 // Returns 1; 0 if a notice with this id is pending; 2 if one was delivered
 // within the dedup window (its tombstone is still there). Nothing is written
@@ -54,7 +55,7 @@ redis.call('SET', KEYS[1], ARGV[1])
 local px = px_until(ARGV[3])
 redis.call('SET', KEYS[3], 1, 'PX', px)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-wake_if_due(px, KEYS[4], KEYS[5])
+wake_if_due(px, ARGV[5], KEYS[4])
 return 1
 `)
 
@@ -112,8 +113,9 @@ return {3, p, due}
 //	KEYS[2] -> payload key      ARGV[2] -> claim token
 //	KEYS[3] -> lease key        ARGV[3] -> member of the next attempt, '' to remove the notice
 //	KEYS[4] -> next trigger key ARGV[4] -> next due time, Unix ms
-//	KEYS[5] -> wake channel     ARGV[5] -> tombstone to leave when removing, '' for none
-//	KEYS[6] -> wake flag        ARGV[6] -> the tombstone's TTL, ms
+//	KEYS[5] -> wake flag        ARGV[5] -> tombstone to leave when removing, '' for none
+//	                            ARGV[6] -> the tombstone's TTL, ms
+//	                            ARGV[7] -> wake channel (a channel, not a key)
 //
 // Returns 1, or 0 if the claim was lost: another worker holds the lease, or
 // the attempt is no longer pending. A lease that merely ran out with nobody
@@ -134,7 +136,7 @@ else
   local px = px_until(ARGV[4])
   redis.call('SET', KEYS[4], 1, 'PX', px)
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
-  wake_if_due(px, KEYS[5], KEYS[6])
+  wake_if_due(px, ARGV[7], KEYS[5])
 end
 return 1
 `)

@@ -33,7 +33,12 @@ import (
 type Config struct {
 	// Redis is where the benchmark runs. It uses its own key prefix and
 	// deletes its keys afterwards; it never flushes.
-	Redis *redis.Client
+	Redis redis.UniversalClient
+	// Cluster runs the cluster scenarios instead (Redis must be a Redis
+	// Cluster client): throughput and lateness with each count of serve
+	// instances in Serves.
+	Cluster bool
+	Serves  []int
 	// Backlogs lists the numbers of other pending notices (due in an hour)
 	// to measure lateness with.
 	Backlogs []int
@@ -60,6 +65,9 @@ type Config struct {
 // Result is one JSON line of output.
 type Result struct {
 	Scenario string `json:"scenario"`
+	// Serves is the number of dispatchers (serve instances) in a cluster
+	// scenario.
+	Serves   int    `json:"serves,omitempty"`
 	Waker    bool   `json:"waker"`
 	Backlog  int    `json:"backlog"`
 	Notices  int    `json:"notices"`
@@ -156,6 +164,31 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	q := store.NewRedis(cfg.Redis, prefix, nil)
 	defer cleanup(context.WithoutCancel(ctx), cfg.Redis, prefix)
 
+	if cfg.Cluster {
+		for _, n := range cfg.Serves {
+			cfg.Log.Info("cluster throughput", "serves", n)
+			r, err := throughputN(ctx, cfg, q, p, n)
+			if err != nil {
+				return err
+			}
+			r.Scenario, r.Serves = "cluster-throughput", n
+			if err := emit(r); err != nil {
+				return err
+			}
+			cleanup(ctx, cfg.Redis, prefix)
+			cfg.Log.Info("cluster lateness", "serves", n)
+			if r, err = latenessN(ctx, cfg, q, p, 0, true, n); err != nil {
+				return err
+			}
+			r.Scenario, r.Serves = "cluster-lateness", n
+			if err := emit(r); err != nil {
+				return err
+			}
+			cleanup(ctx, cfg.Redis, prefix)
+		}
+		return nil
+	}
+
 	// Throughput: notices due now, as fast as they go.
 	if cfg.Throughput > 0 {
 		r, err := throughput(ctx, cfg, q, p)
@@ -244,7 +277,11 @@ func load(ctx context.Context, cfg Config, q *store.Redis, from, count int) (Res
 // 15 so that its key tables grow from empty as the backlog's did. It
 // deletes what it wrote, and only that.
 func triggerCost(ctx context.Context, cfg Config, keys store.Keys, from, count int) (float64, error) {
-	opts := *cfg.Redis.Options()
+	single, ok := cfg.Redis.(*redis.Client)
+	if !ok {
+		return 0, nil
+	}
+	opts := *single.Options()
 	opts.DB = 15
 	rdb := redis.NewClient(&opts)
 	defer rdb.Close()
@@ -289,30 +326,55 @@ func enqueueFile(ctx context.Context, cfg Config, q *store.Redis) (Result, error
 	return Result{Scenario: "enqueue-file", Notices: n, EnqueuePerSec: float64(n) / time.Since(start).Seconds()}, nil
 }
 
-// dispatcher starts a dispatcher with its own attempt log until stop.
+// dispatcher starts a dispatcher with its own attempt log until stop; with
+// serves > 1 (cfg.Serves in a cluster scenario) that many, each with its
+// own store and log, as separate serve processes would be.
 func dispatcher(cfg Config, q *store.Redis, name string, waker bool) (*notifier.Dispatcher, func() error, error) {
-	alog, err := store.OpenSQLite(filepath.Join(cfg.Dir, name+".db"))
-	if err != nil {
-		return nil, nil, err
+	return dispatchers(cfg, q, name, waker, 1)
+}
+
+func dispatchers(cfg Config, q *store.Redis, name string, waker bool, serves int) (*notifier.Dispatcher, func() error, error) {
+	var stops []func() error
+	var first *notifier.Dispatcher
+	stopAll := func() error {
+		var err error
+		for _, stop := range stops {
+			err = joinErr(err, stop())
+		}
+		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	logDone := make(chan error, 1)
-	go func() { logDone <- alog.Run(ctx) }()
-	dl := notifier.NewDeliverer(5*time.Second, cfg.Concurrency)
-	d := &notifier.Dispatcher{Queue: q, Events: q, Log: alog, Post: dl.PostWith, Concurrency: cfg.Concurrency, CatchUpRate: -1}
-	if !waker {
-		d.WakeInterval = -1
+	for i := range serves {
+		qi := q
+		if i > 0 {
+			qi = store.NewRedis(cfg.Redis, q.Keys().Prefix, nil)
+		}
+		alog, err := store.OpenSQLite(filepath.Join(cfg.Dir, fmt.Sprintf("%s-%d.db", name, i)))
+		if err != nil {
+			return nil, nil, joinErr(err, stopAll())
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		logDone := make(chan error, 1)
+		go func() { logDone <- alog.Run(ctx) }()
+		dl := notifier.NewDeliverer(5*time.Second, cfg.Concurrency)
+		d := &notifier.Dispatcher{Queue: qi, Events: qi, Log: alog, Post: dl.PostWith, Concurrency: cfg.Concurrency, CatchUpRate: -1}
+		if !waker {
+			d.WakeInterval = -1
+		}
+		runCtx, stopRun := context.WithCancel(context.Background())
+		runDone := make(chan error, 1)
+		go func() { runDone <- d.Run(runCtx) }()
+		stops = append(stops, func() error {
+			stopRun()
+			err := <-runDone
+			cancel()
+			err = joinErr(err, <-logDone)
+			return joinErr(err, alog.Close())
+		})
+		if first == nil {
+			first = d
+		}
 	}
-	runCtx, stopRun := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- d.Run(runCtx) }()
-	return d, func() error {
-		stopRun()
-		err := <-runDone
-		cancel()
-		err = joinErr(err, <-logDone)
-		return joinErr(err, alog.Close())
-	}, nil
+	return first, stopAll, nil
 }
 
 func joinErr(a, b error) error {
@@ -323,6 +385,10 @@ func joinErr(a, b error) error {
 }
 
 func throughput(ctx context.Context, cfg Config, q *store.Redis, p *partner) (Result, error) {
+	return throughputN(ctx, cfg, q, p, 1)
+}
+
+func throughputN(ctx context.Context, cfg Config, q *store.Redis, p *partner, serves int) (Result, error) {
 	sched := backoff.Schedule{0}
 	ns := make([]notifier.Notice, cfg.Throughput)
 	schedules := make(map[string]backoff.Schedule, len(ns))
@@ -333,7 +399,7 @@ func throughput(ctx context.Context, cfg Config, q *store.Redis, p *partner) (Re
 		schedules[id] = sched
 	}
 	p.reset(schedules)
-	_, stop, err := dispatcher(cfg, q, "throughput", true)
+	_, stop, err := dispatchers(cfg, q, "throughput", true, serves)
 	if err != nil {
 		return Result{}, err
 	}
@@ -360,6 +426,10 @@ func throughput(ctx context.Context, cfg Config, q *store.Redis, p *partner) (Re
 }
 
 func lateness(ctx context.Context, cfg Config, q *store.Redis, p *partner, backlog int, waker bool) (Result, error) {
+	return latenessN(ctx, cfg, q, p, backlog, waker, 1)
+}
+
+func latenessN(ctx context.Context, cfg Config, q *store.Redis, p *partner, backlog int, waker bool, serves int) (Result, error) {
 	ns := make([]notifier.Notice, cfg.Due)
 	schedules := make(map[string]backoff.Schedule, len(ns))
 	b := body(cfg.Body)
@@ -375,7 +445,7 @@ func lateness(ctx context.Context, cfg Config, q *store.Redis, p *partner, backl
 		schedules[id] = s
 	}
 	p.reset(schedules)
-	_, stop, err := dispatcher(cfg, q, name, waker)
+	_, stop, err := dispatchers(cfg, q, name, waker, serves)
 	if err != nil {
 		return Result{}, err
 	}
@@ -413,7 +483,7 @@ func summarize(p *partner, scenario string, backlog int, waker bool, notices int
 	return r
 }
 
-func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
+func usedMemory(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
 	info, err := rdb.Info(ctx, "memory").Result()
 	if err != nil {
 		return 0, fmt.Errorf("redis INFO memory: %w", err)
@@ -430,8 +500,16 @@ func infoField(info, name string) string {
 	return ""
 }
 
-// cleanup deletes the benchmark's keys, and only those.
-func cleanup(ctx context.Context, rdb *redis.Client, prefix string) {
+// cleanup deletes the benchmark's keys, and only those (on every master of
+// a cluster).
+func cleanup(ctx context.Context, rdb redis.UniversalClient, prefix string) {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			cleanup(ctx, m, prefix)
+			return nil
+		})
+		return
+	}
 	var cursor uint64
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", 10000).Result()

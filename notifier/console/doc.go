@@ -1,0 +1,24 @@
+// Package console is the web console of `notifier serve --listen`: HTML
+// pages under /ui/ for people, next to the JSON API for programs.
+//
+// It owns the pages (the notices list with counts per state, a notice's
+// schedule drawn as a timeline, a live attempt feed, the partners), their
+// browser authentication and their buttons (retry, cancel, pause, resume).
+// It does not own how notices are stored or sent: every page is a read of
+// store.Redis and store.SQLite, and every button is the same store call the
+// CLI makes, so the console and `notifier` agree on every rule.
+//
+// Authentication: a login form takes the API token (full access) or the
+// read-only token. A good token sets an HttpOnly, SameSite=Strict cookie
+// holding an expiry and an HMAC keyed by a key derived from that token, so
+// the cookie never holds the token and rotating the token ends every
+// session. Every state-changing request is a POST form carrying a CSRF token
+// derived from the session; read-only sessions see no buttons and their
+// POSTs are refused with 403.
+//
+// What is never shown: notice bodies, headers and secrets (they stay in
+// Redis and the archive), and URLs' query strings (notifier.RedactURL).
+// Partners' replies are shown as escaped text. Templates, CSS and the one
+// small script are embedded: the console works offline and needs no build
+// step.
+package console
