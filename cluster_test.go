@@ -58,6 +58,9 @@ func TestTwoServesOnACluster(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			for _, s := range serves {
+				t.Logf("serve log:\n%s", tailLines(s.logs.String(), 15))
+			}
 			t.Fatalf("%d of %d attempts made", n, 2*total)
 		}
 		time.Sleep(20 * time.Millisecond) // the partner's own count

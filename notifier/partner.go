@@ -347,8 +347,8 @@ func (r *Partners) Resolve(n *Notice) *Partner {
 }
 
 // acquire takes a slot for an attempt to n under p (nil: n's host). It
-// never waits: when the partner is at its limit it says how long the
-// attempt should wait before asking again.
+// waits at most slotWait: when the partner stays at its limit it says how
+// long the attempt should wait, re-armed, before asking again.
 func (r *Partners) acquire(p *Partner, n *Notice) (release func(), retryIn time.Duration, ok bool) {
 	var sl *slots
 	if p != nil {
@@ -374,11 +374,27 @@ func (r *Partners) acquire(p *Partner, n *Notice) (release func(), retryIn time.
 		sl.streak.Store(0)
 		return func() { <-sl.sem }, 0, true
 	default:
+	}
+	// A healthy partner frees a slot within milliseconds: wait a little
+	// before re-arming, so a burst to one fast partner is not pushed a
+	// second back. A slow one keeps its slots longer than this, and the
+	// worker is soon free for other partners.
+	t := time.NewTimer(slotWait)
+	defer t.Stop()
+	select {
+	case sl.sem <- struct{}{}:
+		sl.streak.Store(0)
+		return func() { <-sl.sem }, 0, true
+	case <-t.C:
 		turned := sl.streak.Add(1)
 		shift := min(turned/int64(cap(sl.sem)), 5)
 		return nil, min(time.Second<<shift, maxDeferral), false
 	}
 }
+
+// slotWait is how long an attempt waits for a slot of its partner before it
+// is re-armed for later.
+const slotWait = 100 * time.Millisecond
 
 // Summaries returns the JSON summary of every partner by name, for
 // publishing.

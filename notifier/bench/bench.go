@@ -67,10 +67,10 @@ type Result struct {
 	Scenario string `json:"scenario"`
 	// Serves is the number of dispatchers (serve instances) in a cluster
 	// scenario.
-	Serves   int    `json:"serves,omitempty"`
-	Waker    bool   `json:"waker"`
-	Backlog  int    `json:"backlog"`
-	Notices  int    `json:"notices"`
+	Serves  int  `json:"serves,omitempty"`
+	Waker   bool `json:"waker"`
+	Backlog int  `json:"backlog"`
+	Notices int  `json:"notices"`
 	// Delivered counts notices that reached the partner in time to count.
 	Delivered int     `json:"delivered"`
 	P50MS     float64 `json:"p50_ms,omitempty"`
@@ -253,7 +253,7 @@ func load(ctx context.Context, cfg Config, q *store.Redis, from, count int) (Res
 	for i := from; i < from+count; i++ {
 		batch = append(batch, notifier.Notice{ID: fmt.Sprintf("backlog-%08d", i), URL: "http://127.0.0.1:1/never", Body: b, Schedule: sched, Stamp: time.Now().Truncate(time.Millisecond)})
 		if len(batch) == cap(batch) || i == from+count-1 {
-			if _, err := q.Enqueue(ctx, batch); err != nil {
+			if err := enqueueAll(ctx, q, batch); err != nil {
 				return Result{}, err
 			}
 			batch = batch[:0]
@@ -377,6 +377,21 @@ func dispatchers(cfg Config, q *store.Redis, name string, waker bool, serves int
 	return first, stopAll, nil
 }
 
+// enqueueAll enqueues ns and fails on the first notice refused: a scenario
+// whose notices were not stored would measure nothing.
+func enqueueAll(ctx context.Context, q *store.Redis, ns []notifier.Notice) error {
+	errs, err := q.Enqueue(ctx, ns)
+	if err != nil {
+		return err
+	}
+	for _, e := range errs {
+		if e != nil {
+			return fmt.Errorf("bench enqueue: %w", e)
+		}
+	}
+	return nil
+}
+
 func joinErr(a, b error) error {
 	if a != nil {
 		return a
@@ -409,7 +424,7 @@ func throughputN(ctx context.Context, cfg Config, q *store.Redis, p *partner, se
 		for j := range chunk {
 			chunk[j].Stamp = time.Now().Truncate(time.Millisecond)
 		}
-		if _, err := q.Enqueue(ctx, chunk); err != nil {
+		if err := enqueueAll(ctx, q, chunk); err != nil {
 			return Result{}, err
 		}
 	}
@@ -450,7 +465,7 @@ func latenessN(ctx context.Context, cfg Config, q *store.Redis, p *partner, back
 		return Result{}, err
 	}
 	for i := 0; i < len(ns); i += 1000 {
-		if _, err := q.Enqueue(ctx, ns[i:min(i+1000, len(ns))]); err != nil {
+		if err := enqueueAll(ctx, q, ns[i:min(i+1000, len(ns))]); err != nil {
 			return Result{}, err
 		}
 	}
@@ -518,7 +533,16 @@ func cleanup(ctx context.Context, rdb redis.UniversalClient, prefix string) {
 			return
 		}
 		if len(keys) > 0 {
-			rdb.Unlink(ctx, keys...)
+			// One key per command: a cluster node refuses multi-key
+			// commands across slots.
+			pipe := rdb.Pipeline()
+			for _, k := range keys {
+				pipe.Unlink(ctx, k)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "bench cleanup:", err)
+				return
+			}
 		}
 		if cursor = next; cursor == 0 {
 			return
