@@ -113,7 +113,7 @@ func newBrowser(t *testing.T) context.Context {
 	path := chromiumPath()
 	if path == "" {
 		t.Fatal("chromium is not installed, and the web console's browser tests need it: " +
-			"run `make deps` as root (it runs apt-get install chromium), or install Debian's chromium package")
+			"run `make test-deps` (or `make test`) as root (it runs apt-get install chromium), or install Debian's chromium package")
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,

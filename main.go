@@ -229,6 +229,7 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-private", Usage: "allow partners on loopback, private, link-local and other internal addresses (off: the SSRF guard refuses them at dial time)"},
 			&cli.StringSliceFlag{Name: "allow-cidr", Usage: "allow this internal range (CIDR or IP) through the SSRF guard (repeatable)"},
 			&cli.BoolFlag{Name: "https-only", Usage: "refuse http:// partner URLs at enqueue"},
+			&cli.IntFlag{Name: "max-body", Value: notifier.MaxBodyBytes, Usage: "largest body enqueue accepts, in bytes (at most 1 MiB)"},
 			&cli.StringFlag{Name: "listen", EnvVars: []string{"NOTIFIER_LISTEN"}, Usage: "serve the HTTP API, /healthz, /readyz and /metrics on ADDR (off by default)"},
 			&cli.StringFlag{Name: "api-token", EnvVars: []string{"NOTIFIER_API_TOKEN"}, Usage: "bearer token the API requires (at least 16 characters; prefer the environment variable)"},
 			&cli.StringFlag{Name: "api-read-token", EnvVars: []string{"NOTIFIER_API_READ_TOKEN"}, Usage: "token for read-only logins to the web console under /ui/ (at least 16 characters; prefer the environment variable)"},
@@ -286,6 +287,9 @@ func serve(c *cli.Context) error {
 		return fmt.Errorf("%w: --allow-cidr: %v", errBadInput, err)
 	}
 	guard := &notifier.Guard{AllowPrivate: c.Bool("allow-private"), Allow: allow}
+	if mb := c.Int("max-body"); mb < 1 || mb > notifier.MaxBodyBytes {
+		return fmt.Errorf("%w: --max-body %d: want 1 to %d bytes", errBadInput, mb, notifier.MaxBodyBytes)
+	}
 	if c.String("listen") != "" && len(c.String("api-token")) < api.MinTokenLen {
 		return fmt.Errorf("%w: --listen needs --api-token (or NOTIFIER_API_TOKEN) of at least %d characters", errBadInput, api.MinTokenLen)
 	}
@@ -341,7 +345,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	if err := q.SetURLPolicy(c.Context, notifier.PolicySummary{AllowPrivate: guard.AllowPrivate,
-		AllowCIDR: c.StringSlice("allow-cidr"), HTTPSOnly: c.Bool("https-only")}); err != nil {
+		AllowCIDR: c.StringSlice("allow-cidr"), HTTPSOnly: c.Bool("https-only"), MaxBody: c.Int("max-body")}); err != nil {
 		return err
 	}
 	summaries, err := partners.Summaries()
@@ -959,12 +963,7 @@ func status(c *cli.Context) error {
 		attempts = kept
 	}
 	st, ok := notifier.StatusOf(id, pending, n, inFlight, attempts)
-	switch redisState {
-	case store.StateParked:
-		st.State, ok = notifier.Parked, true
-	case store.StateCancelled:
-		st.State, ok = notifier.Cancelled, true
-	}
+	st, ok = st.WithStoreState(notifier.State(redisState), ok)
 	if !ok {
 		return fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
 	}

@@ -34,8 +34,14 @@ func TestSSRFGuardEndToEnd(t *testing.T) {
 	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer internal.Close()
 	db := filepath.Join(t.TempDir(), "attempts.db")
-	startServe(t, rdb, "--redis", srv.URL(), "--db", db)
+	startServe(t, rdb, "--redis", srv.URL(), "--db", db, "--max-body", "1000")
 	port := internal.URL[strings.LastIndexByte(internal.URL, ':')+1:]
+
+	// The body limit serve publishes applies at enqueue.
+	code, _, errOut := runCLI(t, "", "enqueue", "--redis", srv.URL(), "--url", "http://example.com/x", "-d", strings.Repeat("x", 1001))
+	if code != exitBadInput || !strings.Contains(errOut, "at most 1000") {
+		t.Errorf("enqueue of 1001 bytes under --max-body 1000 = %d %q", code, errOut)
+	}
 
 	for _, host := range []string{"127.0.0.1", "127.1", "0x7f000001", "2130706433", "[::ffff:169.254.169.254]", "169.254.169.254", "10.0.0.1", "[::1]"} {
 		code, _, errOut := runCLI(t, "", "enqueue", "--redis", srv.URL(), "--url", "http://"+host+":"+port+"/x")
@@ -45,7 +51,7 @@ func TestSSRFGuardEndToEnd(t *testing.T) {
 	}
 	// A name is only resolved when serve dials it: refused there, logged
 	// as blocked, and not retried.
-	code, _, errOut := runCLI(t, "", "enqueue", "--redis", srv.URL(), "--id", "rebind", "--schedule", "0,100ms,200ms",
+	code, _, errOut = runCLI(t, "", "enqueue", "--redis", srv.URL(), "--id", "rebind", "--schedule", "0,100ms,200ms",
 		"--url", "http://localhost:"+port+"/x")
 	if code != 0 {
 		t.Fatalf("enqueue to localhost = %d %q", code, errOut)

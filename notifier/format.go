@@ -112,6 +112,20 @@ const (
 	Cancelled State = "cancelled"
 )
 
+// WithStoreState corrects s (and ok, whether anything knows the notice)
+// with what Redis knows that the attempt log does not, or not yet: a notice
+// parked or cancelled, or one delivered whose last attempt is still on its
+// way to the log (a delivery's tombstone outlives it by the dedup window).
+func (s Status) WithStoreState(state State, ok bool) (Status, bool) {
+	switch state {
+	case Parked, Cancelled:
+		s.State, ok = state, true
+	case StateDelivered:
+		s.State, ok = StateDelivered, true
+	}
+	return s, ok
+}
+
 // Status is what `notifier status` reports about one notice.
 type Status struct {
 	ID    string `json:"id"`

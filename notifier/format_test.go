@@ -256,3 +256,31 @@ func statusString(s Status) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestStatusWithStoreState: Redis's word wins where the log lags or cannot
+// know.
+func TestStatusWithStoreState(t *testing.T) {
+	tests := []struct {
+		name   string
+		logged State
+		ok     bool
+		redis  State
+		want   State
+		wantOK bool
+	}{
+		{"ParkedUnknownToTheLog", "", false, Parked, Parked, true},
+		{"Cancelled", Pending, true, Cancelled, Cancelled, true},
+		{"DeliveryNotLoggedYet", StateGaveUp, true, StateDelivered, StateDelivered, true},
+		{"PendingStaysPending", Pending, true, Pending, Pending, true},
+		{"NothingFromRedis", StateGaveUp, true, "", StateGaveUp, true},
+		{"UnknownEverywhere", "", false, "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := Status{State: tt.logged}.WithStoreState(tt.redis, tt.ok)
+			if got.State != tt.want || ok != tt.wantOK {
+				t.Errorf("= %q, %v; want %q, %v", got.State, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}

@@ -441,6 +441,8 @@ type PolicySummary struct {
 	AllowPrivate bool     `json:"allow_private,omitempty"`
 	AllowCIDR    []string `json:"allow_cidr,omitempty"`
 	HTTPSOnly    bool     `json:"https_only,omitempty"`
+	// MaxBody lowers the body limit (MaxBodyBytes) when positive.
+	MaxBody int `json:"max_body,omitempty"`
 }
 
 // Policy returns the URL policy p describes.

@@ -474,20 +474,27 @@ func (r *Redis) SetURLPolicy(ctx context.Context, p notifier.PolicySummary) erro
 // urlPolicy reads the published address policy; nil if no serve published
 // one (serve's guard still refuses at dial time).
 func (r *Redis) urlPolicy(ctx context.Context) (*notifier.URLPolicy, error) {
+	p, _, err := r.policy(ctx)
+	return p, err
+}
+
+// policy reads the published policy: the URL policy and the body limit (0:
+// MaxBodyBytes). Both are nil/0 if no serve published one.
+func (r *Redis) policy(ctx context.Context) (*notifier.URLPolicy, int, error) {
 	b, err := r.rdb.Get(ctx, r.keys.URLPolicy()).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read url policy: %w", err)
+		return nil, 0, fmt.Errorf("read url policy: %w", err)
 	}
 	var s notifier.PolicySummary
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("url policy in %s: %w", r.keys.URLPolicy(), err)
+		return nil, 0, fmt.Errorf("url policy in %s: %w", r.keys.URLPolicy(), err)
 	}
 	p, err := s.Policy()
 	if err != nil {
-		return nil, fmt.Errorf("url policy in %s: %w", r.keys.URLPolicy(), err)
+		return nil, 0, fmt.Errorf("url policy in %s: %w", r.keys.URLPolicy(), err)
 	}
-	return &p, nil
+	return &p, s.MaxBody, nil
 }

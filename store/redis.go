@@ -197,7 +197,7 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 	if force {
 		forced = "1"
 	}
-	policy, err := r.urlPolicy(ctx)
+	policy, maxBody, err := r.policy(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +208,10 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 		n := &notices[i]
 		if err := n.Validate(); err != nil {
 			errs[i] = err
+			continue
+		}
+		if maxBody > 0 && len(n.Body) > maxBody {
+			errs[i] = fmt.Errorf("%w: notice %s: body is %d bytes, at most %d (serve --max-body)", notifier.ErrInvalidNotice, n.ID, len(n.Body), maxBody)
 			continue
 		}
 		if policy != nil {

@@ -279,12 +279,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		attempts = kept
 	}
 	st, ok := notifier.StatusOf(id, pending, p.N, p.InFlight, attempts)
-	switch redisState {
-	case store.StateParked:
-		st.State, ok = notifier.Parked, true
-	case store.StateCancelled:
-		st.State, ok = notifier.Cancelled, true
-	}
+	st, ok = st.WithStoreState(notifier.State(redisState), ok)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("notice %s: %v", id, notifier.ErrNotFound))
 		return

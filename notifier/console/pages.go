@@ -339,12 +339,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 		}
 	}
 	st, ok := notifier.StatusOf(id, pending, p.N, p.InFlight, attempts)
-	switch redisState {
-	case store.StateParked:
-		st.State, ok = notifier.Parked, true
-	case store.StateCancelled:
-		st.State, ok = notifier.Cancelled, true
-	}
+	st, ok = st.WithStoreState(notifier.State(redisState), ok)
 	if !ok {
 		h.message(w, r, s, http.StatusNotFound, "No such notice: neither Redis nor the attempt log knows it.")
 		return
