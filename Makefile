@@ -13,9 +13,12 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
 
-## run: build and start serve on the embedded default (private redis-server + ./notifier-data)
+## run: build and start serve on the embedded default (private redis-server + ./notifier-data).
+## It lets partners on this machine through the SSRF guard, for trying it out
+## (make run RUN_FLAGS= keeps the guard closed, as a production serve does).
+RUN_FLAGS ?= --allow-private
 run: deps build
-	./$(BIN) serve
+	./$(BIN) serve $(RUN_FLAGS)
 
 ## test: install what is missing, then run every test with the race detector,
 ## then each fuzz target briefly (their seed corpora also run as plain tests)
