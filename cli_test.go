@@ -30,6 +30,7 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{"ReservedHeader", []string{"enqueue", "--url", "http://x/y", "-H", "Webhook-Id: x", "--data-dir", nowhere}, exitBadInput},
 		{"BadOutcome", []string{"tail", "--outcome", "nope", "--data-dir", nowhere}, exitBadInput},
 		{"StatusWithoutID", []string{"status", "--data-dir", nowhere}, exitBadInput},
+		{"PrefixWithBraces", []string{"enqueue", "--url", "http://x/y", "--prefix", "a{b}", "--redis", "redis://127.0.0.1:1"}, exitBadInput},
 		{"NoServeRunning", []string{"enqueue", "--url", "http://x/y", "--data-dir", nowhere}, exitError},
 		{"UnreachableRedis", []string{"enqueue", "--url", "http://x/y", "--redis", "redis://127.0.0.1:1"}, exitError},
 		{"NoAttemptLog", []string{"tail", "--data-dir", nowhere}, exitError},

@@ -167,6 +167,11 @@ func dbPath(c *cli.Context) string {
 // connect opens the Redis that --redis names, or the private one of the serve
 // using --data-dir, and checks that it answers.
 func connect(c *cli.Context) (redis.UniversalClient, error) {
+	if p := c.String("prefix"); p != "" {
+		if err := store.ValidatePrefix(p); err != nil {
+			return nil, fmt.Errorf("%w: --prefix: %v", errBadInput, err)
+		}
+	}
 	url := c.String("redis")
 	if url == "" {
 		dir, err := filepath.Abs(c.String("data-dir"))

@@ -16,14 +16,17 @@ start)
 			--cluster-config-file "nodes-$p.conf" --cluster-node-timeout 2000 --appendonly no --save "" \
 			--notify-keyspace-events Ex --daemonize yes --pidfile "$dir/redis-$p.pid" --logfile "$dir/redis-$p.log"
 	done
-	for p in $ports; do
-		until redis-cli -p "$p" ping >/dev/null 2>&1; do sleep 0.1; done
-	done
+	wait_for() { # up to 30 s
+		i=0
+		until "$@" >/dev/null 2>&1; do
+			i=$((i + 1)); [ "$i" -lt 300 ] || { echo "local cluster: timed out waiting for: $*" >&2; exit 1; }
+			sleep 0.1
+		done
+	}
+	for p in $ports; do wait_for redis-cli -p "$p" ping; done
 	redis-cli --cluster create $(for p in $ports; do printf '127.0.0.1:%s ' "$p"; done) \
 		--cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1
-	for p in $ports; do
-		until redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok'; do sleep 0.1; done
-	done
+	for p in $ports; do wait_for sh -c "redis-cli -p $p cluster info | grep -q cluster_state:ok"; done
 	echo "redis+cluster://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
 	;;
 stop)

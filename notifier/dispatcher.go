@@ -863,10 +863,15 @@ func (d *Dispatcher) completer(in <-chan completion) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		kept, err := d.Queue.Complete(ctx, cs)
 		cancel()
+		var partial *BatchErrors
+		errors.As(err, &partial)
 		for i, c := range batch {
-			if err != nil {
+			switch {
+			case partial != nil && i < len(partial.Errs):
+				c.reply <- completed{kept: kept[i], err: partial.Errs[i]}
+			case err != nil:
 				c.reply <- completed{err: err}
-			} else {
+			default:
 				c.reply <- completed{kept: kept[i]}
 			}
 		}

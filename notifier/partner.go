@@ -377,8 +377,12 @@ func (r *Partners) acquire(p *Partner, n *Notice) (release func(), retryIn time.
 	}
 	// A healthy partner frees a slot within milliseconds: wait a little
 	// before re-arming, so a burst to one fast partner is not pushed a
-	// second back. A slow one keeps its slots longer than this, and the
-	// worker is soon free for other partners.
+	// second back. Once attempts are being turned away (the partner holds
+	// its slots longer than that), nobody waits: a worker never sits on a
+	// slow partner's backlog while other partners' attempts queue.
+	if sl.streak.Load() > 0 {
+		return nil, sl.deferral(), false
+	}
 	t := time.NewTimer(slotWait)
 	defer t.Stop()
 	select {
@@ -386,10 +390,15 @@ func (r *Partners) acquire(p *Partner, n *Notice) (release func(), retryIn time.
 		sl.streak.Store(0)
 		return func() { <-sl.sem }, 0, true
 	case <-t.C:
-		turned := sl.streak.Add(1)
-		shift := min(turned/int64(cap(sl.sem)), 5)
-		return nil, min(time.Second<<shift, maxDeferral), false
+		return nil, sl.deferral(), false
 	}
+}
+
+// deferral counts an attempt turned away and says how long it waits.
+func (sl *slots) deferral() time.Duration {
+	turned := sl.streak.Add(1)
+	shift := min(turned/int64(cap(sl.sem)), 5)
+	return min(time.Second<<shift, maxDeferral)
 }
 
 // slotWait is how long an attempt waits for a slot of its partner before it

@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -72,7 +73,9 @@ type Queue interface {
 	Claim(ctx context.Context, ts []Trigger, lease time.Duration) ([]ClaimResult, []Job, error)
 	// Complete ends claimed attempts in one round trip. It reports for
 	// each whether the claim was still held; a lost claim (its lease ran out
-	// and another worker took the attempt over) changes nothing.
+	// and another worker took the attempt over) changes nothing. When some
+	// completions failed and others were saved, the error is a
+	// *BatchErrors.
 	Complete(ctx context.Context, cs []Completion) ([]bool, error)
 	// Release hands job's attempt back unfinished, due now, for any worker.
 	Release(ctx context.Context, job Job) error
@@ -139,4 +142,22 @@ type Pauser interface {
 type PauseState struct {
 	Paused bool
 	Parked int64
+}
+
+// BatchErrors is returned by a batch operation when some items failed and
+// others succeeded: Errs[i] is nil for the ones that succeeded.
+type BatchErrors struct{ Errs []error }
+
+// Error says how many failed, and the first reason.
+func (e *BatchErrors) Error() string {
+	n, first := 0, error(nil)
+	for _, err := range e.Errs {
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			n++
+		}
+	}
+	return fmt.Sprintf("%d of %d failed, first: %v", n, len(e.Errs), first)
 }

@@ -28,7 +28,7 @@ func (r *Redis) listenCluster(ctx context.Context, cc *redis.ClusterClient, h no
 		done   chan struct{}
 	}
 	subs := map[string]*sub{}
-	exited := make(chan string, 256)
+	exited := make(chan *sub, 256)
 	defer func() {
 		for _, s := range subs {
 			s.cancel()
@@ -52,6 +52,13 @@ func (r *Redis) listenCluster(ctx context.Context, cc *redis.ClusterClient, h no
 		if err != nil && ctx.Err() == nil {
 			r.log.Error("list cluster masters", "err", err)
 		}
+		for addr, s := range subs {
+			select {
+			case <-s.done: // ended on its own; its exit message may have been dropped
+				delete(subs, addr)
+			default:
+			}
+		}
 		for addr, node := range masters {
 			if subs[addr] != nil {
 				continue
@@ -70,8 +77,8 @@ func (r *Redis) listenCluster(ctx context.Context, cc *redis.ClusterClient, h no
 				if sctx.Err() == nil {
 					r.log.Warn("subscription to a master ended; listening again", "node", addr, "err", err)
 					select {
-					case exited <- addr:
-					default: // the poll finds it anyway
+					case exited <- s:
+					default: // the poll finds its done channel closed
 					}
 				}
 			}()
@@ -91,10 +98,12 @@ func (r *Redis) listenCluster(ctx context.Context, cc *redis.ClusterClient, h no
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-		case addr := <-exited:
-			if s := subs[addr]; s != nil {
-				<-s.done
-				delete(subs, addr)
+		case ended := <-exited:
+			for addr, s := range subs {
+				if s == ended { // not a newer subscription to the same node
+					<-s.done
+					delete(subs, addr)
+				}
 			}
 			// Not at once: the node may be down until a failover.
 			select {

@@ -125,21 +125,23 @@ type FleetAttempt struct {
 // none), oldest first, then, if follow is set, with every new one until ctx
 // ends (it then returns nil) or fn fails.
 func (r *Redis) FollowFleet(ctx context.Context, n int64, follow bool, fn func(FleetAttempt) error) error {
-	last := "$"
+	// Follow from the newest entry's id rather than "$": "$" at each
+	// blocking read would skip what arrived between two reads.
+	last := "0-0"
+	if newest, err := r.rdb.XRevRangeN(ctx, r.keys.Attempts(), "+", "-", 1).Result(); err != nil {
+		return fmt.Errorf("read fleet log: %w", err)
+	} else if len(newest) > 0 {
+		last = newest[0].ID
+	}
 	if n > 0 {
 		msgs, err := r.rdb.XRevRangeN(ctx, r.keys.Attempts(), "+", "-", n).Result()
 		if err != nil {
 			return fmt.Errorf("read fleet log: %w", err)
 		}
-		last = "0-0"
 		for i := len(msgs) - 1; i >= 0; i-- {
 			if err := fn(fleetAttempt(msgs[i])); err != nil {
 				return err
 			}
-			last = msgs[i].ID
-		}
-		if last == "0-0" {
-			last = "$"
 		}
 	}
 	for follow {

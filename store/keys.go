@@ -256,23 +256,20 @@ func smallUint(s string, maxDigits int) (int64, bool) {
 // ranges, so that shards spread over the masters as evenly as the slot
 // ranges do.
 func ShardTag(s, n int) string {
-	tagsMu.Lock()
-	defer tagsMu.Unlock()
-	ts := tags[n]
-	if ts == nil {
-		ts = make([]string, n)
-		for i := range ts {
-			ts[i] = findTag(i, n)
-		}
-		tags[n] = ts
+	if ts, ok := tags.Load(n); ok {
+		return ts.([]string)[s]
 	}
-	return ts[s]
+	ts := make([]string, n)
+	for i := range ts {
+		ts[i] = findTag(i, n)
+	}
+	actual, _ := tags.LoadOrStore(n, ts)
+	return actual.([]string)[s]
 }
 
-var (
-	tagsMu sync.Mutex
-	tags   = map[int][]string{}
-)
+// tags caches ShardTag's tags per shard count: key names are built on
+// every Redis call, so the lookup must not take a lock.
+var tags sync.Map
 
 func findTag(s, n int) string {
 	lo := s * clusterSlots / n
@@ -311,4 +308,20 @@ func crc16(s string) uint16 {
 		}
 	}
 	return crc
+}
+
+// ValidatePrefix reports whether p can start notifier's keys: 1 to 64
+// printable ASCII characters without spaces and without '{' or '}', which
+// would become a Redis Cluster hash tag and split a notice's keys over
+// slots.
+func ValidatePrefix(p string) error {
+	if p == "" || len(p) > 64 {
+		return fmt.Errorf("key prefix %q: want 1 to 64 characters", p)
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c >= 0x7f || c == '{' || c == '}' {
+			return fmt.Errorf("key prefix %q: only printable ASCII without spaces or braces", p)
+		}
+	}
+	return nil
 }

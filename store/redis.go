@@ -270,6 +270,13 @@ func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Dur
 	var jobs []notifier.Job
 	for i, cmd := range cmds {
 		v, err := cmd.Slice()
+		if err != nil && !isReplyError(err) {
+			// Its node is unreachable (a cluster master failing over):
+			// not claimed; the sweep brings it back.
+			results[i] = notifier.Stale
+			r.log.Warn("claim failed; the sweep will retry it", "key", r.keys.Trigger(ts[i]), "err", err)
+			continue
+		}
 		if err != nil || len(v) == 0 {
 			return nil, nil, fmt.Errorf("claim %s: %w", r.keys.Trigger(ts[i]), errors.Join(err, errors.New("empty reply")))
 		}
@@ -350,12 +357,20 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 		return nil, fmt.Errorf("complete %d attempts: %w", len(cs), err)
 	}
 	kept := make([]bool, len(cs))
+	var errs []error
 	for i, cmd := range cmds {
 		v, err := cmd.Int()
 		if err != nil {
-			return nil, fmt.Errorf("complete %s: %w", r.keys.Trigger(r.trigger(cs[i].Job)), err)
+			if errs == nil {
+				errs = make([]error, len(cs))
+			}
+			errs[i] = fmt.Errorf("complete %s: %w", r.keys.Trigger(r.trigger(cs[i].Job)), err)
+			continue
 		}
 		kept[i] = v == 1
+	}
+	if errs != nil {
+		return kept, &notifier.BatchErrors{Errs: errs}
 	}
 	return kept, nil
 }
@@ -392,19 +407,15 @@ func (r *Redis) Release(ctx context.Context, job notifier.Job) error {
 // limit, and the oldest limit of all are returned.
 func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier.Trigger, error) {
 	n := r.keys.ShardCount()
-	pipe := r.rdb.Pipeline()
-	cmds := make([]*redis.ZSliceCmd, n)
-	for s := range n {
-		cmds[s] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-			Key: r.keys.DueShard(s), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(t.UnixMilli(), 10), Count: int64(limit),
-		})
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	res, err := r.shardRanges(ctx, func(s int) redis.ZRangeArgs {
+		return redis.ZRangeArgs{Key: r.keys.DueShard(s), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(t.UnixMilli(), 10), Count: int64(limit)}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("overdue: %w", err)
 	}
 	var ts []notifier.Trigger
-	for s, cmd := range cmds {
-		for _, z := range cmd.Val() {
+	for s, zs := range res {
+		for _, z := range zs {
 			m, _ := z.Member.(string)
 			tr, err := r.keys.ParseMember(m)
 			if err != nil {
@@ -425,22 +436,52 @@ func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier
 	return ts, nil
 }
 
-// NextDue implements notifier.Queue.
-func (r *Redis) NextDue(ctx context.Context, t time.Time) (time.Time, bool, error) {
+// shardRanges runs one ZRANGE per due-index shard, pipelined. On a
+// cluster with a master down, the shards of the masters that answer are
+// returned (nil for the others); the error is set only if none answered.
+func (r *Redis) shardRanges(ctx context.Context, arg func(s int) redis.ZRangeArgs) ([][]redis.Z, error) {
 	n := r.keys.ShardCount()
 	pipe := r.rdb.Pipeline()
 	cmds := make([]*redis.ZSliceCmd, n)
 	for s := range n {
-		cmds[s] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-			Key: r.keys.DueShard(s), ByScore: true, Start: "(" + strconv.FormatInt(t.UnixMilli(), 10), Stop: "+inf", Count: 1,
-		})
+		cmds[s] = pipe.ZRangeArgsWithScores(ctx, arg(s))
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	_, err := pipe.Exec(ctx)
+	out := make([][]redis.Z, n)
+	if err == nil || errors.Is(err, redis.Nil) {
+		for s, c := range cmds {
+			out[s] = c.Val()
+		}
+		return out, nil
+	}
+	// Some node failed. A cluster pipeline may then fail every command,
+	// so ask each shard on its own and keep what answers.
+	answered := 0
+	for s := range n {
+		zs, err := r.rdb.ZRangeArgsWithScores(ctx, arg(s)).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			continue
+		}
+		out[s] = zs
+		answered++
+	}
+	if answered == 0 {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NextDue implements notifier.Queue.
+func (r *Redis) NextDue(ctx context.Context, t time.Time) (time.Time, bool, error) {
+	res, err := r.shardRanges(ctx, func(s int) redis.ZRangeArgs {
+		return redis.ZRangeArgs{Key: r.keys.DueShard(s), ByScore: true, Start: "(" + strconv.FormatInt(t.UnixMilli(), 10), Stop: "+inf", Count: 1}
+	})
+	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due: %w", err)
 	}
 	var next time.Time
-	for _, cmd := range cmds {
-		if zs := cmd.Val(); len(zs) > 0 {
+	for _, zs := range res {
+		if len(zs) > 0 {
 			if d := time.UnixMilli(int64(zs[0].Score)); next.IsZero() || d.Before(next) {
 				next = d
 			}
@@ -663,41 +704,41 @@ type scriptCall struct {
 	args   []any
 }
 
-// evalPipelined runs calls in one round trip with EVALSHA. Scripts missing
-// from the server (after a restart or SCRIPT FLUSH) are loaded, and the calls
-// that failed with NOSCRIPT, which did nothing, are sent again.
+// evalPipelined runs calls in one round trip with EVALSHA. Calls that
+// failed with NOSCRIPT (the node restarted, was promoted or flushed its
+// scripts), which did nothing, are sent again with EVAL, which also caches
+// the script on that node; no other node has to answer for that. Each
+// command carries its own result: on a cluster one master may be down while
+// the others answer. The error is set only when no command got through.
 func (r *Redis) evalPipelined(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
 	cmds := make([]*redis.Cmd, len(calls))
-	todo := make([]int, len(calls))
-	for i := range todo {
-		todo[i] = i
+	pipe := r.rdb.Pipeline()
+	for i, c := range calls {
+		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
-	for try := 0; len(todo) > 0; try++ {
+	_, err := pipe.Exec(ctx)
+	var again []int
+	for i := range cmds {
+		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
 		pipe := r.rdb.Pipeline()
-		for _, i := range todo {
-			cmds[i] = calls[i].script.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
+		for _, i := range again {
+			cmds[i] = calls[i].script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
 		}
-		_, err := pipe.Exec(ctx)
-		var again []int
-		for _, i := range todo {
-			if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
-				again = append(again, i)
-			}
-		}
-		if len(again) == 0 || try == 1 {
-			if err != nil && !isReplyError(err) {
-				return nil, err
-			}
-			return cmds, nil
-		}
-		for _, s := range allScripts {
-			if err := s.Load(ctx, r.rdb).Err(); err != nil {
-				return nil, fmt.Errorf("load scripts: %w", err)
-			}
-		}
-		todo = again
+		_, err = pipe.Exec(ctx)
 	}
-	return cmds, nil
+	if err == nil || isReplyError(err) {
+		return cmds, nil
+	}
+	for _, c := range cmds {
+		if c.Err() == nil || isReplyError(c.Err()) {
+			return cmds, nil // some got through: callers judge each
+		}
+	}
+	return nil, err
 }
 
 // isReplyError tells a command's error reply (reported per command) from a

@@ -256,6 +256,3 @@ end
 redis.call('HSET', KEYS[1], 'paused', 1, 'reason', reason, 'since', ARGV[3])
 return 1
 `)
-
-var allScripts = []*redis.Script{enqueueScript, claimScript, completeScript, releaseScript,
-	cancelScript, parkScript, unparkScript, partnerResultScript}
