@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitDuplicate
 	case errors.Is(err, notifier.ErrInvalidNotice), errors.Is(err, backoff.ErrInvalid), errors.Is(err, errBadInput),
 		errors.Is(err, notifier.ErrInvalidRule), errors.Is(err, notifier.ErrInvalidSecret), errors.Is(err, notifier.ErrConfig),
-		errors.Is(err, notifier.ErrUnknownPartner):
+		errors.Is(err, notifier.ErrUnknownPartner), errors.Is(err, notifier.ErrBadTime):
 		return exitBadInput
 	}
 	return exitError
@@ -931,49 +931,17 @@ func status(c *cli.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	q := store.NewRedis(rdb, c.String("prefix"), nil)
-	var pending *notifier.Notice
-	var n int
-	var inFlight bool
-	var due time.Time
-	switch p, err := q.Pending(c.Context, id); {
+	var alog *store.SQLite
+	switch l, err := store.OpenSQLiteReadOnly(dbPath(c)); {
 	case err == nil:
-		pending, n, inFlight, due = &p.Notice, p.N, p.InFlight, p.Due.UTC()
-	case !errors.Is(err, notifier.ErrNotFound):
-		return err
-	}
-	redisState, err := q.State(c.Context, id)
-	if err != nil && !errors.Is(err, notifier.ErrNotFound) {
-		return err
-	}
-	var attempts []notifier.Attempt
-	alog, err := store.OpenSQLiteReadOnly(dbPath(c))
-	switch {
-	case err == nil:
+		alog = l
 		defer alog.Close()
-		if attempts, err = alog.NoticeAttempts(c.Context, id); err != nil {
-			return err
-		}
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	// Attempts of an earlier notice with the same id are not this one's.
-	if pending != nil {
-		kept := attempts[:0]
-		for _, a := range attempts {
-			if a.Stamp.Equal(pending.Stamp) {
-				kept = append(kept, a)
-			}
-		}
-		attempts = kept
-	}
-	st, ok := notifier.StatusOf(id, pending, n, inFlight, attempts)
-	st, ok = st.WithStoreState(notifier.State(redisState), ok)
-	if !ok {
-		return fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
-	}
-	if pending != nil {
-		st.NextDue = &due // the index's time: later than the slot after Retry-After or catch-up
+	st, _, err := store.NoticeStatus(c.Context, store.NewRedis(rdb, c.String("prefix"), nil), alog, id)
+	if err != nil {
+		return err
 	}
 	if c.Bool("json") {
 		b, err := json.Marshal(st)
@@ -1065,32 +1033,17 @@ func retryCommand() *cli.Command {
 	}
 }
 
-// parseWhen reads a --since/--until value: RFC 3339, a date (UTC), or a
-// duration meaning that long ago.
-func parseWhen(v string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse("2006-01-02", v); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("%w: time %q: want RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23) or a duration ago (2h)", errBadInput, v)
-}
-
 func endedFilter(c *cli.Context, outcome string) (store.NoticeFilter, error) {
 	var f store.NoticeFilter
 	now := time.Now()
 	var err error
 	if v := c.String("since"); v != "" {
-		if f.Since, err = parseWhen(v, now); err != nil {
+		if f.Since, err = notifier.ParseWhen(v, now); err != nil {
 			return f, err
 		}
 	}
 	if v := c.String("until"); v != "" {
-		if f.Until, err = parseWhen(v, now); err != nil {
+		if f.Until, err = notifier.ParseWhen(v, now); err != nil {
 			return f, err
 		}
 	}

@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -92,6 +93,29 @@ func (j AttemptJSON) Attempt() Attempt {
 		a.Next = *j.Next
 	}
 	return a
+}
+
+// ErrBadTime is wrapped by ParseWhen.
+var ErrBadTime = errors.New("bad time")
+
+// ParseWhen reads a since/until value as the CLI and the console take it:
+// RFC 3339, a date (UTC), or a duration meaning that long before now. Empty
+// is the zero time.
+func ParseWhen(v string, now time.Time) (time.Time, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%w %q: want RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23) or a duration ago (2h)", ErrBadTime, v)
 }
 
 // State is where a notice stands.

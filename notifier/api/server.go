@@ -248,45 +248,14 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ctx := r.Context()
-	var pending *notifier.Notice
-	var p store.Pending
-	switch got, err := h.s.Queue.Pending(ctx, id); {
-	case err == nil:
-		p, pending = got, &got.Notice
-	case !errors.Is(err, notifier.ErrNotFound):
-		h.unavailable(w, r, err)
-		return
-	}
-	redisState, err := h.s.Queue.State(ctx, id)
-	if err != nil && !errors.Is(err, notifier.ErrNotFound) {
-		h.unavailable(w, r, err)
-		return
-	}
-	attempts, err := h.s.Log.NoticeAttempts(ctx, id)
-	if err != nil {
-		h.internal(w, r, err)
-		return
-	}
-	if pending != nil {
-		// Attempts of an earlier notice with the same id are not this one's.
-		kept := attempts[:0]
-		for _, a := range attempts {
-			if a.Stamp.Equal(pending.Stamp) {
-				kept = append(kept, a)
-			}
-		}
-		attempts = kept
-	}
-	st, ok := notifier.StatusOf(id, pending, p.N, p.InFlight, attempts)
-	st, ok = st.WithStoreState(notifier.State(redisState), ok)
-	if !ok {
+	st, attempts, err := store.NoticeStatus(r.Context(), h.s.Queue, h.s.Log, id)
+	switch {
+	case errors.Is(err, notifier.ErrNotFound):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("notice %s: %v", id, notifier.ErrNotFound))
 		return
-	}
-	if pending != nil {
-		due := p.Due.UTC() // the index's time: later than the slot after Retry-After or catch-up
-		st.NextDue = &due
+	case err != nil:
+		h.unavailable(w, r, err)
+		return
 	}
 	out := noticeJSON{Status: st, Attempts: make([]json.RawMessage, 0, len(attempts))}
 	for _, a := range attempts {

@@ -3,7 +3,6 @@ package console
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -75,8 +74,8 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 	now := h.o.Now()
 	var f store.NoticeFilter
 	var err error
-	if f.Since, err = parseWhen(d.Since, now); err == nil {
-		f.Until, err = parseWhen(d.Until, now)
+	if f.Since, err = notifier.ParseWhen(d.Since, now); err == nil {
+		f.Until, err = notifier.ParseWhen(d.Until, now)
 	}
 	if err != nil {
 		h.message(w, r, s, http.StatusBadRequest,
@@ -221,25 +220,6 @@ func (h *handler) recentEnded(ctx context.Context, f store.NoticeFilter, n int) 
 	}
 	slices.Reverse(ring)
 	return ring, nil
-}
-
-// parseWhen reads a since/until field as the CLI does: RFC 3339, a date
-// (UTC), or a duration meaning that long ago. Empty is the zero time.
-func parseWhen(v string, now time.Time) (time.Time, error) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse("2006-01-02", v); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("time %q: want RFC 3339, a date or a duration", v)
 }
 
 // noticeData is the notice page.
