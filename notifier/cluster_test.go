@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/notifier/notifier/notifier"
 	"github.com/notifier/notifier/store"
 	"github.com/notifier/notifier/store/redistest"
+	"github.com/notifier/notifier/store/storetest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -47,15 +47,7 @@ func newClusterStack(t *testing.T) *clusterStack {
 		}
 	}))
 	t.Cleanup(cs.partner.Close)
-	log, err := store.OpenSQLite(filepath.Join(t.TempDir(), "attempts.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- log.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; log.Close() })
-	cs.log = log
+	cs.log, _ = storetest.StartLog(t)
 	return cs
 }
 

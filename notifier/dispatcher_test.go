@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/notifier/notifier/notifier"
 	"github.com/notifier/notifier/store"
 	"github.com/notifier/notifier/store/redistest"
+	"github.com/notifier/notifier/store/storetest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -37,21 +37,7 @@ func newStack(t *testing.T, redisConf ...string) *stack {
 	t.Helper()
 	srv := redistest.Start(t, redisConf...)
 	rdb := srv.Client()
-	logPath := filepath.Join(t.TempDir(), "attempts.db")
-	log, err := store.OpenSQLite(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- log.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("attempt log: %v", err)
-		}
-		log.Close()
-	})
+	log, logPath := storetest.StartLog(t)
 	return &stack{t: t, srv: srv, rdb: rdb, q: store.NewRedis(rdb, "", nil), log: log, logPath: logPath}
 }
 

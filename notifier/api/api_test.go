@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/notifier/notifier/notifier/api"
 	"github.com/notifier/notifier/store"
 	"github.com/notifier/notifier/store/redistest"
+	"github.com/notifier/notifier/store/storetest"
 )
 
 const token = "test-token-0123456789abcdef"
@@ -38,20 +38,7 @@ func newEnv(t *testing.T, configure func(*api.Server)) *env {
 	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client()
-	log, err := store.OpenSQLite(filepath.Join(t.TempDir(), "attempts.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- log.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("attempt log: %v", err)
-		}
-		log.Close()
-	})
+	log, _ := storetest.StartLog(t)
 	e := &env{t: t, rdb: rdb, q: store.NewRedis(rdb, "", nil), log: log}
 	s := api.Server{Queue: e.q, Log: log, Token: token}
 	if configure != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	"github.com/notifier/notifier/notifier/console"
 	"github.com/notifier/notifier/store"
 	"github.com/notifier/notifier/store/redistest"
+	"github.com/notifier/notifier/store/storetest"
 )
 
 const (
@@ -45,20 +45,8 @@ type env struct {
 func newEnv(t *testing.T, tls bool) *env {
 	t.Helper()
 	srv := redistest.Start(t)
-	log, err := store.OpenSQLite(filepath.Join(t.TempDir(), "attempts.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- log.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("attempt log: %v", err)
-		}
-		log.Close()
-	})
+	log, _ := storetest.StartLog(t)
+	ctx := context.Background()
 	e := &env{t: t, q: store.NewRedis(srv.Client(), "", nil), log: log}
 	// As serve does: the console's partner, and where parked notices are.
 	if err := e.q.PublishPartners(ctx, map[string]string{"shop": `{"name":"shop","signed":false}`}); err != nil {
