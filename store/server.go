@@ -227,8 +227,12 @@ func (s *Server) Restart(ctx context.Context) error {
 	return s.start(ctx, bin, cmd.Args[1])
 }
 
-func (s *Server) logTail() string {
-	f, err := os.Open(filepath.Join(filepath.Dir(s.Socket), "redis.log"))
+func (s *Server) logTail() string { return LogTail(filepath.Join(filepath.Dir(s.Socket), "redis.log")) }
+
+// LogTail returns the last lines of a redis-server log file, joined on one
+// line for an error message ("no log" if it cannot be read).
+func LogTail(path string) string {
+	f, err := os.Open(path)
 	if err != nil {
 		return "no log"
 	}
@@ -281,7 +285,10 @@ func shutdownStale(ctx context.Context, sock string) {
 	}
 }
 
-func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+func quote(s string) string { return ConfQuote(s) }
+
+// ConfQuote quotes s as one redis.conf argument.
+func ConfQuote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
 
 // ErrDirLocked is returned by LockDir when another serve uses the data dir.
 var ErrDirLocked = errors.New("another notifier serve is using this data dir")

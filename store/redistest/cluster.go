@@ -1,7 +1,6 @@
 package redistest
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notifier/notifier/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -134,10 +134,10 @@ func (c *Cluster) startNode(ctx context.Context, dir string, extra []string) (*C
 			"cluster-port " + strconv.Itoa(ports[1]),
 			"protected-mode no",
 			"daemonize no",
-			"dir " + confQuote(dir),
-			"logfile " + confQuote(filepath.Join(dir, "redis.log")),
+			"dir " + store.ConfQuote(dir),
+			"logfile " + store.ConfQuote(filepath.Join(dir, "redis.log")),
 			"cluster-enabled yes",
-			"cluster-config-file " + confQuote(filepath.Join(dir, "nodes.conf")),
+			"cluster-config-file " + store.ConfQuote(filepath.Join(dir, "nodes.conf")),
 			"cluster-node-timeout 1000",
 			"appendonly no",
 			`save ""`,
@@ -256,24 +256,8 @@ func (n *ClusterNode) running() bool {
 }
 
 func (n *ClusterNode) logTail() string {
-	f, err := os.Open(filepath.Join(filepath.Dir(n.conf), "redis.log"))
-	if err != nil {
-		return "no log"
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > 5 {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, " | ")
+	return store.LogTail(filepath.Join(filepath.Dir(n.conf), "redis.log"))
 }
-
-// confQuote quotes s as a redis.conf argument.
-func confQuote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
 
 func pingTCP(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
