@@ -684,13 +684,7 @@ func enqueueFile(c *cli.Context, q notifier.Enqueuer, def backoff.Schedule) erro
 
 // tailFleet prints the fleet's attempt stream: each line starts with the
 // serve host that made the attempt.
-func tailFleet(c *cli.Context, f store.Filter) error {
-	rdb, err := connect(c)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	q := store.NewRedis(rdb, c.String("prefix"), nil)
+func tailFleet(c *cli.Context, q *store.Redis, f store.Filter) error {
 	return q.FollowFleet(c.Context, int64(c.Int("n")), c.Bool("follow"), func(fa store.FleetAttempt) error {
 		a := fa.Attempt
 		if (f.NoticeID != "" && a.NoticeID != f.NoticeID) || (f.Outcome != "" && a.Outcome != f.Outcome) {
@@ -751,7 +745,7 @@ func tail(c *cli.Context) error {
 		return fmt.Errorf("%w: -n must be >= 0 and --poll positive", errBadInput)
 	}
 	if c.Bool("fleet") {
-		return tailFleet(c, f)
+		return withQueue(func(c *cli.Context, q *store.Redis) error { return tailFleet(c, q, f) })(c)
 	}
 	alog, err := store.OpenSQLiteReadOnly(dbPath(c))
 	if err != nil {
@@ -955,6 +949,18 @@ func status(c *cli.Context) error {
 	return nil
 }
 
+// withQueue runs f with the store of the command's --redis and --prefix.
+func withQueue(f func(c *cli.Context, q *store.Redis) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		rdb, err := connect(c)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		return f(c, store.NewRedis(rdb, c.String("prefix"), nil))
+	}
+}
+
 func cancelCommand() *cli.Command {
 	return &cli.Command{
 		OnUsageError: usageError,
@@ -962,17 +968,12 @@ func cancelCommand() *cli.Command {
 		Usage:        "end a pending notice without sending it again",
 		ArgsUsage:    "ID",
 		Flags:        []cli.Flag{redisFlag(), dataDirFlag(), prefixFlag()},
-		Action: func(c *cli.Context) error {
+		Action: withQueue(func(c *cli.Context, q *store.Redis) error {
 			id, err := oneID(c)
 			if err != nil {
 				return err
 			}
-			rdb, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer rdb.Close()
-			inFlight, err := store.NewRedis(rdb, c.String("prefix"), nil).CancelInFlight(c.Context, id)
+			inFlight, err := q.CancelInFlight(c.Context, id)
 			if err != nil {
 				return err
 			}
@@ -981,7 +982,7 @@ func cancelCommand() *cli.Command {
 				fmt.Fprintln(c.App.ErrWriter, "notifier: an attempt was in flight: it may still reach the partner, but nothing follows it")
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -1302,16 +1303,6 @@ func list(c *cli.Context) error {
 
 func partnerCommand() *cli.Command {
 	flags := []cli.Flag{redisFlag(), dataDirFlag(), prefixFlag()}
-	withQueue := func(f func(c *cli.Context, q *store.Redis) error) cli.ActionFunc {
-		return func(c *cli.Context) error {
-			rdb, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer rdb.Close()
-			return f(c, store.NewRedis(rdb, c.String("prefix"), nil))
-		}
-	}
 	name := func(c *cli.Context) (string, error) {
 		if c.NArg() != 1 {
 			return "", fmt.Errorf("%w: %s takes one partner name", errBadInput, c.Command.Name)
