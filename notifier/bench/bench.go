@@ -89,8 +89,11 @@ type Result struct {
 	// noticeId_<id>_<stamp>_<n> with a TTL, measured in a database of
 	// their own. The rest is the payload and the due-index entry.
 	BytesPerTrigger float64 `json:"bytes_per_trigger,omitempty"`
-	Cores           int     `json:"cores"`
-	Redis           string  `json:"redis_version"`
+	// BytesPerTombstone is Redis memory per delivered notice left for the
+	// dedup window (the throughput scenario's, once all are delivered).
+	BytesPerTombstone float64 `json:"bytes_per_tombstone,omitempty"`
+	Cores             int     `json:"cores"`
+	Redis             string  `json:"redis_version"`
 }
 
 // partner answers 200 at once and records, per notice, how late each
@@ -414,6 +417,14 @@ func throughputN(ctx context.Context, cfg Config, q *store.Redis, p *partner, se
 		schedules[id] = sched
 	}
 	p.reset(schedules)
+	_, single := cfg.Redis.(*redis.Client)
+	var before int64
+	var err error
+	if single {
+		if before, err = usedMemory(ctx, cfg.Redis); err != nil {
+			return Result{}, err
+		}
+	}
 	_, stop, err := dispatchers(cfg, q, "throughput", true, serves)
 	if err != nil {
 		return Result{}, err
@@ -437,6 +448,14 @@ func throughputN(ctx context.Context, cfg Config, q *store.Redis, p *partner, se
 	r := summarize(p, "throughput", 0, true, len(ns))
 	r.NoticesPerSec = float64(p.arrived.Load()) / took.Seconds()
 	r.EnqueuePerSec = float64(len(ns)) / enqueued.Seconds()
+	if single {
+		// What delivered notices leave behind: their dedup tombstones.
+		after, err := usedMemory(ctx, cfg.Redis)
+		if err != nil {
+			return Result{}, err
+		}
+		r.BytesPerTombstone = float64(after-before) / float64(len(ns))
+	}
 	return r, nil
 }
 
