@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,12 +21,14 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// faultPartner counts POSTs per (Webhook-Id, Notice-Attempt). The first
-// POST of every notice fails with 503, later ones succeed, so each notice
-// needs a retry whatever the faults do to its timing. done closes when each
-// of the expected ids has been answered 200 at least once.
+// faultPartner counts POSTs per (Webhook-Id, Notice-Attempt). Attempts 1 to
+// fails of every notice (fails is one unless set) fail with 503, later ones
+// succeed, so each notice needs retries whatever the faults do to its
+// timing. done closes when each of the expected ids has been answered 200
+// at least once.
 type faultPartner struct {
 	*httptest.Server
+	fails   int
 	mu      sync.Mutex
 	posts   map[string]int
 	perID   map[string]int
@@ -41,15 +44,20 @@ type waiter struct {
 	ch chan struct{}
 }
 
-func newFaultPartner(t *testing.T, want int) *faultPartner {
-	p := &faultPartner{posts: map[string]int{}, perID: map[string]int{}, ok: map[string]bool{}, want: want, done: make(chan struct{})}
+func newFaultPartner(t *testing.T, want int) *faultPartner { return newFailingPartner(t, want, 1) }
+
+// newFailingPartner is a faultPartner that fails attempts 1 to fails of
+// each notice.
+func newFailingPartner(t *testing.T, want, fails int) *faultPartner {
+	p := &faultPartner{fails: fails, posts: map[string]int{}, perID: map[string]int{}, ok: map[string]bool{}, want: want, done: make(chan struct{})}
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, n := r.Header.Get("Webhook-Id"), r.Header.Get("Notice-Attempt")
 		p.mu.Lock()
 		p.posts[id+"#"+n]++
 		p.perID[id]++
 		p.total++
-		success := p.perID[id] > 1
+		k, _ := strconv.Atoi(n)
+		success := k > p.fails
 		if success && !p.ok[id] {
 			p.ok[id] = true
 			if len(p.ok) == p.want {
@@ -218,6 +226,51 @@ func TestServeKilledTwice(t *testing.T) {
 	t.Logf("%d POSTs for %d notices, %d duplicates (e.g. %s)", p.total, total, dups, example)
 	if dups > 2*concurrency {
 		t.Errorf("%d duplicate POSTs, want at most %d (the attempts in flight at the two kills)", dups, 2*concurrency)
+	}
+}
+
+// TestCrashCostsNoAttempt: serve is killed with kill -9 while 3,000
+// notices are on a 2-second schedule and restarted 0.3 s later at its
+// default catch-up rate, so the backlog is re-armed for later. The partner
+// fails each notice's first two attempts: every notice still gets its third
+// attempt (and is delivered by it), because lateness that is the sender's
+// shifts the slots that remain instead of spending them.
+func TestCrashCostsNoAttempt(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	const total, concurrency = 3000, 32
+	p := newFailingPartner(t, total, 2)
+	db := filepath.Join(t.TempDir(), "attempts.db")
+	args := []string{"--redis", srv.URL(), "--db", db, "--timeout", "2s", "--lease", "3s",
+		"--concurrency", strconv.Itoa(concurrency), "--allow-private"}
+	first := spawnServe(t, args...)
+	first.waitSubscribed(rdb, 1)
+	enqueueMany(t, srv.URL(), p.URL, "x", total, always("0,500ms,1s,1500ms,2s"))
+	p.wait(t, p.atLeast(total/2), "first serve makes a share of the attempts", 60*time.Second)
+	first.kill9()
+	time.Sleep(300 * time.Millisecond) // the downtime under test, not a wait for a condition
+	second := spawnServe(t, args...)
+	t.Cleanup(second.stop)
+	p.wait(t, p.done, "every notice delivered by its third attempt", 120*time.Second)
+	waitDrained(t, rdb)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range total {
+		id := fmt.Sprintf("x%05d", i)
+		for n := 1; n <= 3; n++ {
+			if p.posts[id+"#"+strconv.Itoa(n)] == 0 {
+				t.Errorf("%s: attempt %d never POSTed", id, n)
+			}
+		}
+		if p.posts[id+"#4"] != 0 {
+			t.Errorf("%s: attempt 4 POSTed after attempt 3 succeeded", id)
+		}
+	}
+	if errs := t.Failed(); !errs {
+		second.stop()
+		if out := second.logs.String(); strings.Contains(out, "gave up") {
+			t.Errorf("serve gave notices up:\n%s", out)
+		}
 	}
 }
 

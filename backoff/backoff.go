@@ -116,18 +116,26 @@ func (s Schedule) Due(stamp time.Time, n int) (time.Time, bool) {
 	return stamp.Add(s[n-1]), true
 }
 
-// Next returns the attempt to make after attempt n, which started at started,
-// did not succeed: the first later slot that was still in the future when
-// attempt n started. Normally that is n+1, even if a slow partner made it
-// overdue (it is then due at once). After downtime, slots that had already
-// passed when the late attempt started are skipped, so a restart makes one
-// catch-up attempt per notice rather than a burst, and attempt numbers keep
-// meaning slot numbers. ok is false when no slot is left: the notice is given up.
+// Next returns the attempt to make after attempt n, which started at
+// started and did not succeed, and when it is due:
+//
+//	due(n+1) = max(stamp + s[n], started + (s[n] − s[n−1]))
+//
+// The gap to the next attempt is measured from when attempt n started. An
+// attempt that started on its slot keeps the next one on its own slot however
+// long the partner took to answer (the schedule stays anchored to the stamp),
+// while an attempt that started late (downtime, a backlog, a catch-up or
+// partner-limit deferral: lateness that is the sender's, not the partner's)
+// moves every remaining slot by its lateness, so no slot is ever skipped and
+// a notice always gets every attempt of its schedule. ok is false after the
+// last attempt: the notice is given up.
 func (s Schedule) Next(stamp time.Time, n int, started time.Time) (next int, due time.Time, ok bool) {
-	for k := n + 1; k <= len(s); k++ {
-		if d := stamp.Add(s[k-1]); d.After(started) {
-			return k, d, true
-		}
+	if n < 1 || n >= len(s) {
+		return 0, time.Time{}, false
 	}
-	return 0, time.Time{}, false
+	due = stamp.Add(s[n])
+	if shifted := started.Add(s[n] - s[n-1]); shifted.After(due) {
+		due = shifted
+	}
+	return n + 1, due, true
 }

@@ -88,12 +88,16 @@ func TestNext(t *testing.T) {
 		wantMore bool
 	}{
 		{"OnTime", 1, 0, 2, 10 * time.Second, true},
-		{"LateWorkerStillNextSlot", 2, 12 * time.Second, 3, 30 * time.Second, true},
-		{"SlowPartnerKeepsAnchor", 1, 5 * time.Millisecond, 2, 10 * time.Second, true},
-		{"CatchUpSkipsPassedSlots", 2, 100 * time.Second, 5, 120 * time.Second, true},
-		{"CatchUpOnSlotBoundary", 2, 60 * time.Second, 5, 120 * time.Second, true},
+		{"StartedEarlyKeepsSlot", 1, -time.Second, 2, 10 * time.Second, true},
+		{"LateStartShiftsNextByItsLateness", 2, 12 * time.Second, 3, 32 * time.Second, true},
+		{"SlowPartnerKeepsAnchor", 2, 10 * time.Second, 3, 30 * time.Second, true},
+		{"DowntimeSkipsNoSlot", 2, 100 * time.Second, 3, 120 * time.Second, true},
+		{"DowntimePastEverySlot", 3, time.Hour, 4, time.Hour + 30*time.Second, true},
+		{"ShiftedAttemptOnItsShiftedSlot", 4, time.Hour + 30*time.Second, 5, time.Hour + 90*time.Second, true},
+		{"LastAttemptAfterDowntime", 5, 2 * time.Hour, 6, 2*time.Hour + 180*time.Second, true},
 		{"GivesUpAfterLastSlot", 6, 300 * time.Second, 0, 0, false},
-		{"GivesUpWhenAllSlotsPassed", 3, time.Hour, 0, 0, false},
+		{"GivesUpAfterLastSlotEvenIfLate", 6, time.Hour, 0, 0, false},
+		{"NoAttemptZero", 0, 0, 0, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -654,10 +653,6 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 			a.Outcome = GaveUp
 			if a.Error == "" {
 				a.Error = failure(res.Status)
-			}
-			if !ok && job.N < len(n.Schedule) {
-				a.Error = strings.TrimPrefix(a.Error+"; ", "; ") + fmt.Sprintf(
-					"slots %d-%d had passed when this attempt started (catch-up): none left", job.N+1, len(n.Schedule))
 			}
 			kept, err = d.complete(Completion{Job: job, Ended: GaveUp})
 		}

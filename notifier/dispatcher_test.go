@@ -250,8 +250,6 @@ func TestSweepDeliversWhenTheEventIsLost(t *testing.T) {
 func TestTwoDispatchersPostEachAttemptOnce(t *testing.T) {
 	s := newStack(t)
 	// Attempt 1 fails, attempt 2 succeeds: each notice makes two claims.
-	// Slot 2 is far enough out that a slow (-race) machine still makes
-	// every first attempt before it, so no slot is skipped by catch-up.
 	p := newCounting(t, func(_ string, n int) int { return map[bool]int{true: 500, false: 200}[n == 1] })
 	d1, d2 := s.dispatcher(5*time.Second), s.dispatcher(5*time.Second)
 	s.run(d1)
