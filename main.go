@@ -226,7 +226,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Value: notifier.DefaultTimeout, Usage: "per-attempt timeout"},
 			&cli.StringFlag{Name: "appendfsync", Value: "everysec", Usage: "embedded Redis AOF fsync policy: everysec or always"},
 			&cli.DurationFlag{Name: "shutdown-grace", Value: 10 * time.Second, Usage: "how long attempts in flight may finish after SIGTERM"},
-			&cli.DurationFlag{Name: "lease", Usage: "how long a claimed attempt is reserved before another serve may take it over (default: --timeout + 10s)"},
+			&cli.DurationFlag{Name: "lease", Usage: "how long a claimed attempt is reserved before another serve may take it over; unset: each attempt's timeout (--timeout or its partner's) + 10s"},
 			&cli.Float64Flag{Name: "catchup-rate", Value: 500, Usage: "most attempts per second among those due before serve started (the backlog of downtime); 0: no limit"},
 			&cli.BoolFlag{Name: "no-wake", Usage: "do not touch due trigger keys; leave wake-ups to Redis's expiry cycle (for comparison)"},
 			&cli.StringFlag{Name: "config", EnvVars: []string{"NOTIFIER_CONFIG"}, Usage: "TOML file naming partners (URL prefixes, secrets, success rule, schedule, limits) and the give-up alert URL"},
@@ -264,13 +264,6 @@ func serve(c *cli.Context) error {
 		c.Duration("shutdown-grace") <= 0 || c.Float64("catchup-rate") < 0 {
 		return fmt.Errorf("%w: --concurrency must be 1-10000, --timeout and --shutdown-grace positive, --catchup-rate not negative", errBadInput)
 	}
-	lease := c.Duration("lease")
-	if lease == 0 {
-		lease = c.Duration("timeout") + 10*time.Second
-	}
-	if lease <= c.Duration("timeout") {
-		return fmt.Errorf("%w: --lease %s must be longer than --timeout %s", errBadInput, lease, c.Duration("timeout"))
-	}
 	var cfg notifier.Config
 	if path := c.String("config"); path != "" {
 		loaded, err := notifier.LoadConfig(path)
@@ -278,6 +271,17 @@ func serve(c *cli.Context) error {
 			return fmt.Errorf("%w: %v", errBadInput, err)
 		}
 		cfg = *loaded
+	}
+	// Without --lease, each attempt's lease is its own timeout plus
+	// leaseSlack, so any partner timeout works; an explicit --lease is
+	// fixed, and must outlast the longest attempt.
+	const leaseSlack = 10 * time.Second
+	lease, slack := c.Duration("lease"), time.Duration(0)
+	if lease == 0 {
+		lease, slack = c.Duration("timeout")+leaseSlack, leaseSlack
+	}
+	if longest, who := cfg.LongestTimeout(c.Duration("timeout")); lease <= longest {
+		return fmt.Errorf("%w: --lease %s must be longer than the longest attempt timeout (%s, %s), or left unset to follow each attempt's timeout", errBadInput, lease, longest, who)
 	}
 	perPartner := c.Int("partner-concurrency")
 	if perPartner == 0 {
@@ -416,6 +420,8 @@ func serve(c *cli.Context) error {
 		Partners: partners, Pauser: q,
 		Concurrency:   c.Int("concurrency"),
 		Lease:         lease,
+		LeaseSlack:    slack,
+		Timeout:       c.Duration("timeout"),
 		CatchUpRate:   catchUp,
 		WakeInterval:  wake,
 		ShutdownGrace: c.Duration("shutdown-grace"),

@@ -249,6 +249,23 @@ func TestBadConfigIsRefused(t *testing.T) {
 	}
 }
 
+// TestLeaseShorterThanATimeoutIsRefused: an explicit --lease that a
+// partner's timeout outlasts would have that partner POSTed the same attempt
+// once per lease; serve refuses it at start and names the partner.
+func TestLeaseShorterThanATimeoutIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "notifier.toml")
+	writeFile(t, path, "[[partner]]\nname = \"slow\"\nurl_prefix = [\"https://slow.example/\"]\ntimeout = \"60s\"\n")
+	code, out, errOut := runCLI(t, "", "serve", "--config", path, "--lease", "30s", "--data-dir", filepath.Join(dir, "data"))
+	if code != exitBadInput || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "partner slow") {
+		t.Errorf("serve --lease 30s = %d %q %q; want exit 2 and one line naming partner slow", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, "", "serve", "--timeout", "20s", "--lease", "20s", "--data-dir", filepath.Join(dir, "data"))
+	if code != exitBadInput || !strings.Contains(errOut, "--timeout") {
+		t.Errorf("serve --timeout 20s --lease 20s = %d %q; want exit 2 naming --timeout", code, errOut)
+	}
+}
+
 func writeFile(t *testing.T, path, body string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {

@@ -58,6 +58,16 @@ type Dispatcher struct {
 	// Lease is how long a claim lasts before another worker may take the
 	// attempt over; it must outlast one attempt (default 45 s).
 	Lease time.Duration
+	// LeaseSlack, if positive, makes every attempt's lease at least its
+	// timeout (its partner's, or Timeout) plus LeaseSlack: an attempt
+	// whose timeout the claim's Lease would not cover has its lease
+	// extended before it is POSTed, so a partner that takes longer than
+	// Lease to answer is never POSTed the same attempt twice. Zero: Lease
+	// is fixed (serve then refuses a Lease shorter than any timeout).
+	LeaseSlack time.Duration
+	// Timeout is the attempt timeout of notices without a partner timeout
+	// (the deliverer's), for LeaseSlack.
+	Timeout time.Duration
 	// WakeInterval is how often due triggers are touched (default 10 ms);
 	// negative turns the waker off, leaving wake-ups to Redis alone.
 	WakeInterval time.Duration
@@ -590,6 +600,9 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		if rule.IsZero() {
 			rule = p.Success
 		}
+	}
+	if !d.holdLease(ctx, job, opts.Timeout) {
+		return
 	}
 	res := d.Post(ctx, n, job.N, opts)
 	a := Attempt{

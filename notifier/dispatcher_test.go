@@ -247,6 +247,41 @@ func TestSweepDeliversWhenTheEventIsLost(t *testing.T) {
 	})
 }
 
+// TestAttemptLongerThanTheLeaseIsPostedOnce: a partner that answers after
+// longer than the claim's lease, within its timeout, gets the attempt once:
+// the lease is extended to the attempt's timeout before the POST, so the
+// sweep does not take the attempt over while the partner is still answering.
+func TestAttemptLongerThanTheLeaseIsPostedOnce(t *testing.T) {
+	s := newStack(t)
+	var mu sync.Mutex
+	posts := 0
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		posts++
+		mu.Unlock()
+		select {
+		case <-time.After(2 * time.Second): // three leases of 600ms
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	d := s.dispatcher(5 * time.Second)
+	d.Lease, d.LeaseSlack, d.Timeout = 600*time.Millisecond, 600*time.Millisecond, 5*time.Second
+	s.run(d)
+	s.enqueue(notice("slow", slow.URL, "0", time.Now()))
+	if a := s.rows(1)[0]; a.Outcome != notifier.Delivered || a.Duration < 2*time.Second {
+		t.Fatalf("attempt = %+v, want delivered after 2s", a)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if posts != 1 {
+		t.Errorf("partner got %d POSTs of one attempt, want 1", posts)
+	}
+	if lost := d.Stats().Lost.Load(); lost != 0 {
+		t.Errorf("Lost = %d, want 0", lost)
+	}
+}
+
 func TestTwoDispatchersPostEachAttemptOnce(t *testing.T) {
 	s := newStack(t)
 	// Attempt 1 fails, attempt 2 succeeds: each notice makes two claims.

@@ -77,6 +77,10 @@ type Queue interface {
 	// completions failed and others were saved, the error is a
 	// *BatchErrors.
 	Complete(ctx context.Context, cs []Completion) ([]bool, error)
+	// Extend makes job's claim last lease from now, for an attempt that may
+	// run longer than the lease it was claimed with; false if the claim was
+	// lost.
+	Extend(ctx context.Context, job Job, lease time.Duration) (bool, error)
 	// Release hands job's attempt back unfinished, due now, for any worker.
 	Release(ctx context.Context, job Job) error
 	// Overdue lists up to limit pending triggers due at or before t, oldest

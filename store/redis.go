@@ -403,6 +403,22 @@ func (r *Redis) Release(ctx context.Context, job notifier.Job) error {
 	return nil
 }
 
+// Extend implements notifier.Queue.
+func (r *Redis) Extend(ctx context.Context, job notifier.Job, lease time.Duration) (bool, error) {
+	t := r.trigger(job)
+	cmds, err := r.evalPipelined(ctx, []scriptCall{{extendScript,
+		[]string{r.keys.DueOf(t.ID), r.keys.Lease(t.ID)},
+		[]any{r.keys.Member(t), job.Token, lease.Milliseconds(), r.Now().Add(lease).UnixMilli()}}})
+	if err != nil {
+		return false, fmt.Errorf("extend lease of %s: %w", r.keys.Trigger(t), err)
+	}
+	v, err := cmds[0].Int()
+	if err != nil {
+		return false, fmt.Errorf("extend lease of %s: %w", r.keys.Trigger(t), err)
+	}
+	return v == 1, nil
+}
+
 // Overdue implements notifier.Queue. On a cluster each shard gives up to
 // limit, and the oldest limit of all are returned.
 func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier.Trigger, error) {

@@ -158,6 +158,24 @@ redis.call('SET', KEYS[3], 1, 'PX', 1)
 return 1
 `)
 
+// extendScript lengthens a claim's lease, for an attempt whose timeout is
+// longer than the lease it was claimed with. Running it twice sets the same
+// lease end twice.
+//
+//	KEYS[1] -> due index        ARGV[1] -> member
+//	KEYS[2] -> lease key        ARGV[2] -> claim token
+//	                            ARGV[3] -> lease, ms
+//	                            ARGV[4] -> lease end, Unix ms
+//
+// Returns 1, or 0 if the claim was not ours any more.
+var extendScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[1], 'XX', ARGV[4], ARGV[1])
+return 1
+`)
+
 // cancelScript ends a pending notice without sending it again.
 //
 //	KEYS[1] -> payload key      ARGV[1] -> the payload the caller read
