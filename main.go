@@ -405,7 +405,7 @@ func serve(c *cli.Context) error {
 	}
 	var alerter *notifier.Alerter
 	if cfg.AlertURL != "" {
-		alerter = notifier.NewAlerter(cfg.AlertURL, cfg.AlertTimeout, log)
+		alerter = notifier.NewAlerter(cfg.AlertURL, cfg.AlertTimeout, guard, log)
 		alertCtx, stopAlerts := context.WithCancel(context.WithoutCancel(c.Context))
 		alertsDone := make(chan struct{})
 		go func() { _ = alerter.Run(alertCtx); close(alertsDone) }()
