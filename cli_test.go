@@ -7,8 +7,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/notifier/notifier/backoff"
+	"github.com/notifier/notifier/notifier"
+	"github.com/notifier/notifier/store"
 	"github.com/notifier/notifier/store/redistest"
+	"github.com/notifier/notifier/store/storetest"
 )
 
 // TestBadInputIsOneLineAndExit2: bad flags and values get one line on
@@ -115,5 +124,68 @@ func TestVersionAndCompletion(t *testing.T) {
 		if !strings.Contains(out, cmd+"\n") {
 			t.Errorf("completion candidates %q lack %s", out, cmd)
 		}
+	}
+}
+
+// TestHumanOutputIsEscaped: text read from the attempt log, the fleet
+// stream or published partners cannot drive the terminal: tail, tail
+// --fleet, list and partner list print control characters escaped
+// (\x1b[2J, \r), never raw.
+func TestHumanOutputIsEscaped(t *testing.T) {
+	const evil = "\x1b[2J\r\u009b\xff"
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	// An attempt as another writer of the log or the stream could leave it,
+	// and one that ends a (valid) notice, for list.
+	a := notifier.Attempt{NoticeID: "n" + evil, Partner: "p" + evil, Stamp: now, N: 1, Due: now, Start: now,
+		URL: "http://partner.example/" + evil, Status: 500, Outcome: notifier.Retry, Error: "e" + evil, Response: "r" + evil}
+	n := notifier.Notice{ID: "n1", URL: "http://partner.example/", Stamp: now, Schedule: backoff.Schedule{0}}
+	end := notifier.Attempt{NoticeID: n.ID, Partner: "p" + evil, Stamp: now, N: 1, Due: now, Start: now, URL: n.URL,
+		Status: 500, Outcome: notifier.GaveUp, Ended: &n}
+	alog, db := storetest.StartLog(t)
+	for _, a := range []notifier.Attempt{a, end} {
+		if err := alog.Record(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := alog.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	line, err := notifier.MarshalAttempt(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: "noticeId:attempts",
+		Values: []any{"host", "h" + evil, "partner", a.Partner, "attempt", line}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	q := store.NewRedis(rdb, "", nil)
+	if err := q.PublishPartners(ctx, map[string]string{"p" + evil: "{}"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Pause(ctx, "p"+evil, "why"+evil); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"tail", "--db", db},
+		{"tail", "--fleet", "--redis", srv.URL()},
+		{"list", "--state", "gave-up", "--db", db},
+		{"partner", "list", "--redis", srv.URL()},
+	} {
+		t.Run(strings.Join(args[:2], " "), func(t *testing.T) {
+			code, out, errOut := runCLI(t, "", args...)
+			if code != 0 {
+				t.Fatalf("%v = %d, stderr %q", args, code, errOut)
+			}
+			got := out + errOut
+			if !utf8.ValidString(got) || strings.ContainsFunc(got, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) {
+				t.Errorf("%v printed control characters or invalid UTF-8:\n%q", args, got)
+			}
+			if !strings.Contains(got, `\x1b[2J\r\u009b\xff`) {
+				t.Errorf("%v = %q, want the stored text shown escaped", args, got)
+			}
+		})
 	}
 }

@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "notifier: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+	fmt.Fprintf(stderr, "notifier: %s\n", notifier.Printable(strings.ReplaceAll(err.Error(), "\n", "; ")))
 	switch {
 	case errors.Is(err, errOnlyDuplicates), errors.Is(err, notifier.ErrDuplicate):
 		return exitDuplicate
@@ -409,7 +409,7 @@ func serve(c *cli.Context) error {
 	}
 	var alerter *notifier.Alerter
 	if cfg.AlertURL != "" {
-		alerter = notifier.NewAlerter(cfg.AlertURL, cfg.AlertTimeout, log)
+		alerter = notifier.NewAlerter(cfg.AlertURL, cfg.AlertTimeout, guard, log)
 		alertCtx, stopAlerts := context.WithCancel(context.WithoutCancel(c.Context))
 		alertsDone := make(chan struct{})
 		go func() { _ = alerter.Run(alertCtx); close(alertsDone) }()
@@ -673,7 +673,7 @@ func enqueueFile(c *cli.Context, q notifier.Enqueuer, def backoff.Schedule) erro
 		if errors.Is(e, notifier.ErrDuplicate) {
 			dups++
 		}
-		fmt.Fprintf(c.App.ErrWriter, "notifier: %v\n", e)
+		fmt.Fprintf(c.App.ErrWriter, "notifier: %s\n", notifier.Printable(e.Error()))
 	})
 	fmt.Fprintf(c.App.Writer, "enqueued %d\n", enqueued)
 	if err != nil {
@@ -707,7 +707,7 @@ func tailFleet(c *cli.Context, q *store.Redis, f store.Filter) error {
 			_, err = fmt.Fprintf(c.App.Writer, "%s\n", b)
 			return err
 		}
-		_, err := fmt.Fprintf(c.App.Writer, "%s  %s\n", fa.Host, notifier.FormatAttempt(a))
+		_, err := fmt.Fprintln(c.App.Writer, notifier.FormatFleetAttempt(fa.Host, a))
 		return err
 	})
 }
@@ -1110,7 +1110,8 @@ func replay(c *cli.Context) error {
 	}
 	if c.Bool("dry-run") {
 		err := alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
-			_, err := fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t%s\n", e.Notice.ID, e.Outcome, e.Ended.UTC().Format(time.RFC3339), notifier.RedactURL(e.Notice.URL))
+			_, err := fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t%s\n", notifier.Printable(e.Notice.ID), notifier.Printable(string(e.Outcome)),
+				e.Ended.UTC().Format(time.RFC3339), notifier.Printable(notifier.RedactURL(e.Notice.URL)))
 			return err
 		})
 		fmt.Fprintf(c.App.Writer, "would replay %d\n", total)
@@ -1136,7 +1137,7 @@ func replay(c *cli.Context) error {
 		for i, e := range errs {
 			if e != nil {
 				skipped++
-				fmt.Fprintf(c.App.ErrWriter, "notifier: skipped %s: %v\n", batch[i].ID, e)
+				fmt.Fprintf(c.App.ErrWriter, "notifier: skipped %s\n", notifier.Printable(batch[i].ID+": "+e.Error()))
 			} else {
 				sent++
 			}
@@ -1253,7 +1254,8 @@ func list(c *cli.Context) error {
 			if partner == "" {
 				partner = "-"
 			}
-			fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t#%d/%d\t%s\t%s\n", l.ID, l.State, partner, l.Attempt, l.Of, when, l.URL)
+			p := notifier.Printable
+			fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t#%d/%d\t%s\t%s\n", p(l.ID), p(l.State), p(partner), l.Attempt, l.Of, when, p(l.URL))
 		}
 		count++
 		if limit > 0 && count >= limit {
@@ -1366,7 +1368,7 @@ func partnerCommand() *cli.Command {
 						if st.Paused {
 							state = "paused (" + st.Reason + ")"
 						}
-						fmt.Fprintf(c.App.Writer, "%s\t%s\tfails-in-a-row=%d\tparked=%d\n", n, state, st.Fails, st.Parked)
+						fmt.Fprintf(c.App.Writer, "%s\t%s\tfails-in-a-row=%d\tparked=%d\n", notifier.Printable(n), notifier.Printable(state), st.Fails, st.Parked)
 					}
 					if len(names) == 0 {
 						fmt.Fprintln(c.App.ErrWriter, "notifier: no partners: the running serve has no --config partners")

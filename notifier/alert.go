@@ -19,7 +19,8 @@ type Alerter struct {
 	URL string
 	// Timeout bounds each POST (default 10 s).
 	Timeout time.Duration
-	// Client sends them (default: a client that follows no redirects).
+	// Client sends them (NewAlerter's: NewOutboundClient's, checked by
+	// the guard it is given).
 	Client *http.Client
 	// Logger receives failures; nil discards.
 	Logger *slog.Logger
@@ -42,8 +43,10 @@ type GiveUpAlert struct {
 	At       time.Time `json:"at"`
 }
 
-// NewAlerter returns an Alerter for url that queues up to 1024 alerts.
-func NewAlerter(url string, timeout time.Duration, log *slog.Logger) *Alerter {
+// NewAlerter returns an Alerter for url that queues up to 1024 alerts and
+// sends them with NewOutboundClient checked by guard (nil: no check), as
+// partner attempts are: no proxy from the environment, no redirects.
+func NewAlerter(url string, timeout time.Duration, guard *Guard, log *slog.Logger) *Alerter {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
@@ -51,7 +54,7 @@ func NewAlerter(url string, timeout time.Duration, log *slog.Logger) *Alerter {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Alerter{URL: url, Timeout: timeout, Logger: log, queue: make(chan GiveUpAlert, 1024),
-		Client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+		Client: NewOutboundClient(timeout, 2, guard)}
 }
 
 // Notify queues an alert for the given-up attempt a. It never blocks: when

@@ -81,6 +81,35 @@ func NewGuardedDeliverer(timeout time.Duration, maxIdlePerHost int, guard *Guard
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	hc := NewOutboundClient(timeout, maxIdlePerHost, guard)
+	rc := &retryablehttp.Client{
+		HTTPClient:   hc,
+		Logger:       nil, // it would print full URLs, tokens in query strings included
+		RetryMax:     0,
+		RetryWaitMin: 100 * time.Millisecond,
+		RetryWaitMax: time.Second,
+		CheckRetry: func(context.Context, *http.Response, error) (bool, error) {
+			return false, nil // success is decided by Succeeded, retries by the schedule
+		},
+		Backoff:      retryablehttp.DefaultBackoff,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	return &Deliverer{client: rc, Timeout: timeout, Now: time.Now, UserAgent: "notifier/1", MaxRetryAfter: time.Hour}
+}
+
+// NewOutboundClient returns the HTTP client for every request serve sends
+// out (partner attempts, give-up alerts), so all of them get the same
+// protections: every connection is checked by guard on the resolved address
+// at dial time (nil: no check), proxy environment variables are ignored (a
+// proxy would connect on our behalf, past the guard), and redirects are not
+// followed (the 3xx is the response). timeout (DefaultTimeout if zero)
+// bounds connecting and the TLS handshake, at most 10 s each; bound each
+// request with its context. Up to maxIdlePerHost (at least 2) idle
+// connections per host are kept.
+func NewOutboundClient(timeout time.Duration, maxIdlePerHost int, guard *Guard) *http.Client {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
 	dialer := &net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second}
 	dial := dialer.DialContext
 	if guard != nil {
@@ -95,26 +124,13 @@ func NewGuardedDeliverer(timeout time.Duration, maxIdlePerHost int, guard *Guard
 		TLSHandshakeTimeout:   min(timeout, 10*time.Second),
 		ExpectContinueTimeout: time.Second,
 	}
-	hc := &http.Client{
+	return &http.Client{
 		// retryablehttp calls CloseIdleConnections after every failed
 		// request, which would drop the warm connections to every other
 		// partner; hiding the method behind a bare RoundTripper keeps them.
 		Transport:     roundTripper{tr},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	rc := &retryablehttp.Client{
-		HTTPClient:   hc,
-		Logger:       nil, // it would print full URLs, tokens in query strings included
-		RetryMax:     0,
-		RetryWaitMin: 100 * time.Millisecond,
-		RetryWaitMax: time.Second,
-		CheckRetry: func(context.Context, *http.Response, error) (bool, error) {
-			return false, nil // success is decided by Succeeded, retries by the schedule
-		},
-		Backoff:      retryablehttp.DefaultBackoff,
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}
-	return &Deliverer{client: rc, Timeout: timeout, Now: time.Now, UserAgent: "notifier/1", MaxRetryAfter: time.Hour}
 }
 
 type roundTripper struct{ http.RoundTripper }

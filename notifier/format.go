@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -14,12 +15,59 @@ import (
 // that was stored.
 const tailSnippet = 80
 
+// Printable returns s safe to print to a terminal: what a terminal would act
+// on instead of showing is escaped as strconv.Quote escapes it. That is C0
+// controls (tab and newline too: \t, \n, \r, \x1b), DEL (\x7f), C1 controls
+// (\u009b), the Unicode bidirectional controls, which reorder what is shown
+// (\u202e), the line and paragraph separators, and each byte that is not
+// valid UTF-8 (\xff). Everything else, other Unicode included, is kept as
+// is and s is not quoted, so ordinary text prints unchanged. It is for
+// eyes, not parsers: a backslash is not escaped (--json output is exact).
+// Every line the CLI makes for people from stored data goes through it.
+func Printable(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return r == utf8.RuneError || escaped(r) })
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	b.WriteString(s[:i])
+	for s = s[i:]; s != ""; {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case escaped(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
+	return b.String()
+}
+
+// escaped reports whether Printable escapes r.
+func escaped(r rune) bool {
+	switch {
+	case unicode.IsControl(r): // C0, DEL and C1
+		return true
+	case r == '\u061c', r == '\u200e', r == '\u200f', r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069':
+		return true // bidirectional controls
+	case r == '\u2028', r == '\u2029':
+		return true // line and paragraph separators
+	}
+	return false
+}
+
 // FormatAttempt renders a for `notifier tail`: one line, key=value after the
 // start time, id, attempt number and outcome, so it reads well and greps
-// well. Times are UTC with milliseconds.
+// well. Times are UTC with milliseconds. Stored text is escaped (Printable,
+// or quoted for the error and the reply).
 func FormatAttempt(a Attempt) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s #%d %s", stamp(a.Start), a.NoticeID, a.N, a.Outcome)
+	fmt.Fprintf(&b, "%s %s #%d %s", stamp(a.Start), Printable(a.NoticeID), a.N, Printable(string(a.Outcome)))
 	if a.Status != 0 {
 		fmt.Fprintf(&b, " status=%d", a.Status)
 	} else {
@@ -29,7 +77,7 @@ func FormatAttempt(a Attempt) string {
 	if !a.Next.IsZero() {
 		fmt.Fprintf(&b, " next=%s", stamp(a.Next))
 	}
-	fmt.Fprintf(&b, " url=%s", a.URL)
+	fmt.Fprintf(&b, " url=%s", Printable(a.URL))
 	if a.Error != "" {
 		fmt.Fprintf(&b, " error=%s", strconv.Quote(a.Error))
 	}
@@ -45,6 +93,13 @@ func FormatAttempt(a Attempt) string {
 		fmt.Fprintf(&b, " reply=%s", strconv.Quote(r))
 	}
 	return b.String()
+}
+
+// FormatFleetAttempt renders a line of `notifier tail --fleet`: the serve
+// host that made attempt a, two spaces, and FormatAttempt(a). The host comes
+// from the shared stream, so it is escaped like the rest.
+func FormatFleetAttempt(host string, a Attempt) string {
+	return Printable(host) + "  " + FormatAttempt(a)
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
@@ -204,10 +259,11 @@ func StatusOf(id string, pending *Notice, n int, inFlight bool, attempts []Attem
 	return s, true
 }
 
-// Format renders s for a terminal, one "key: value" per line.
+// Format renders s for a terminal, one "key: value" per line, stored text
+// escaped (Printable).
 func (s Status) Format(now time.Time) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "id:       %s\nstate:    %s\n", s.ID, s.State)
+	fmt.Fprintf(&b, "id:       %s\nstate:    %s\n", Printable(s.ID), Printable(string(s.State)))
 	if s.Stamp != nil {
 		fmt.Fprintf(&b, "stamp:    %s\n", stamp(*s.Stamp))
 	}
@@ -224,7 +280,7 @@ func (s Status) Format(now time.Time) string {
 		b.WriteString("\n")
 	}
 	if s.Last != nil {
-		fmt.Fprintf(&b, "last:     #%d %s status=%d at %s", s.Last.N, s.Last.Outcome, s.Last.Status, stamp(s.Last.Start))
+		fmt.Fprintf(&b, "last:     #%d %s status=%d at %s", s.Last.N, Printable(string(s.Last.Outcome)), s.Last.Status, stamp(s.Last.Start))
 		if s.Last.Error != "" {
 			fmt.Fprintf(&b, " error=%s", strconv.Quote(s.Last.Error))
 		}

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/notifier/notifier/backoff"
 )
@@ -88,6 +91,15 @@ func TestFormatAttempt(t *testing.T) {
 				` url=https://partner.example/hooks?redacted reply="` + string(long[:tailSnippet]) + `…"`,
 		},
 		{
+			name: "TerminalEscapesInIDAndURLAreEscaped",
+			change: func(a *Attempt) {
+				a.NoticeID, a.URL = "n\x1b[2J\r", "https://partner.example/\x1b]0;pwned\a\u009b\xff"
+				a.Error, a.Response, a.Next = "e\x1b[2J\r", "r\x1b[2J\r", time.Time{}
+			},
+			want: `2025-03-01T12:00:10.250Z n\x1b[2J\r #2 retry status=503 due=2025-03-01T12:00:10.000Z late=250ms took=1.5s` +
+				` url=https://partner.example/\x1b]0;pwned\a\u009b\xff error="e\x1b[2J\r" reply="r\x1b[2J\r"`,
+		},
+		{
 			name: "ControlCharactersAreQuoted",
 			change: func(a *Attempt) {
 				a.Error, a.Response, a.Next = "line1\nline2", "a\tb", time.Time{}
@@ -104,6 +116,56 @@ func TestFormatAttempt(t *testing.T) {
 				t.Errorf("FormatAttempt =\n%s\nwant\n%s", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"ASCIIKept", "n_order-42 https://p.example/h?a=b&c", "n_order-42 https://p.example/h?a=b&c"},
+		{"UnicodeKept", "café ✓ 東京 🚀 \ufffd", "café ✓ 東京 🚀 \ufffd"},
+		{"BackslashKept", `C:\x1b`, `C:\x1b`},
+		{"Escape", "\x1b[2J", `\x1b[2J`},
+		{"CarriageReturn", "ok\rFAKE", `ok\rFAKE`},
+		{"NewlineAndTab", "a\nb\tc", `a\nb\tc`},
+		{"OtherC0", "\x00\a\b\f\v\x07\x1f", `\x00\a\b\f\v\a\x1f`},
+		{"Delete", "a\x7fb", `a\x7fb`},
+		{"C1Controls", "\u0085\u009b31m\u009d", `\u0085\u009b31m\u009d`},
+		{"BidiAndLineSeparators", "a\u202egnp.exe\u2066\u2028", `a\u202egnp.exe\u2066\u2028`},
+		{"InvalidUTF8", "a\xffb\xc3", `a\xffb\xc3`},
+		{"Empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Printable(tt.in); got != tt.want {
+				t.Errorf("Printable(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestHumanOutputHasNoControls: whatever an attempt or a stream entry
+// holds, the lines made for terminals carry no control character and no
+// invalid UTF-8.
+func TestHumanOutputHasNoControls(t *testing.T) {
+	const evil = "\x1b[2J\r\x1b]0;pwned\a\u009b\xff"
+	a := formatAttempt()
+	a.NoticeID, a.URL, a.Error, a.Response, a.Outcome = "n"+evil, "https://p.example/"+evil, evil, evil, Outcome("retry"+evil)
+	j := AttemptJSON{ID: a.NoticeID, N: 1, Outcome: a.Outcome, Status: 500, Error: a.Error}
+	stamp := a.Stamp
+	st := Status{ID: a.NoticeID, State: State("gave-up" + evil), Attempts: 1, Stamp: &stamp, Last: &j}
+	for name, out := range map[string]string{
+		"FormatAttempt":      FormatAttempt(a),
+		"FormatFleetAttempt": FormatFleetAttempt("host"+evil, a),
+		"Status.Format":      strings.ReplaceAll(st.Format(stamp), "\n", ""), // its own line ends
+	} {
+		if !utf8.ValidString(out) || strings.ContainsFunc(out, unicode.IsControl) {
+			t.Errorf("%s = %q: has control characters or invalid UTF-8", name, out)
+		}
+		if !strings.Contains(out, `\x1b[2J\r`) {
+			t.Errorf("%s = %q, want the escape shown as \\x1b[2J\\r", name, out)
+		}
 	}
 }
 

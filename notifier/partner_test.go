@@ -343,7 +343,7 @@ func TestGiveUpAlertIsSentOnce(t *testing.T) {
 	t.Cleanup(receiver.Close)
 	partner := newReplying(t, reply{500, "no"})
 	s := newStack(t)
-	al := notifier.NewAlerter(receiver.URL, time.Second, nil)
+	al := notifier.NewAlerter(receiver.URL, time.Second, &notifier.Guard{AllowPrivate: true}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- al.Run(ctx) }()

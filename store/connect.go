@@ -23,8 +23,40 @@ var ErrBadRedisURL = errors.New("bad Redis URL")
 //	redis+sentinel://[user:pass@]host:port,host:port/<master>[/<db>]  Sentinel
 //
 // A cluster client makes NewRedis use the sharded key layout (see Keys).
+// No error contains the password: a URL that cannot be read is reported as
+// if its password were "xxxxx".
 func Connect(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
-	var rdb redis.UniversalClient
+	open, err := parse(rawURL)
+	if err != nil {
+		return nil, redactParseError(rawURL, err, func(u string) error { _, err := parse(u); return err })
+	}
+	rdb := open()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis %s unreachable: %w", Describe(rdb), err)
+	}
+	return rdb, nil
+}
+
+// ParseURL is redis.ParseURL (redis://, rediss://, unix://) whose errors
+// wrap ErrBadRedisURL and, like Connect's, never contain the password.
+func ParseURL(rawURL string) (*redis.Options, error) {
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, redactParseError(rawURL, fmt.Errorf("%w: %v", ErrBadRedisURL, err), func(u string) error {
+			if _, err := redis.ParseURL(u); err != nil {
+				return fmt.Errorf("%w: %v", ErrBadRedisURL, err)
+			}
+			return nil
+		})
+	}
+	return opt, nil
+}
+
+// parse reads rawURL (see Connect) into a func that makes its client.
+func parse(rawURL string) (func() redis.UniversalClient, error) {
 	switch {
 	case strings.HasPrefix(rawURL, "redis+cluster://"), strings.HasPrefix(rawURL, "rediss+cluster://"):
 		u, hosts, err := splitHosts(rawURL)
@@ -42,7 +74,7 @@ func Connect(ctx context.Context, rawURL string) (redis.UniversalClient, error) 
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadRedisURL, err)
 		}
-		rdb = redis.NewClusterClient(opt)
+		return func() redis.UniversalClient { return redis.NewClusterClient(opt) }, nil
 	case strings.HasPrefix(rawURL, "redis+sentinel://"):
 		u, hosts, err := splitHosts(rawURL)
 		if err != nil {
@@ -62,21 +94,49 @@ func Connect(ctx context.Context, rawURL string) (redis.UniversalClient, error) 
 			opt.Username = u.User.Username()
 			opt.Password, _ = u.User.Password()
 		}
-		rdb = redis.NewFailoverClient(opt)
+		return func() redis.UniversalClient { return redis.NewFailoverClient(opt) }, nil
 	default:
 		opt, err := redis.ParseURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadRedisURL, err)
 		}
-		rdb = redis.NewClient(opt)
+		return func() redis.UniversalClient { return redis.NewClient(opt) }, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis %s unreachable: %w", Describe(rdb), err)
+}
+
+// redactParseError returns err, what parsing rawURL came to, unless rawURL
+// carries user info: then it returns what parsing rawURL with the password
+// replaced by "xxxxx" comes to (reparse), which cannot contain the password
+// however the parser quotes its input. If that parses, the password itself
+// was what could not be read, and the error says so.
+func redactParseError(rawURL string, err error, reparse func(string) error) error {
+	redacted, ok := redactUserinfo(rawURL)
+	if !ok {
+		return err
 	}
-	return rdb, nil
+	if err := reparse(redacted); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: the password in the user info cannot be read: percent-encode %%, /, ?, #, @ and : in it", ErrBadRedisURL)
+}
+
+// redactUserinfo replaces the password in rawURL's user info with "xxxxx",
+// or all of the user info if it has no ':' (it may be a password alone);
+// ok is false if rawURL has none. The user info is taken to end at the last
+// '@', not at the first '/', '?' or '#' as a URL parser would, so that a
+// password holding those characters unescaped is redacted whole; an '@' in
+// a path or query is redacted too, which only costs a less precise error.
+func redactUserinfo(rawURL string) (string, bool) {
+	scheme, rest, found := strings.Cut(rawURL, "://")
+	at := strings.LastIndexByte(rest, '@')
+	if !found || at < 0 {
+		return rawURL, false
+	}
+	user := "xxxxx"
+	if name, _, hasPassword := strings.Cut(rest[:at], ":"); hasPassword {
+		user = name + ":xxxxx"
+	}
+	return scheme + "://" + user + rest[at:], true
 }
 
 // splitHosts reads scheme://[userinfo@]h1:p1,h2:p2/path?query.

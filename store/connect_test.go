@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,5 +109,55 @@ func TestConnectRefusesBadURLs(t *testing.T) {
 		if _, err := store.Connect(context.Background(), u); !errors.Is(err, store.ErrBadRedisURL) {
 			t.Errorf("Connect(%q) = %v, want ErrBadRedisURL", u, err)
 		}
+	}
+}
+
+// TestConnectErrorsHideThePassword: a Redis URL that cannot be read is
+// refused with an error that says what is wrong but never contains the
+// password, whatever the scheme and wherever parsing fails.
+func TestConnectErrorsHideThePassword(t *testing.T) {
+	const secret = "S3cretPass"
+	tests := []struct {
+		name, url, want string
+	}{
+		{"RedisBadPort", "redis://:S3cretPass@127.0.0.1:notaport/0", `invalid port ":notaport"`},
+		{"RedisUserBadPort", "redis://ops:S3cretPass@127.0.0.1:1x/0", `invalid port ":1x"`},
+		{"RedisControlCharacter", "redis://:S3cretPass@127.0.0.1:1/0\x7f", "invalid control character"},
+		{"RedisBadDB", "redis://:S3cretPass@127.0.0.1:1/notadb", `invalid database number: "notadb"`},
+		{"RedisPasswordOnlyNoColon", "redis://S3cretPass@127.0.0.1:1x", `invalid port ":1x"`},
+		{"RedisBadEscapeInPassword", "redis://:S3cret%zzPass@127.0.0.1:1/0", "password"},
+		{"RedisSlashInPassword", "redis://:S3cret/Pass@127.0.0.1:1/0", "password"},
+		{"RedissBadIPv6", "rediss://ops:S3cretPass@[::1:1/0", "missing ']'"},
+		{"RedissBadOption", "rediss://ops:S3cretPass@127.0.0.1:1/0?dial_timeout=soon", "dial_timeout"},
+		{"ClusterBadPort", "redis+cluster://:S3cretPass@127.0.0.1:1x,127.0.0.1:2", `invalid port ":1x"`},
+		{"ClusterBadOption", "rediss+cluster://ops:S3cretPass@127.0.0.1:1,127.0.0.1:2?read_timeout=soon", "read_timeout"},
+		{"ClusterNoPort", "redis+cluster://:S3cretPass@127.0.0.1", "want host:port"},
+		{"ClusterBadEscapeInPassword", "redis+cluster://:S3cret%zzPass@127.0.0.1:1,127.0.0.1:2", "password"},
+		{"SentinelBadPort", "redis+sentinel://:S3cretPass@127.0.0.1:2637x/mymaster", `invalid port ":2637x"`},
+		{"SentinelNoMaster", "redis+sentinel://:S3cretPass@127.0.0.1:1", "master's name"},
+		{"SentinelBadEscapeInPassword", "redis+sentinel://:S3cret%zzPass@127.0.0.1:1/mymaster", "password"},
+		{"UnixControlCharacter", "unix://:S3cretPass@/tmp/redis\x00.sock", "invalid control character"},
+		{"UnixBadDB", "unix://:S3cretPass@/tmp/redis.sock?db=x", "invalid database number"},
+		{"UnixBadEscapeInPassword", "unix://:S3cret%zzPass@/tmp/redis.sock", "password"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb, err := store.Connect(context.Background(), tt.url)
+			if err == nil {
+				rdb.Close()
+				t.Fatalf("Connect(%q) = nil error, want ErrBadRedisURL", tt.url)
+			}
+			if !errors.Is(err, store.ErrBadRedisURL) {
+				t.Errorf("Connect: %v, want ErrBadRedisURL", err)
+			}
+			for _, leak := range []string{secret, "S3cret", "Pass"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Fatalf("Connect: %q contains %q from the password", err, leak)
+				}
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Connect: %q, want it to say %q", err, tt.want)
+			}
+		})
 	}
 }

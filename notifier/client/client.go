@@ -35,12 +35,14 @@ type Options struct {
 }
 
 // New connects to o.RedisURL and pings it, waiting at most 5 s (less if
-// ctx ends sooner). The Client owns the connection: Close closes it.
+// ctx ends sooner). The Client owns the connection: Close closes it. An
+// unreadable URL is an error wrapping store.ErrBadRedisURL that does not
+// contain the password.
 func New(ctx context.Context, o Options) (*Client, error) {
 	if o.RedisURL == "" {
 		return nil, errors.New("client: Options.RedisURL is required")
 	}
-	opt, err := redis.ParseURL(o.RedisURL)
+	opt, err := store.ParseURL(o.RedisURL) // its errors hide the password
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}

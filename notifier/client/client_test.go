@@ -274,6 +274,12 @@ func TestNew(t *testing.T) {
 			t.Error("New with an http URL: want an error")
 		}
 	})
+	t.Run("BadURLHidesPassword", func(t *testing.T) {
+		_, err := client.New(ctx, client.Options{RedisURL: "redis://:S3cretPass@127.0.0.1:notaport/0"})
+		if err == nil || strings.Contains(err.Error(), "S3cretPass") || !strings.Contains(err.Error(), "invalid port") {
+			t.Errorf("err = %v, want invalid port without the password", err)
+		}
+	})
 	t.Run("Unreachable", func(t *testing.T) {
 		_, err := client.New(ctx, client.Options{RedisURL: "unix://" + t.TempDir() + "/none.sock"})
 		if err == nil || !strings.Contains(err.Error(), "unreachable") {
