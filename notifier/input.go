@@ -252,23 +252,32 @@ func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Sche
 				mu.Lock()
 				failed := sendErr != nil
 				mu.Unlock()
+				var errs []error
+				var err error
 				if failed {
-					continue // drain: the reader stops at its next batch
-				}
-				errs, err := q.Enqueue(ctx, b.ns)
-				mu.Lock()
-				if err != nil {
-					if sendErr == nil {
-						sendErr = err
+					// Drain, saying of each line that it was not
+					// stored: the reader stops at its next batch.
+					errs = make([]error, len(b.ns))
+					for i, n := range b.ns {
+						errs[i] = fmt.Errorf("notice %s: %w: enqueue stopped after Redis failed", n.ID, ErrNotStored)
 					}
-					mu.Unlock()
-					once.Do(func() { close(done) })
-					continue
+				} else {
+					errs, err = q.Enqueue(ctx, b.ns)
 				}
-				for i, e := range errs {
-					if e != nil {
-						bad(&LineError{Line: b.lines[i], Err: e})
-					} else {
+				mu.Lock()
+				if err != nil && sendErr == nil {
+					sendErr = err
+					once.Do(func() { close(done) })
+				}
+				// Even after a failure the store says of each notice
+				// whether it was stored, so every line is accounted for.
+				for i := range b.ns {
+					switch {
+					case errs == nil: // the store failed before sending anything
+						bad(&LineError{Line: b.lines[i], Err: fmt.Errorf("notice %s: %w: %v", b.ns[i].ID, ErrNotStored, err)})
+					case errs[i] != nil:
+						bad(&LineError{Line: b.lines[i], Err: errs[i]})
+					default:
 						enqueued++
 					}
 				}

@@ -371,3 +371,71 @@ func TestEnqueueLinesAcrossBatches(t *testing.T) {
 		}
 	}
 }
+
+// failing stores the first batch it is given, then fails: of the second
+// batch it stores the first half and cannot confirm the rest.
+type failing struct {
+	mu      sync.Mutex
+	batches int
+	stored  map[string]bool
+}
+
+func (f *failing) Enqueue(_ context.Context, ns []Notice) ([]error, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.batches++
+	errs := make([]error, len(ns))
+	if f.batches == 1 {
+		for _, n := range ns {
+			f.stored[n.ID] = true
+		}
+		return errs, nil
+	}
+	for i, n := range ns {
+		if i < len(ns)/2 {
+			f.stored[n.ID] = true
+		} else {
+			errs[i] = fmt.Errorf("notice %s: %w", n.ID, ErrUnconfirmed)
+		}
+	}
+	return errs, errors.New("i/o timeout")
+}
+
+// TestEnqueueLinesAccountsForEveryLineWhenTheStoreFails: after the store
+// fails, every line read is either counted as enqueued (and stored) or
+// reported, once, as unconfirmed or not stored.
+func TestEnqueueLinesAccountsForEveryLineWhenTheStoreFails(t *testing.T) {
+	var b strings.Builder
+	const total = 5000
+	for i := range total {
+		fmt.Fprintf(&b, `{"id":"n%d","url":"https://p.example/h"}`+"\n", i)
+	}
+	q := &failing{stored: map[string]bool{}}
+	reported := map[int]error{}
+	var mu sync.Mutex
+	n, err := EnqueueLines(context.Background(), strings.NewReader(b.String()), q, backoff.Default, time.Now, func(e *LineError) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, twice := reported[e.Line]; twice {
+			t.Errorf("line %d reported twice", e.Line)
+		}
+		reported[e.Line] = e.Err
+	})
+	if err == nil {
+		t.Fatal("EnqueueLines hid the store's failure")
+	}
+	if n != len(q.stored) {
+		t.Errorf("enqueued %d, but the store holds %d", n, len(q.stored))
+	}
+	for line, e := range reported {
+		if q.stored[fmt.Sprintf("n%d", line-1)] {
+			t.Errorf("line %d reported (%v) but stored", line, e)
+		}
+		if !errors.Is(e, ErrUnconfirmed) && !errors.Is(e, ErrNotStored) {
+			t.Errorf("line %d: %v, want unconfirmed or not stored", line, e)
+		}
+	}
+	if n+len(reported) < 2000 {
+		t.Errorf("%d lines accounted for, want at least the two batches sent", n+len(reported))
+	}
+}

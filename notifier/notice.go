@@ -30,6 +30,15 @@ var ErrInvalidNotice = errors.New("invalid notice")
 // ErrDuplicate is returned when a notice with the same id is already pending.
 var ErrDuplicate = errors.New("duplicate notice id")
 
+// ErrNotStored is wrapped by the per-notice error of an enqueue that the
+// store failed before sending it: the notice was not stored.
+var ErrNotStored = errors.New("not stored")
+
+// ErrUnconfirmed is wrapped by the per-notice error of an enqueue that the
+// store sent but could not confirm (the connection failed meanwhile, and
+// kept failing): the notice may or may not be stored.
+var ErrUnconfirmed = errors.New("not confirmed")
+
 // ErrNotFound is returned when no notice or attempt has the given id.
 var ErrNotFound = errors.New("notice not found")
 

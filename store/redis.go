@@ -177,10 +177,11 @@ func (r *Redis) DefaultSchedule(ctx context.Context) (backoff.Schedule, error) {
 }
 
 // Enqueue stores notices and arms their first attempts, pipelined. It returns
-// one error per notice (nil, or one wrapping notifier.ErrDuplicate or
-// notifier.ErrInvalidNotice); the second result is a Redis failure, in which
-// case some notices may have been stored and the caller may safely retry
-// (duplicates are refused, not doubled).
+// one error per notice: nil when it is stored, else one wrapping
+// notifier.ErrDuplicate or notifier.ErrInvalidNotice, or, when Redis failed
+// (the second result), notifier.ErrNotStored or notifier.ErrUnconfirmed. So
+// the per-notice results always say exactly which notices are stored, bar
+// the unconfirmed ones.
 func (r *Redis) Enqueue(ctx context.Context, notices []notifier.Notice) ([]error, error) {
 	return r.enqueue(ctx, notices, false)
 }
@@ -232,23 +233,7 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 			[]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake()}})
 		idx = append(idx, i)
 	}
-	cmds, err := r.evalPipelined(ctx, calls)
-	if err != nil {
-		return errs, fmt.Errorf("enqueue: %w", err)
-	}
-	for j, cmd := range cmds {
-		v, err := cmd.Int()
-		switch {
-		case err != nil:
-			return errs, fmt.Errorf("enqueue %s: %w", notices[idx[j]].ID, err)
-		case v == 0:
-			errs[idx[j]] = fmt.Errorf("notice %s: already pending: %w", notices[idx[j]].ID, notifier.ErrDuplicate)
-		case v == 2:
-			errs[idx[j]] = fmt.Errorf("notice %s: already delivered (within the dedup window; `notifier retry` sends it again): %w",
-				notices[idx[j]].ID, notifier.ErrDuplicate)
-		}
-	}
-	return errs, nil
+	return errs, r.storeNotices(ctx, calls, idx, notices, errs)
 }
 
 // Claim implements notifier.Queue.
@@ -394,9 +379,12 @@ func (r *Redis) Finish(ctx context.Context, job notifier.Job) (bool, error) {
 // Release implements notifier.Queue.
 func (r *Redis) Release(ctx context.Context, job notifier.Job) error {
 	t := r.trigger(job)
-	err := releaseScript.Run(ctx, r.rdb,
+	cmds, err := r.evalPipelined(ctx, []scriptCall{{releaseScript,
 		[]string{r.keys.DueOf(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t)},
-		r.keys.Member(t), job.Token, r.Now().UnixMilli()).Err()
+		[]any{r.keys.Member(t), job.Token, r.Now().UnixMilli()}}})
+	if err == nil {
+		err = cmds[0].Err()
+	}
 	if err != nil {
 		return fmt.Errorf("release %s: %w", r.keys.Trigger(t), err)
 	}
@@ -712,54 +700,4 @@ func (r *Redis) Pending(ctx context.Context, id string) (Pending, error) {
 		}
 	}
 	return Pending{}, fmt.Errorf("notice %s: payload without a pending attempt: %w", id, notifier.ErrNotFound)
-}
-
-type scriptCall struct {
-	script *redis.Script
-	keys   []string
-	args   []any
-}
-
-// evalPipelined runs calls in one round trip with EVALSHA. Calls that
-// failed with NOSCRIPT (the node restarted, was promoted or flushed its
-// scripts), which did nothing, are sent again with EVAL, which also caches
-// the script on that node; no other node has to answer for that. Each
-// command carries its own result: on a cluster one master may be down while
-// the others answer. The error is set only when no command got through.
-func (r *Redis) evalPipelined(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
-	cmds := make([]*redis.Cmd, len(calls))
-	pipe := r.rdb.Pipeline()
-	for i, c := range calls {
-		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
-	}
-	_, err := pipe.Exec(ctx)
-	var again []int
-	for i := range cmds {
-		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
-			again = append(again, i)
-		}
-	}
-	if len(again) > 0 {
-		pipe := r.rdb.Pipeline()
-		for _, i := range again {
-			cmds[i] = calls[i].script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
-		}
-		_, err = pipe.Exec(ctx)
-	}
-	if err == nil || isReplyError(err) {
-		return cmds, nil
-	}
-	for _, c := range cmds {
-		if c.Err() == nil || isReplyError(c.Err()) {
-			return cmds, nil // some got through: callers judge each
-		}
-	}
-	return nil, err
-}
-
-// isReplyError tells a command's error reply (reported per command) from a
-// connection failure (which fails the whole pipeline).
-func isReplyError(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re)
 }

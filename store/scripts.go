@@ -1,7 +1,5 @@
 package store
 
-import "github.com/redis/go-redis/v9"
-
 // The Lua scripts below are every multi-key change notifier makes. Each runs
 // atomically, which is what lets several serve instances share one Redis and
 // still make each attempt once. Times (ARGV "now") come from the caller's
@@ -41,13 +39,16 @@ end
 //	                                       (an operator's explicit re-send)
 //	                            ARGV[5] -> wake channel (a channel, not a key)
 //
-// Returns 1; 0 if a notice with this id is pending; 2 if one was delivered
-// within the dedup window (its tombstone is still there). Nothing is written
-// then. A given-up or cancelled id may be enqueued again: it was never
-// delivered, so sending it is no duplicate.
-var enqueueScript = redis.NewScript(pxUntil + `
+// Returns 1; 3 if this very payload is stored already (the same call sent
+// twice, after a connection failed before its reply came back: the stamp in
+// the payload makes it this enqueue's own); 0 if a notice with this id is
+// pending; 2 if one was delivered within the dedup window (its tombstone is
+// still there). Nothing is written but for 1. A given-up or cancelled id may
+// be enqueued again: it was never delivered, so sending it is no duplicate.
+var enqueueScript = newScript(pxUntil + `
 local cur = redis.call('GET', KEYS[1])
 if cur then
+  if cur == ARGV[1] then return 3 end
   if string.sub(cur, 1, 1) ~= '!' then return 0 end
   if cur == '` + tombDelivered + `' and ARGV[4] ~= '1' then return 2 end
 end
@@ -85,7 +86,7 @@ const (
 // lease is set, the member's score moves to the lease's end so the sweep
 // leaves it alone until then, and a trigger key that has not fired yet is
 // deleted (a sweep claimed it) so it cannot fire a second delivery later.
-var claimScript = redis.NewScript(`
+var claimScript = newScript(`
 local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not due then return {0} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {1} end
@@ -120,7 +121,7 @@ return {3, p, due}
 // Returns 1, or 0 if the claim was lost: another worker holds the lease, or
 // the attempt is no longer pending. A lease that merely ran out with nobody
 // taking over still completes, so a slow attempt is not repeated for nothing.
-var completeScript = redis.NewScript(pxUntil + `
+var completeScript = newScript(pxUntil + `
 local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[2] then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
@@ -149,7 +150,7 @@ return 1
 //	KEYS[3] -> trigger key      ARGV[3] -> now, Unix ms
 //
 // Returns 1, or 0 if the claim was not ours any more.
-var releaseScript = redis.NewScript(`
+var releaseScript = newScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[2])
@@ -168,7 +169,7 @@ return 1
 //	                            ARGV[4] -> lease end, Unix ms
 //
 // Returns 1, or 0 if the claim was not ours any more.
-var extendScript = redis.NewScript(`
+var extendScript = newScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
@@ -189,7 +190,7 @@ return 1
 // nothing); 0 if there is no such notice or it already ended; -1 if the
 // payload changed since the caller read it (ended and enqueued again): the
 // caller reads again.
-var cancelScript = redis.NewScript(`
+var cancelScript = newScript(`
 local p = redis.call('GET', KEYS[1])
 if not p or string.sub(p, 1, 1) == '!' then return 0 end
 if p ~= ARGV[1] then return -1 end
@@ -216,7 +217,7 @@ return 1
 //	KEYS[3] -> parked set       ARGV[3] -> now, Unix ms
 //
 // Returns 1, or 0 if the claim was lost.
-var parkScript = redis.NewScript(`
+var parkScript = newScript(`
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[2] then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
@@ -236,7 +237,7 @@ return 1
 //	                            ARGV[3] -> batch size
 //
 // Returns how many were re-armed; 0 when the set is empty.
-var unparkScript = redis.NewScript(`
+var unparkScript = newScript(`
 local ms = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]))
 for _, m in ipairs(ms) do
   redis.call('ZADD', KEYS[2], ARGV[2], m)
@@ -256,7 +257,7 @@ return #ms
 //	                            ARGV[5] -> reason for that
 //
 // Returns 1 if this call paused the partner, else 0.
-var partnerResultScript = redis.NewScript(`
+var partnerResultScript = newScript(`
 if ARGV[1] == '1' then
   if redis.call('HGET', KEYS[1], 'fails') ~= '0' then redis.call('HSET', KEYS[1], 'fails', 0) end
   return 0

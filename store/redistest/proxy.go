@@ -21,6 +21,9 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	conns []*proxyConn
+	// dropAfter, when set, freezes the next connection that forwards a
+	// request containing it, from that request on (see DropRepliesAfter).
+	dropAfter []byte
 }
 
 type proxyConn struct {
@@ -43,6 +46,17 @@ func NewProxy(t testing.TB, socket string) *Proxy {
 	t.Cleanup(func() { ln.Close(); os.RemoveAll(dir) })
 	go p.accept()
 	return p
+}
+
+// DropRepliesAfter makes the next connection whose request contains
+// substr (case-insensitive) go silent from that request on: Redis runs the
+// request, and its reply, like everything after it on that connection, is
+// dropped. The client sees a read timeout for a command that did run.
+// Other connections, and connections opened later, work normally.
+func (p *Proxy) DropRepliesAfter(substr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropAfter = bytes.ToLower([]byte(substr))
 }
 
 // URL is the proxy's address for go-redis.
@@ -85,11 +99,20 @@ func (p *Proxy) accept() {
 			for {
 				n, err := client.Read(buf)
 				if n > 0 {
-					if bytes.Contains(bytes.ToLower(buf[:n]), []byte("subscribe")) {
+					lower := bytes.ToLower(buf[:n])
+					if bytes.Contains(lower, []byte("subscribe")) {
 						c.mu.Lock()
 						c.pubsub = true
 						c.mu.Unlock()
 					}
+					p.mu.Lock()
+					if p.dropAfter != nil && bytes.Contains(lower, p.dropAfter) {
+						p.dropAfter = nil
+						c.mu.Lock()
+						c.frozen = true
+						c.mu.Unlock()
+					}
+					p.mu.Unlock()
 					if _, werr := server.Write(buf[:n]); werr != nil {
 						return
 					}
