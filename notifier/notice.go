@@ -127,7 +127,7 @@ func (n *Notice) Validate() error {
 // enqueue's business, so tightening them never drops notices already
 // pending; the dial-time guard still applies to every attempt.
 func (n *Notice) ValidateStored() error {
-	if err := ValidateID(n.ID); err != nil {
+	if err := ValidateStoredID(n.ID); err != nil {
 		return err
 	}
 	u, err := url.Parse(n.URL)
@@ -140,10 +140,21 @@ func (n *Notice) ValidateStored() error {
 	return nil
 }
 
-// ValidateID reports whether id can name a notice: 1 to MaxIDLen printable
-// ASCII characters without spaces. Ids may contain '_': trigger keys are parsed
-// from the right.
+// ValidateID reports whether id can name a new notice: 1 to MaxIDLen
+// printable ASCII characters without spaces, and neither "." nor "..",
+// which the API's and console's URL paths cannot name. Ids may contain '_':
+// trigger keys are parsed from the right.
 func ValidateID(id string) error {
+	if id == "." || id == ".." {
+		return fmt.Errorf("%w: id %q cannot be a URL path segment", ErrInvalidNotice, id)
+	}
+	return ValidateStoredID(id)
+}
+
+// ValidateStoredID is ValidateID without the rules added since notices were
+// first stored (the ids "." and ".."), for reading keys and notices back:
+// a notice enqueued before a rule was added is still delivered.
+func ValidateStoredID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: empty id", ErrInvalidNotice)
 	}

@@ -41,6 +41,8 @@ func TestNoticeValidate(t *testing.T) {
 		{"ValidNotice", func(*Notice) {}, false},
 		{"ValidWithoutBodyOrHeaders", func(n *Notice) { n.Body, n.Header = nil, nil }, false},
 		{"IDWithUnderscoresAndPunctuation", func(n *Notice) { n.ID = "order_42:v2/x" }, false},
+		{"IDOfDots", func(n *Notice) { n.ID = "..." }, false},
+		{"IDStartingWithDot", func(n *Notice) { n.ID = ".a" }, false},
 		{"IDOfMaxLen", func(n *Notice) { n.ID = strings.Repeat("a", MaxIDLen) }, false},
 		{"PlainHTTPURL", func(n *Notice) { n.URL = "http://10.0.0.1:8080/h" }, false},
 		{"BodyOfMaxBodyBytes", func(n *Notice) { n.Body = make([]byte, MaxBodyBytes) }, false},
@@ -52,6 +54,8 @@ func TestNoticeValidate(t *testing.T) {
 		{"IDWithSpace", func(n *Notice) { n.ID = "order 42" }, true},
 		{"IDWithTab", func(n *Notice) { n.ID = "order\t42" }, true},
 		{"IDWithDEL", func(n *Notice) { n.ID = "order\x7f" }, true},
+		{"IDDot", func(n *Notice) { n.ID = "." }, true},     // a path segment the API and console cannot name
+		{"IDDotDot", func(n *Notice) { n.ID = ".." }, true}, // likewise
 		{"IDNonASCII", func(n *Notice) { n.ID = "commande-é" }, true},
 		{"URLEmpty", func(n *Notice) { n.URL = "" }, true},
 		{"URLFTP", func(n *Notice) { n.URL = "ftp://partner.example/hooks" }, true},
@@ -86,6 +90,27 @@ func TestNoticeValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want nil", err)
 			case tt.wantErr && !errors.Is(err, ErrInvalidNotice):
 				t.Errorf("Validate() = %v, want an error wrapping ErrInvalidNotice", err)
+			}
+		})
+	}
+}
+
+// TestValidateStoredKeepsDotIDs: ids "." and ".." are refused at enqueue
+// since they were found unreachable, but a notice stored before that is
+// still read back and delivered.
+func TestValidateStoredKeepsDotIDs(t *testing.T) {
+	for _, id := range []string{".", ".."} {
+		t.Run(id, func(t *testing.T) {
+			n := validNotice()
+			n.ID = id
+			if err := ValidateID(id); !errors.Is(err, ErrInvalidNotice) {
+				t.Errorf("ValidateID(%q) = %v, want ErrInvalidNotice", id, err)
+			}
+			if err := ValidateStoredID(id); err != nil {
+				t.Errorf("ValidateStoredID(%q) = %v, want nil", id, err)
+			}
+			if err := n.ValidateStored(); err != nil {
+				t.Errorf("ValidateStored() = %v, want nil", err)
 			}
 		})
 	}
