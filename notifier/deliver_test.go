@@ -387,3 +387,26 @@ func TestDelivererPostReusesConnections(t *testing.T) {
 		}
 	})
 }
+
+// TestValidHeadersAreSendable: Validate accepts a header name or value
+// exactly when net/http sends it, byte by byte, so no notice is enqueued
+// that fails every attempt with "invalid header field".
+func TestValidHeadersAreSendable(t *testing.T) {
+	srv, _ := newPartner(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	d := newPostDeliverer(t, 5*time.Second)
+	check := func(t *testing.T, h http.Header) {
+		t.Helper()
+		n := postNotice(srv.URL)
+		n.Header = h
+		verr := n.Validate()
+		res := d.Post(context.Background(), n, 1)
+		if (verr == nil) != (res.Err == nil) {
+			t.Errorf("header %q: Validate() = %v but Post error = %v; want both nil or both errors", h, verr, res.Err)
+		}
+	}
+	for c := range 256 {
+		b := string([]byte{byte(c)})
+		t.Run("Value"+strconv.Itoa(c), func(t *testing.T) { check(t, http.Header{"X-A": {"a" + b + "b"}}) })
+		t.Run("Name"+strconv.Itoa(c), func(t *testing.T) { check(t, http.Header{"X-" + b: {"v"}}) })
+	}
+}

@@ -77,6 +77,33 @@ func TestNoticeValidate(t *testing.T) {
 		{"HeaderValueWithLF", func(n *Notice) { n.Header.Set("X-Tag", "a\nb") }, true},
 		{"HeaderValueWithNUL", func(n *Notice) { n.Header.Set("X-Tag", "a\x00b") }, true},
 		{"HeaderSecondValueWithCRLF", func(n *Notice) { n.Header["X-Tag"] = []string{"ok", "a\r\nb"} }, true},
+		// The rules net/http applies when it sends: anything else validated
+		// and then failed every attempt.
+		{"HeaderValueWithSOH", func(n *Notice) { n.Header.Set("X-A", "a\x01b") }, true},
+		{"HeaderValueWithDEL", func(n *Notice) { n.Header.Set("X-A", "a\u007fb") }, true},
+		{"HeaderValueWithESC", func(n *Notice) { n.Header.Set("X-A", "a\x1bb") }, true},
+		{"HeaderValueWithTab", func(n *Notice) { n.Header.Set("X-A", "a\tb") }, false},
+		{"HeaderValueNonASCII", func(n *Notice) { n.Header.Set("X-A", "café") }, false},
+		{"HeaderValueEmpty", func(n *Notice) { n.Header.Set("X-A", "") }, false},
+		{"HeaderNameWithColon", func(n *Notice) { n.Header["X:A"] = []string{"v"} }, true},
+		{"HeaderNameNonASCII", func(n *Notice) { n.Header["X-É"] = []string{"v"} }, true},
+		{"ReservedHeaderUpgrade", func(n *Notice) { n.Header.Set("Upgrade", "websocket") }, true}, // HTTP/2 refuses to send it
+		// Every value is a header line: the limits count them all.
+		{"MaxHeaderValues", func(n *Notice) { n.Header = http.Header{"X-Many": make([]string, MaxHeaders)} }, false},
+		{"TooManyValuesOfOneHeader", func(n *Notice) { n.Header = http.Header{"X-Many": make([]string, MaxHeaders+1)} }, true},
+		{"HugeValueCountOfOneHeader", func(n *Notice) { n.Header = http.Header{"X-Many": make([]string, 600_000)} }, true},
+		{"TooManyValuesOverNames", func(n *Notice) {
+			n.Header = manyHeaders(MaxHeaders - 1)
+			n.Header["X-H0"] = append(n.Header["X-H0"], "v2", "v3")
+		}, true},
+		{"ValuesTooLargeWithRepeatedName", func(n *Notice) {
+			// Each line repeats the name: 40 lines of name+value over 16 KiB.
+			name := strings.Repeat("N", 300)
+			n.Header = http.Header{name: make([]string, 40)}
+			for i := range n.Header[name] {
+				n.Header[name][i] = strings.Repeat("v", 120)
+			}
+		}, true},
 		{"ScheduleEmpty", func(n *Notice) { n.Schedule = nil }, true},
 		{"ScheduleOverMaxAttempts", func(n *Notice) { n.Schedule = make(backoff.Schedule, backoff.MaxAttempts+1) }, true},
 	}
