@@ -49,7 +49,7 @@ type Notice struct {
 	// Body is sent as-is.
 	Body []byte
 	// Header holds extra request headers; Content-Type defaults to
-	// application/json.
+	// application/json when there is a body.
 	Header http.Header
 	// Schedule lists the attempt offsets from Stamp.
 	Schedule backoff.Schedule
