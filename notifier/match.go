@@ -1,13 +1,149 @@
 package notifier
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/notifier/notifier/backoff"
 )
+
+// A partner's url_prefix claims the URLs under it. Matching is on the
+// parsed URL, never on its text: the scheme, host and port must be the
+// prefix's (scheme and host case-insensitively, a missing port read as 80
+// for http and 443 for https, a host's trailing dot ignored), and the path
+// must be under the prefix's path at a segment boundary: "/cb" takes "/cb"
+// and "/cb/x" but not "/cbx"; "/cb/", "/" or no path take everything under
+// them. Paths are compared decoded and cleaned of dot segments, so
+// "/cb/../admin" is not under "/cb". A URL's query string takes no part; a
+// prefix may not have one (or a fragment): the config refuses it rather
+// than ignore it. Of the prefixes that match, the one with the longest
+// path wins, ties going to the partner whose name sorts first.
+
+// matchKey is a URL reduced to what matching compares.
+type matchKey struct {
+	scheme, host, port string
+	// path is decoded and cleaned; it ends in "/" only if the URL's does.
+	path string
+}
+
+// parseMatchKey reduces raw to its matchKey; ok is false if raw is not an
+// absolute http or https URL.
+func parseMatchKey(raw string) (k matchKey, u *url.URL, ok bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return matchKey{}, nil, false
+	}
+	k.scheme = strings.ToLower(u.Scheme)
+	switch port := u.Port(); {
+	case port != "":
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return matchKey{}, nil, false
+		}
+		k.port = strconv.FormatUint(n, 10)
+	case k.scheme == "https":
+		k.port = "443"
+	case k.scheme == "http":
+		k.port = "80"
+	}
+	if k.scheme != "http" && k.scheme != "https" {
+		return matchKey{}, nil, false
+	}
+	k.host = strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if k.host == "" {
+		return matchKey{}, nil, false
+	}
+	k.path = "/"
+	if u.Path != "" {
+		k.path = path.Clean("/" + u.Path)
+		if strings.HasSuffix(u.Path, "/") && k.path != "/" {
+			k.path += "/"
+		}
+	}
+	return k, u, true
+}
+
+// covers reports whether the URL t is under the prefix p.
+func (p matchKey) covers(t matchKey) bool {
+	if p.scheme != t.scheme || p.host != t.host || p.port != t.port {
+		return false
+	}
+	if strings.HasSuffix(p.path, "/") {
+		return strings.HasPrefix(t.path, p.path)
+	}
+	return t.path == p.path || strings.HasPrefix(t.path, p.path+"/")
+}
+
+// validatePrefix reports whether raw can be a url_prefix: an absolute URL
+// as ValidateURL accepts, without a query string or fragment.
+func validatePrefix(raw string) error {
+	if err := ValidateURL(raw); err != nil {
+		return err
+	}
+	_, u, ok := parseMatchKey(raw)
+	if !ok {
+		return fmt.Errorf("%q is not an absolute http(s) URL", RedactURL(raw))
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("%q: a query string or fragment takes no part in matching: remove it", RedactURL(raw))
+	}
+	return nil
+}
+
+// prefixIndex finds the partner whose url_prefix covers a URL.
+type prefixIndex struct {
+	// all is sorted longest path first, then by partner name, so the first
+	// prefix that covers a URL is the one that wins.
+	all []namedPrefix
+}
+
+type namedPrefix struct {
+	name string
+	key  matchKey
+}
+
+// newPrefixIndex indexes the prefixes of each partner by name. A prefix
+// that does not parse, or has a query string, claims nothing.
+func newPrefixIndex(prefixes map[string][]string) *prefixIndex {
+	x := &prefixIndex{}
+	for name, raws := range prefixes {
+		for _, raw := range raws {
+			k, u, ok := parseMatchKey(raw)
+			if !ok || u.RawQuery != "" || u.ForceQuery {
+				continue
+			}
+			x.all = append(x.all, namedPrefix{name, k})
+		}
+	}
+	slices.SortFunc(x.all, func(a, b namedPrefix) int {
+		if c := cmp.Compare(len(b.key.path), len(a.key.path)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	return x
+}
+
+// longest returns the partner whose longest prefix covers rawURL.
+func (x *prefixIndex) longest(rawURL string) (string, bool) {
+	t, _, ok := parseMatchKey(rawURL)
+	if !ok {
+		return "", false
+	}
+	for _, np := range x.all {
+		if np.key.covers(t) {
+			return np.name, true
+		}
+	}
+	return "", false
+}
 
 // Resolve returns n's partner: the one it names, else the one whose
 // longest prefix matches its URL; nil if none.
@@ -18,10 +154,8 @@ func (r *Partners) Resolve(n *Notice) *Partner {
 	if n.Partner != "" {
 		return r.byName[n.Partner]
 	}
-	for _, pp := range r.byPrefix {
-		if strings.HasPrefix(n.URL, pp.prefix) {
-			return pp.p
-		}
+	if name, ok := r.prefixes.longest(n.URL); ok {
+		return r.byName[name]
 	}
 	return nil
 }
@@ -35,6 +169,19 @@ var ErrUnknownPartner = errors.New("unknown partner")
 // match. It sets n.Partner, and n.Schedule from the partner when
 // keepSchedule is false.
 func ApplyPartner(n *Notice, published map[string]PartnerSummary, keepSchedule bool) error {
+	return applyPartner(n, published, publishedPrefixes(published), keepSchedule)
+}
+
+// publishedPrefixes indexes the prefixes of the partners serve published.
+func publishedPrefixes(published map[string]PartnerSummary) *prefixIndex {
+	prefixes := make(map[string][]string, len(published))
+	for name, s := range published {
+		prefixes[name] = s.URLPrefix
+	}
+	return newPrefixIndex(prefixes)
+}
+
+func applyPartner(n *Notice, published map[string]PartnerSummary, x *prefixIndex, keepSchedule bool) error {
 	var s *PartnerSummary
 	if n.Partner != "" {
 		ps, ok := published[n.Partner]
@@ -42,15 +189,9 @@ func ApplyPartner(n *Notice, published map[string]PartnerSummary, keepSchedule b
 			return fmt.Errorf("notice %s: partner %q: %w (not in the config of the running serve)", n.ID, n.Partner, ErrUnknownPartner)
 		}
 		s = &ps
-	} else {
-		best := -1
-		for _, ps := range published {
-			for _, pre := range ps.URLPrefix {
-				if len(pre) > best && strings.HasPrefix(n.URL, pre) {
-					best, s = len(pre), &ps
-				}
-			}
-		}
+	} else if name, ok := x.longest(n.URL); ok {
+		ps := published[name]
+		s = &ps
 	}
 	if s == nil {
 		return nil
@@ -74,12 +215,13 @@ func WithPartners(q Enqueuer, published map[string]PartnerSummary) Enqueuer {
 	if len(published) == 0 {
 		return q
 	}
-	return partnerEnqueuer{q, published}
+	return partnerEnqueuer{q, published, publishedPrefixes(published)}
 }
 
 type partnerEnqueuer struct {
 	q         Enqueuer
 	published map[string]PartnerSummary
+	prefixes  *prefixIndex
 }
 
 func (p partnerEnqueuer) Enqueue(ctx context.Context, ns []Notice) ([]error, error) {
@@ -87,7 +229,7 @@ func (p partnerEnqueuer) Enqueue(ctx context.Context, ns []Notice) ([]error, err
 	keep := make([]Notice, 0, len(ns))
 	idx := make([]int, 0, len(ns))
 	for i := range ns {
-		if err := ApplyPartner(&ns[i], p.published, !ns[i].scheduleDefaulted); err != nil {
+		if err := applyPartner(&ns[i], p.published, p.prefixes, !ns[i].scheduleDefaulted); err != nil {
 			errs[i] = err
 			continue
 		}

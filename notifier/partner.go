@@ -27,8 +27,9 @@ type Partner struct {
 	// Name identifies it in `enqueue --partner`, the attempt log and
 	// `partner list`.
 	Name string
-	// Prefixes claim notices whose URL starts with one of them (the
-	// longest matching prefix of any partner wins).
+	// Prefixes claim notices whose URL is under one of them: same scheme,
+	// host and port, path under the prefix's at a segment boundary (see
+	// match.go; the longest matching prefix of any partner wins).
 	Prefixes []string
 	// Secrets sign every attempt (Standard Webhooks), on top of a
 	// notice's own.
@@ -163,7 +164,7 @@ func (rp rawPartner) build() (*Partner, error) {
 	p := &Partner{Name: rp.Name, MaxConcurrent: rp.MaxConcurrent, Rate: rp.Rate, Burst: rp.Burst,
 		PauseAfter: rp.PauseAfter, PauseOnGone: rp.PauseOnGone}
 	for _, pre := range rp.URLPrefix {
-		if err := ValidateURL(pre); err != nil {
+		if err := validatePrefix(pre); err != nil {
 			return nil, fmt.Errorf("url_prefix: %v", err)
 		}
 		p.Prefixes = append(p.Prefixes, pre)
@@ -267,8 +268,8 @@ func (p *Partner) Summary() PartnerSummary {
 // one dead host cannot take every worker either.
 type Partners struct {
 	byName map[string]*Partner
-	// byPrefix is sorted longest prefix first.
-	byPrefix []*prefixed
+	// prefixes finds a notice's partner by its URL (see match.go).
+	prefixes *prefixIndex
 	// hostLimit bounds the attempts in flight to one host of no partner,
 	// and to a partner without MaxConcurrent.
 	hostLimit int
@@ -277,16 +278,12 @@ type Partners struct {
 	hosts map[string]*slots
 }
 
-type prefixed struct {
-	prefix string
-	p      *Partner
-}
-
 // NewPartners indexes ps. defaultLimit bounds the attempts in flight to a
 // partner without MaxConcurrent and to each host of notices without a
 // partner (0: unbounded).
 func NewPartners(ps []*Partner, defaultLimit int) *Partners {
 	r := &Partners{byName: map[string]*Partner{}, hostLimit: defaultLimit, hosts: map[string]*slots{}}
+	prefixes := make(map[string][]string, len(ps))
 	for _, p := range ps {
 		r.byName[p.Name] = p
 		if n := p.MaxConcurrent; n > 0 || defaultLimit > 0 {
@@ -298,11 +295,9 @@ func NewPartners(ps []*Partner, defaultLimit int) *Partners {
 		if p.Rate > 0 {
 			p.lim = rate.NewLimiter(rate.Limit(p.Rate), max(p.Burst, 1))
 		}
-		for _, pre := range p.Prefixes {
-			r.byPrefix = append(r.byPrefix, &prefixed{pre, p})
-		}
+		prefixes[p.Name] = p.Prefixes
 	}
-	slices.SortStableFunc(r.byPrefix, func(a, b *prefixed) int { return len(b.prefix) - len(a.prefix) })
+	r.prefixes = newPrefixIndex(prefixes)
 	return r
 }
 
