@@ -25,6 +25,14 @@ import (
 // prefix may not have one (or a fragment): the config refuses it rather
 // than ignore it. Of the prefixes that match, the one with the longest
 // path wins, ties going to the partner whose name sorts first.
+//
+// A notice that names its partner must have a URL under one of the
+// partner's prefixes, or it would carry the partner's signatures to any
+// host: enqueue refuses it (ApplyPartner). A partner without url_prefix
+// claims no URL and may be named for any. At delivery, a notice stored
+// before that check, naming a partner its URL is not under, is sent as a
+// notice of no partner (Resolve): unsigned by the partner, not held to its
+// limits or rules, and logged without its name.
 
 // matchKey is a URL reduced to what matching compares.
 type matchKey struct {
@@ -102,6 +110,10 @@ type prefixIndex struct {
 	// all is sorted longest path first, then by partner name, so the first
 	// prefix that covers a URL is the one that wins.
 	all []namedPrefix
+	// declared counts each partner's prefixes, parsed or not: a partner
+	// with none may be named for any URL, one whose prefixes all fail to
+	// parse for none.
+	declared map[string]int
 }
 
 type namedPrefix struct {
@@ -112,8 +124,9 @@ type namedPrefix struct {
 // newPrefixIndex indexes the prefixes of each partner by name. A prefix
 // that does not parse, or has a query string, claims nothing.
 func newPrefixIndex(prefixes map[string][]string) *prefixIndex {
-	x := &prefixIndex{}
+	x := &prefixIndex{declared: make(map[string]int, len(prefixes))}
 	for name, raws := range prefixes {
+		x.declared[name] = len(raws)
 		for _, raw := range raws {
 			k, u, ok := parseMatchKey(raw)
 			if !ok || u.RawQuery != "" || u.ForceQuery {
@@ -133,6 +146,9 @@ func newPrefixIndex(prefixes map[string][]string) *prefixIndex {
 
 // longest returns the partner whose longest prefix covers rawURL.
 func (x *prefixIndex) longest(rawURL string) (string, bool) {
+	if x == nil {
+		return "", false
+	}
 	t, _, ok := parseMatchKey(rawURL)
 	if !ok {
 		return "", false
@@ -145,14 +161,39 @@ func (x *prefixIndex) longest(rawURL string) (string, bool) {
 	return "", false
 }
 
-// Resolve returns n's partner: the one it names, else the one whose
-// longest prefix matches its URL; nil if none.
+// owns reports whether the partner called name may be named by a notice
+// to rawURL: it has no prefixes, or one of them covers rawURL.
+func (x *prefixIndex) owns(name, rawURL string) bool {
+	if x == nil || x.declared[name] == 0 {
+		return true
+	}
+	t, _, ok := parseMatchKey(rawURL)
+	if !ok {
+		return false
+	}
+	for _, np := range x.all {
+		if np.name == name && np.key.covers(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// Resolve returns n's partner: the one it names if n's URL is under one of
+// its prefixes (or it has none), else the one whose longest prefix matches
+// n's URL; nil if none. A notice that names a partner its URL is not under
+// has no partner: it was stored before enqueue refused such notices, and
+// must not be signed with the partner's secrets.
 func (r *Partners) Resolve(n *Notice) *Partner {
 	if r == nil {
 		return nil
 	}
 	if n.Partner != "" {
-		return r.byName[n.Partner]
+		p := r.byName[n.Partner]
+		if p == nil || !r.prefixes.owns(p.Name, n.URL) {
+			return nil
+		}
+		return p
 	}
 	if name, ok := r.prefixes.longest(n.URL); ok {
 		return r.byName[name]
@@ -165,9 +206,11 @@ func (r *Partners) Resolve(n *Notice) *Partner {
 var ErrUnknownPartner = errors.New("unknown partner")
 
 // ApplyPartner resolves n's partner for enqueue from the summaries serve
-// published: the one n names (it must exist), else the longest URL prefix
-// match. It sets n.Partner, and n.Schedule from the partner when
-// keepSchedule is false.
+// published: the one n names, else the longest URL prefix match. It sets
+// n.Partner, and n.Schedule from the partner when keepSchedule is false.
+// A named partner that serve did not publish is an error wrapping
+// ErrUnknownPartner; one whose prefixes n's URL is not under, an error
+// wrapping ErrInvalidNotice.
 func ApplyPartner(n *Notice, published map[string]PartnerSummary, keepSchedule bool) error {
 	return applyPartner(n, published, publishedPrefixes(published), keepSchedule)
 }
@@ -187,6 +230,10 @@ func applyPartner(n *Notice, published map[string]PartnerSummary, x *prefixIndex
 		ps, ok := published[n.Partner]
 		if !ok {
 			return fmt.Errorf("notice %s: partner %q: %w (not in the config of the running serve)", n.ID, n.Partner, ErrUnknownPartner)
+		}
+		if !x.owns(n.Partner, n.URL) {
+			return fmt.Errorf("%w: notice %s: url %s is not under a url_prefix of partner %q (%s)",
+				ErrInvalidNotice, n.ID, RedactURL(n.URL), n.Partner, strings.Join(ps.URLPrefix, ", "))
 		}
 		s = &ps
 	} else if name, ok := x.longest(n.URL); ok {
@@ -209,8 +256,9 @@ func applyPartner(n *Notice, published map[string]PartnerSummary, x *prefixIndex
 
 // WithPartners returns an Enqueuer that resolves each notice's partner
 // (ApplyPartner) before handing it to q; a notice whose line named no
-// schedule gets its partner's. Notices whose partner is unknown are refused
-// one by one.
+// schedule gets its partner's. Notices ApplyPartner refuses (an unknown
+// partner, a URL outside the named partner's prefixes) are refused one by
+// one.
 func WithPartners(q Enqueuer, published map[string]PartnerSummary) Enqueuer {
 	if len(published) == 0 {
 		return q
