@@ -923,7 +923,7 @@ func status(c *cli.Context) error {
 		return fmt.Errorf("%w: status takes one notice id", errBadInput)
 	}
 	id := c.Args().First()
-	if err := notifier.ValidateID(id); err != nil {
+	if err := notifier.ValidateStoredID(id); err != nil { // a look-up, as in oneID
 		return err
 	}
 	rdb, err := connect(c)
@@ -997,7 +997,9 @@ func oneID(c *cli.Context) (string, error) {
 		return "", fmt.Errorf("%w: %s takes one notice id", errBadInput, c.Command.Name)
 	}
 	id := c.Args().First()
-	return id, notifier.ValidateID(id)
+	// A look-up: a notice enqueued before "." and ".." were refused can
+	// still be named here.
+	return id, notifier.ValidateStoredID(id)
 }
 
 func retryCommand() *cli.Command {

@@ -220,6 +220,24 @@ pause_after = 3
 		!strings.Contains(errOut, "unknown partner") {
 		t.Errorf("enqueue --partner nobody = %d %q", code, errOut)
 	}
+	// A notice that names the partner must be under its url_prefix, or it
+	// would carry the partner's signature anywhere: refused, by flag and by
+	// file alike, and nothing is stored.
+	if code, _, errOut = cli("enqueue", "--url", pay.URL+"/x", "--partner", "shop", "--id", "stray-1"); code != exitBadInput ||
+		!strings.Contains(errOut, "not under a url_prefix") {
+		t.Errorf("enqueue --partner shop outside its prefix = %d %q", code, errOut)
+	}
+	lines := filepath.Join(dir, "stray.jsonl")
+	writeFile(t, lines, `{"id":"stray-2","url":"`+pay.URL+`/alipay.evil/x","partner":"shop"}`+"\n")
+	if code, _, errOut = cli("enqueue", "--file", lines); code != exitBadInput ||
+		!strings.Contains(errOut, "line 1: ") || !strings.Contains(errOut, "not under a url_prefix") {
+		t.Errorf("enqueue --file with a line naming shop outside its prefix = %d %q", code, errOut)
+	}
+	for _, id := range []string{"stray-1", "stray-2"} {
+		if code, out, _ = cli("status", id); code == 0 {
+			t.Errorf("status %s = %d %q: a refused notice was stored", id, code, out)
+		}
+	}
 }
 
 // TestBadConfigIsRefused: a config with a typo or a bad value stops serve
@@ -233,6 +251,7 @@ func TestBadConfigIsRefused(t *testing.T) {
 		{"BadSchedule", "[[partner]]\nname = \"a\"\nschedule = \"alipy\"\n", "schedule"},
 		{"Duplicate", "[[partner]]\nname = \"a\"\n[[partner]]\nname = \"a\"\n", "twice"},
 		{"NotTOML", "[[partner", "invalid config"},
+		{"PrefixWithQuery", "[[partner]]\nname = \"a\"\nurl_prefix = [\"https://a.example/cb?k=1\"]\n", "query string"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -48,8 +48,8 @@ func Parse(list string) (Schedule, error) {
 	items := strings.Split(list, ",")
 	if len(items) == 1 {
 		if _, err := parseOffset(list); err != nil { // a one-word list may be a misspelt preset
-			return nil, fmt.Errorf("%w: %q: %v, and not a preset (%s)",
-				ErrInvalid, list, err, strings.Join(PresetNames(), ", "))
+			return nil, fmt.Errorf("%w: %s: %v, and not a preset (%s)",
+				ErrInvalid, quote(list), err, strings.Join(PresetNames(), ", "))
 		}
 	}
 	if len(items) > MaxAttempts {
@@ -59,7 +59,7 @@ func Parse(list string) (Schedule, error) {
 	for i, item := range items {
 		d, err := parseOffset(strings.TrimSpace(item))
 		if err != nil {
-			return nil, fmt.Errorf("%w: item %d %q: %v", ErrInvalid, i+1, item, err)
+			return nil, fmt.Errorf("%w: item %d %s: %v", ErrInvalid, i+1, quote(item), err)
 		}
 		if i > 0 && d < s[i-1] {
 			return nil, fmt.Errorf("%w: item %d (%s) is before item %d (%s); offsets are measured from the first enqueue and must not decrease",
@@ -71,6 +71,24 @@ func Parse(list string) (Schedule, error) {
 		return nil, fmt.Errorf("%w: last offset %s is beyond %s", ErrInvalid, last, MaxOffset)
 	}
 	return s, nil
+}
+
+// maxQuoted is how many characters of a bad input an error quotes: enough
+// to find it, while a 100 KB flag or field does not come back as a 100 KB
+// log line.
+const maxQuoted = 64
+
+// quote returns s quoted as by %q, cut to its first maxQuoted characters
+// with "…" after the closing quote when longer.
+func quote(s string) string {
+	n := 0
+	for i := range s {
+		if n == maxQuoted {
+			return strconv.Quote(s[:i]) + "…"
+		}
+		n++
+	}
+	return strconv.Quote(s)
 }
 
 func parseOffset(item string) (time.Duration, error) {

@@ -2,6 +2,7 @@ package backoff
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -105,6 +106,32 @@ func TestNext(t *testing.T) {
 			if ok != tt.wantMore || n != tt.wantN || (ok && due.Sub(stamp) != tt.wantDue) {
 				t.Fatalf("Next(%d, stamp+%v) = %d, stamp+%v, %v; want %d, stamp+%v, %v",
 					tt.n, tt.started, n, due.Sub(stamp), ok, tt.wantN, tt.wantDue, tt.wantMore)
+			}
+		})
+	}
+}
+
+// TestParseErrorsQuoteAShortPrefix: an error names the bad input, but never
+// more than a short prefix of it, so a 100 KB flag or field does not come
+// back as a 100 KB log line.
+func TestParseErrorsQuoteAShortPrefix(t *testing.T) {
+	long := strings.Repeat("x", 100<<10)
+	tests := []struct {
+		name, in, want string
+	}{
+		{"OneLongWord", long, `"` + strings.Repeat("x", 64) + `"…`},
+		{"LongItem", "0," + long, `item 2 "` + strings.Repeat("x", 64) + `"…`},
+		{"LongMultiByteItem", "0," + strings.Repeat("é", 1000), `item 2 "` + strings.Repeat("é", 64) + `"…`},
+		{"ShortItemIsWhole", "0,1x", `item 2 "1x":`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.in)
+			if err == nil {
+				t.Fatalf("Parse = nil error, want one")
+			}
+			if got := err.Error(); !strings.Contains(got, tt.want) || len(got) > 400 {
+				t.Errorf("Parse error = %.500q (%d bytes), want it to contain %q and stay under 400 bytes", got, len(got), tt.want)
 			}
 		})
 	}

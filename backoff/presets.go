@@ -122,13 +122,13 @@ func ParseJitter(v string) (float64, error) {
 	num, pct := strings.CutSuffix(in, "%")
 	f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
 	if in == "" || err != nil || f != f { // ParseFloat accepts "NaN"
-		return 0, fmt.Errorf("%w: jitter %q: want a percentage (10%%) or a fraction (0.1)", ErrInvalid, v)
+		return 0, fmt.Errorf("%w: jitter %s: want a percentage (10%%) or a fraction (0.1)", ErrInvalid, quote(v))
 	}
 	if pct {
 		f /= 100
 	}
 	if f < 0 || f > 1 {
-		return 0, fmt.Errorf("%w: jitter %q: want 0 to 100%% (0 to 1)", ErrInvalid, v)
+		return 0, fmt.Errorf("%w: jitter %s: want 0 to 100%% (0 to 1)", ErrInvalid, quote(v))
 	}
 	return f, nil
 }

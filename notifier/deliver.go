@@ -149,7 +149,10 @@ func (d *Deliverer) Post(ctx context.Context, notice *Notice, n int) Result {
 	return d.PostWith(ctx, notice, n, PostOptions{Secrets: notice.Secrets})
 }
 
-// PostWith makes attempt n of notice. Extra headers on every attempt:
+// PostWith makes attempt n of notice. A notice with a body and no
+// Content-Type of its own is sent as application/json; one without a body
+// is sent with "Content-Length: 0" and no Content-Type of notifier's.
+// Extra headers on every attempt:
 // Webhook-Id (the notice id, stable), Webhook-Timestamp (Unix seconds of
 // this attempt), Notice-Attempt (n), Notice-Stamp (the stamp, Unix ms) and,
 // with secrets, Webhook-Signature (Standard Webhooks, one v1 signature per
@@ -164,7 +167,13 @@ func (d *Deliverer) PostWith(ctx context.Context, notice *Notice, n int, o PostO
 	start := d.Now()
 	res := Result{Start: start}
 
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, notice.URL, notice.Body)
+	// An empty []byte would become a non-nil body of unknown length, sent
+	// chunked; no body at all is sent as "Content-Length: 0".
+	var body any
+	if len(notice.Body) > 0 {
+		body = notice.Body
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, notice.URL, body)
 	if err != nil {
 		res.Err = redactErr(err, timeout)
 		res.Duration = d.Now().Sub(start)
@@ -175,7 +184,7 @@ func (d *Deliverer) PostWith(ctx context.Context, notice *Notice, n int, o PostO
 			req.Header.Add(k, v)
 		}
 	}
-	if req.Header.Get("Content-Type") == "" {
+	if len(notice.Body) > 0 && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("User-Agent", d.UserAgent)

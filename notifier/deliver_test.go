@@ -387,3 +387,123 @@ func TestDelivererPostReusesConnections(t *testing.T) {
 		}
 	})
 }
+
+// TestValidHeadersAreSendable: Validate accepts a header name or value
+// exactly when net/http sends it, byte by byte, so no notice is enqueued
+// that fails every attempt with "invalid header field".
+func TestValidHeadersAreSendable(t *testing.T) {
+	srv, _ := newPartner(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	d := newPostDeliverer(t, 5*time.Second)
+	check := func(t *testing.T, h http.Header) {
+		t.Helper()
+		n := postNotice(srv.URL)
+		n.Header = h
+		verr := n.Validate()
+		res := d.Post(context.Background(), n, 1)
+		if (verr == nil) != (res.Err == nil) {
+			t.Errorf("header %q: Validate() = %v but Post error = %v; want both nil or both errors", h, verr, res.Err)
+		}
+	}
+	for c := range 256 {
+		b := string([]byte{byte(c)})
+		t.Run("Value"+strconv.Itoa(c), func(t *testing.T) { check(t, http.Header{"X-A": {"a" + b + "b"}}) })
+		t.Run("Name"+strconv.Itoa(c), func(t *testing.T) { check(t, http.Header{"X-" + b: {"v"}}) })
+	}
+}
+
+// TestDelivererPostEmptyBody: a notice without a body is sent with
+// "Content-Length: 0", never chunked, and without a Content-Type unless the
+// notice sets one (some partners fail on a chunked empty JSON body).
+func TestDelivererPostEmptyBody(t *testing.T) {
+	tests := []struct {
+		name            string
+		body            []byte
+		header          http.Header
+		wantContentType string
+	}{
+		{"NilBody", nil, nil, ""},
+		{"EmptyBody", []byte{}, nil, ""},
+		{"NoticeContentTypeKept", nil, http.Header{"Content-Type": {"text/plain"}}, "text/plain"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"/Server", func(t *testing.T) {
+			type seen struct {
+				contentLength    int64
+				transferEncoding []string
+				header           http.Header
+				body             []byte
+			}
+			got := make(chan seen, 1)
+			srv, _ := newPartner(t, func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				got <- seen{r.ContentLength, r.TransferEncoding, r.Header.Clone(), b}
+				w.WriteHeader(http.StatusNoContent)
+			})
+			n := postNotice(srv.URL)
+			n.Body, n.Header = tt.body, tt.header
+			if res := newPostDeliverer(t, 5*time.Second).Post(context.Background(), n, 1); res.Err != nil || res.Status != http.StatusNoContent {
+				t.Fatalf("Post = %d, %v; want 204", res.Status, res.Err)
+			}
+			s := <-got
+			if s.contentLength != 0 || len(s.transferEncoding) != 0 || len(s.body) != 0 {
+				t.Errorf("ContentLength %d, TransferEncoding %q, body %q; want 0, none, empty", s.contentLength, s.transferEncoding, s.body)
+			}
+			if ct := s.header.Get("Content-Type"); ct != tt.wantContentType {
+				t.Errorf("Content-Type %q, want %q", ct, tt.wantContentType)
+			}
+		})
+		t.Run(tt.name+"/Wire", func(t *testing.T) {
+			head := newWirePartner(t)
+			n := postNotice(head.url)
+			n.Body, n.Header = tt.body, tt.header
+			if res := newPostDeliverer(t, 5*time.Second).Post(context.Background(), n, 1); res.Err != nil || res.Status != http.StatusNoContent {
+				t.Fatalf("Post = %d, %v; want 204", res.Status, res.Err)
+			}
+			req := <-head.requests
+			if !strings.Contains(req, "\r\nContent-Length: 0\r\n") || strings.Contains(strings.ToLower(req), "transfer-encoding") {
+				t.Errorf("request head %q: want Content-Length: 0 and no Transfer-Encoding", req)
+			}
+		})
+	}
+}
+
+// wirePartner is a partner on a bare TCP listener: it records each request's
+// head as sent on the wire and answers 204.
+type wirePartner struct {
+	url      string
+	requests chan string
+}
+
+func newWirePartner(t *testing.T) *wirePartner {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	p := &wirePartner{url: "http://" + ln.Addr().String() + "/hook", requests: make(chan string, 8)}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				var head []byte
+				buf := make([]byte, 4096)
+				for !bytes.Contains(head, []byte("\r\n\r\n")) {
+					n, err := conn.Read(buf)
+					if err != nil {
+						return
+					}
+					head = append(head, buf[:n]...)
+				}
+				p.requests <- string(head)
+				io.WriteString(conn, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+			}()
+		}
+	}()
+	return p
+}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/notifier/notifier/backoff"
 )
@@ -25,7 +26,10 @@ type Line struct {
 	ID  string `json:"id"`
 	URL string `json:"url"`
 	// Body is sent as-is when it is a JSON string, else as the JSON
-	// encoding of the value.
+	// encoding of the value. It must be valid UTF-8, as JSON text is: a
+	// line whose body is not is refused rather than sent altered (a line
+	// has no field for binary bodies). Escapes of lone surrogates, such as
+	// "\ud800", decode to U+FFFD, as in encoding/json.
 	Body json.RawMessage `json:"body"`
 	// Headers maps a name to a value or a list of values.
 	Headers map[string]json.RawMessage `json:"headers"`
@@ -68,6 +72,11 @@ func (l *Line) Notice(def backoff.Schedule, stamp time.Time) (Notice, error) {
 			return Notice{}, fmt.Errorf("%w: %v", ErrInvalidNotice, err)
 		}
 		n.Secrets = append(n.Secrets, sec)
+	}
+	if !utf8.Valid(l.Body) {
+		// Left alone, such bytes went out raw from a string without
+		// escapes and as U+FFFD from one with.
+		return Notice{}, fmt.Errorf("%w: body is not valid UTF-8 (a JSON line carries text only)", ErrInvalidNotice)
 	}
 	if len(l.Body) > 0 && !bytes.Equal(l.Body, []byte("null")) {
 		if l.Body[0] == '"' {
@@ -132,7 +141,6 @@ type LineError struct {
 	Err  error
 }
 
-// Error says which line and why.
 // Error says which line and why.
 func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
 

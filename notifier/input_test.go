@@ -284,6 +284,45 @@ func TestReadLines(t *testing.T) {
 	})
 }
 
+// TestReadLinesRefusesBodiesThatAreNotUTF8: a body of invalid UTF-8 was
+// sent as its raw bytes when its string had no escape and as U+FFFD when it
+// had one. Either way the line is refused, with a one-line reason.
+func TestReadLinesRefusesBodiesThatAreNotUTF8(t *testing.T) {
+	tests := []struct {
+		name string
+		body string // the JSON value of the body field, as raw bytes
+	}{
+		{"StringWithoutEscapes", "\"caf\xe9\""},
+		{"StringWithAnEscape", "\"caf\xe9\\n\""},
+		{"TruncatedSequence", "\"\xe2\x82\""},
+		{"Object", "{\"k\":\"\xff\"}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			input := `{"id":"one","url":"https://p.example/h"}` + "\n" +
+				`{"id":"bad","url":"https://p.example/h","body":` + tt.body + "}\n"
+			good, _, bad := readAll(t, input)
+			if !reflect.DeepEqual(good, []int{1}) {
+				t.Errorf("good lines = %v, want [1]", good)
+			}
+			if len(bad) != 1 || bad[0].Line != 2 {
+				t.Fatalf("bad = %v, want one error on line 2", bad)
+			}
+			msg := bad[0].Error()
+			if !errors.Is(bad[0], ErrInvalidNotice) || !strings.Contains(msg, "not valid UTF-8") || strings.Contains(msg, "\n") {
+				t.Errorf("error %q: want one line wrapping ErrInvalidNotice that says the body is not valid UTF-8", msg)
+			}
+		})
+	}
+	t.Run("ValidUTF8WithEscapesIsSent", func(t *testing.T) {
+		l := parseLine(t, `{"id":"a","url":"https://p.example/h","body":"café \u00e9\n"}`)
+		n, err := l.Notice(backoff.Default, inputStamp)
+		if err != nil || string(n.Body) != "café é\n" {
+			t.Errorf("Notice() = body %q, %v; want %q", n.Body, err, "café é\n")
+		}
+	})
+}
+
 func TestParseHeader(t *testing.T) {
 	tests := []struct {
 		in        string

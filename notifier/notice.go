@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/notifier/notifier/backoff"
 )
 
@@ -17,9 +19,12 @@ const (
 	MaxIDLen     = 200
 	MaxURLLen    = 2048
 	MaxBodyBytes = 1 << 20
-	MaxHeaders   = 50
-	// MaxHeaderBytes bounds the notice's headers, names and values
-	// together: partners' servers refuse requests with larger ones.
+	// MaxHeaders bounds the notice's header lines: each value of a
+	// header counts as one.
+	MaxHeaders = 50
+	// MaxHeaderBytes bounds the notice's headers, the name and value of
+	// each line together: partners' servers refuse requests with larger
+	// ones.
 	MaxHeaderBytes = 16 << 10
 	MaxSecrets     = 10
 )
@@ -53,7 +58,7 @@ type Notice struct {
 	// Body is sent as-is.
 	Body []byte
 	// Header holds extra request headers; Content-Type defaults to
-	// application/json.
+	// application/json when there is a body.
 	Header http.Header
 	// Schedule lists the attempt offsets from Stamp.
 	Schedule backoff.Schedule
@@ -74,11 +79,12 @@ type Notice struct {
 }
 
 // reserved headers are set by the deliverer on every attempt; a notice may not
-// override them, or Webhook-Id would stop being stable.
+// override them, or Webhook-Id would stop being stable. Upgrade is refused
+// too: HTTP/2 fails every request that carries it.
 var reserved = map[string]bool{
 	"Webhook-Id": true, "Webhook-Timestamp": true, "Webhook-Signature": true,
 	"Notice-Attempt": true, "Notice-Stamp": true, "Content-Length": true, "Host": true,
-	"Transfer-Encoding": true, "Connection": true,
+	"Transfer-Encoding": true, "Connection": true, "Upgrade": true,
 }
 
 // Validate reports whether n can be stored and delivered.
@@ -92,29 +98,8 @@ func (n *Notice) Validate() error {
 	if len(n.Body) > MaxBodyBytes {
 		return fmt.Errorf("%w: body is %d bytes, at most %d", ErrInvalidNotice, len(n.Body), MaxBodyBytes)
 	}
-	if len(n.Header) > MaxHeaders {
-		return fmt.Errorf("%w: %d headers, at most %d", ErrInvalidNotice, len(n.Header), MaxHeaders)
-	}
-	size := 0
-	for k, vs := range n.Header {
-		size += len(k)
-		for _, v := range vs {
-			size += len(v)
-		}
-		if size > MaxHeaderBytes {
-			return fmt.Errorf("%w: headers exceed %d bytes", ErrInvalidNotice, MaxHeaderBytes)
-		}
-		if !validHeaderName(k) {
-			return fmt.Errorf("%w: header name %q", ErrInvalidNotice, k)
-		}
-		if reserved[http.CanonicalHeaderKey(k)] {
-			return fmt.Errorf("%w: header %s is set by notifier", ErrInvalidNotice, http.CanonicalHeaderKey(k))
-		}
-		for _, v := range vs {
-			if strings.ContainsAny(v, "\r\n\x00") {
-				return fmt.Errorf("%w: header %s has a control character", ErrInvalidNotice, k)
-			}
-		}
+	if err := validateHeader(n.Header); err != nil {
+		return err
 	}
 	if n.Partner != "" {
 		if err := ValidatePartnerName(n.Partner); err != nil {
@@ -136,7 +121,7 @@ func (n *Notice) Validate() error {
 // enqueue's business, so tightening them never drops notices already
 // pending; the dial-time guard still applies to every attempt.
 func (n *Notice) ValidateStored() error {
-	if err := ValidateID(n.ID); err != nil {
+	if err := ValidateStoredID(n.ID); err != nil {
 		return err
 	}
 	u, err := url.Parse(n.URL)
@@ -149,10 +134,21 @@ func (n *Notice) ValidateStored() error {
 	return nil
 }
 
-// ValidateID reports whether id can name a notice: 1 to MaxIDLen printable
-// ASCII characters without spaces. Ids may contain '_': trigger keys are parsed
-// from the right.
+// ValidateID reports whether id can name a new notice: 1 to MaxIDLen
+// printable ASCII characters without spaces, and neither "." nor "..",
+// which the API's and console's URL paths cannot name. Ids may contain '_':
+// trigger keys are parsed from the right.
 func ValidateID(id string) error {
+	if id == "." || id == ".." {
+		return fmt.Errorf("%w: id %q cannot be a URL path segment", ErrInvalidNotice, id)
+	}
+	return ValidateStoredID(id)
+}
+
+// ValidateStoredID is ValidateID without the rules added since notices were
+// first stored (the ids "." and ".."), for reading keys and notices back:
+// a notice enqueued before a rule was added is still delivered.
+func ValidateStoredID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: empty id", ErrInvalidNotice)
 	}
@@ -197,17 +193,34 @@ func ValidateURL(raw string) error {
 	return nil
 }
 
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
+// validateHeader checks a notice's headers by the rules net/http applies
+// when it sends them (httpguts), so none fails every attempt, and bounds
+// them. Every value is a header line of its own: each counts toward
+// MaxHeaders and its name and value toward MaxHeaderBytes.
+func validateHeader(h http.Header) error {
+	lines, size := 0, 0
+	for k, vs := range h {
+		lines += len(vs)
+		if lines > MaxHeaders {
+			return fmt.Errorf("%w: more than %d header lines (each value is one)", ErrInvalidNotice, MaxHeaders)
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("%w: header name %q", ErrInvalidNotice, k)
+		}
+		if reserved[http.CanonicalHeaderKey(k)] {
+			return fmt.Errorf("%w: header %s is set by notifier", ErrInvalidNotice, http.CanonicalHeaderKey(k))
+		}
+		for _, v := range vs {
+			if size += len(k) + len(v); size > MaxHeaderBytes {
+				return fmt.Errorf("%w: headers exceed %d bytes", ErrInvalidNotice, MaxHeaderBytes)
+			}
+			if !httpguts.ValidHeaderFieldValue(v) {
+				// The value is not shown: it may be a credential.
+				return fmt.Errorf("%w: header %s has a control character", ErrInvalidNotice, k)
+			}
 		}
 	}
-	return true
+	return nil
 }
 
 // RedactURL returns raw without user info, query string or fragment, which

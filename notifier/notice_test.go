@@ -41,6 +41,8 @@ func TestNoticeValidate(t *testing.T) {
 		{"ValidNotice", func(*Notice) {}, false},
 		{"ValidWithoutBodyOrHeaders", func(n *Notice) { n.Body, n.Header = nil, nil }, false},
 		{"IDWithUnderscoresAndPunctuation", func(n *Notice) { n.ID = "order_42:v2/x" }, false},
+		{"IDOfDots", func(n *Notice) { n.ID = "..." }, false},
+		{"IDStartingWithDot", func(n *Notice) { n.ID = ".a" }, false},
 		{"IDOfMaxLen", func(n *Notice) { n.ID = strings.Repeat("a", MaxIDLen) }, false},
 		{"PlainHTTPURL", func(n *Notice) { n.URL = "http://10.0.0.1:8080/h" }, false},
 		{"BodyOfMaxBodyBytes", func(n *Notice) { n.Body = make([]byte, MaxBodyBytes) }, false},
@@ -52,6 +54,8 @@ func TestNoticeValidate(t *testing.T) {
 		{"IDWithSpace", func(n *Notice) { n.ID = "order 42" }, true},
 		{"IDWithTab", func(n *Notice) { n.ID = "order\t42" }, true},
 		{"IDWithDEL", func(n *Notice) { n.ID = "order\x7f" }, true},
+		{"IDDot", func(n *Notice) { n.ID = "." }, true},     // a path segment the API and console cannot name
+		{"IDDotDot", func(n *Notice) { n.ID = ".." }, true}, // likewise
 		{"IDNonASCII", func(n *Notice) { n.ID = "commande-é" }, true},
 		{"URLEmpty", func(n *Notice) { n.URL = "" }, true},
 		{"URLFTP", func(n *Notice) { n.URL = "ftp://partner.example/hooks" }, true},
@@ -73,6 +77,33 @@ func TestNoticeValidate(t *testing.T) {
 		{"HeaderValueWithLF", func(n *Notice) { n.Header.Set("X-Tag", "a\nb") }, true},
 		{"HeaderValueWithNUL", func(n *Notice) { n.Header.Set("X-Tag", "a\x00b") }, true},
 		{"HeaderSecondValueWithCRLF", func(n *Notice) { n.Header["X-Tag"] = []string{"ok", "a\r\nb"} }, true},
+		// The rules net/http applies when it sends: anything else validated
+		// and then failed every attempt.
+		{"HeaderValueWithSOH", func(n *Notice) { n.Header.Set("X-A", "a\x01b") }, true},
+		{"HeaderValueWithDEL", func(n *Notice) { n.Header.Set("X-A", "a\u007fb") }, true},
+		{"HeaderValueWithESC", func(n *Notice) { n.Header.Set("X-A", "a\x1bb") }, true},
+		{"HeaderValueWithTab", func(n *Notice) { n.Header.Set("X-A", "a\tb") }, false},
+		{"HeaderValueNonASCII", func(n *Notice) { n.Header.Set("X-A", "café") }, false},
+		{"HeaderValueEmpty", func(n *Notice) { n.Header.Set("X-A", "") }, false},
+		{"HeaderNameWithColon", func(n *Notice) { n.Header["X:A"] = []string{"v"} }, true},
+		{"HeaderNameNonASCII", func(n *Notice) { n.Header["X-É"] = []string{"v"} }, true},
+		{"ReservedHeaderUpgrade", func(n *Notice) { n.Header.Set("Upgrade", "websocket") }, true}, // HTTP/2 refuses to send it
+		// Every value is a header line: the limits count them all.
+		{"MaxHeaderValues", func(n *Notice) { n.Header = http.Header{"X-Many": make([]string, MaxHeaders)} }, false},
+		{"TooManyValuesOfOneHeader", func(n *Notice) { n.Header = http.Header{"X-Many": make([]string, MaxHeaders+1)} }, true},
+		{"HugeValueCountOfOneHeader", func(n *Notice) { n.Header = http.Header{"X-Many": make([]string, 600_000)} }, true},
+		{"TooManyValuesOverNames", func(n *Notice) {
+			n.Header = manyHeaders(MaxHeaders - 1)
+			n.Header["X-H0"] = append(n.Header["X-H0"], "v2", "v3")
+		}, true},
+		{"ValuesTooLargeWithRepeatedName", func(n *Notice) {
+			// Each line repeats the name: 40 lines of name+value over 16 KiB.
+			name := strings.Repeat("N", 300)
+			n.Header = http.Header{name: make([]string, 40)}
+			for i := range n.Header[name] {
+				n.Header[name][i] = strings.Repeat("v", 120)
+			}
+		}, true},
 		{"ScheduleEmpty", func(n *Notice) { n.Schedule = nil }, true},
 		{"ScheduleOverMaxAttempts", func(n *Notice) { n.Schedule = make(backoff.Schedule, backoff.MaxAttempts+1) }, true},
 	}
@@ -86,6 +117,27 @@ func TestNoticeValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want nil", err)
 			case tt.wantErr && !errors.Is(err, ErrInvalidNotice):
 				t.Errorf("Validate() = %v, want an error wrapping ErrInvalidNotice", err)
+			}
+		})
+	}
+}
+
+// TestValidateStoredKeepsDotIDs: ids "." and ".." are refused at enqueue
+// since they were found unreachable, but a notice stored before that is
+// still read back and delivered.
+func TestValidateStoredKeepsDotIDs(t *testing.T) {
+	for _, id := range []string{".", ".."} {
+		t.Run(id, func(t *testing.T) {
+			n := validNotice()
+			n.ID = id
+			if err := ValidateID(id); !errors.Is(err, ErrInvalidNotice) {
+				t.Errorf("ValidateID(%q) = %v, want ErrInvalidNotice", id, err)
+			}
+			if err := ValidateStoredID(id); err != nil {
+				t.Errorf("ValidateStoredID(%q) = %v, want nil", id, err)
+			}
+			if err := n.ValidateStored(); err != nil {
+				t.Errorf("ValidateStored() = %v, want nil", err)
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package notifier
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,8 +27,9 @@ type Partner struct {
 	// Name identifies it in `enqueue --partner`, the attempt log and
 	// `partner list`.
 	Name string
-	// Prefixes claim notices whose URL starts with one of them (the
-	// longest matching prefix of any partner wins).
+	// Prefixes claim notices whose URL is under one of them: same scheme,
+	// host and port, path under the prefix's at a segment boundary (see
+	// match.go; the longest matching prefix of any partner wins).
 	Prefixes []string
 	// Secrets sign every attempt (Standard Webhooks), on top of a
 	// notice's own.
@@ -164,7 +164,7 @@ func (rp rawPartner) build() (*Partner, error) {
 	p := &Partner{Name: rp.Name, MaxConcurrent: rp.MaxConcurrent, Rate: rp.Rate, Burst: rp.Burst,
 		PauseAfter: rp.PauseAfter, PauseOnGone: rp.PauseOnGone}
 	for _, pre := range rp.URLPrefix {
-		if err := ValidateURL(pre); err != nil {
+		if err := validatePrefix(pre); err != nil {
 			return nil, fmt.Errorf("url_prefix: %v", err)
 		}
 		p.Prefixes = append(p.Prefixes, pre)
@@ -268,8 +268,8 @@ func (p *Partner) Summary() PartnerSummary {
 // one dead host cannot take every worker either.
 type Partners struct {
 	byName map[string]*Partner
-	// byPrefix is sorted longest prefix first.
-	byPrefix []*prefixed
+	// prefixes finds a notice's partner by its URL (see match.go).
+	prefixes *prefixIndex
 	// hostLimit bounds the attempts in flight to one host of no partner,
 	// and to a partner without MaxConcurrent.
 	hostLimit int
@@ -278,16 +278,12 @@ type Partners struct {
 	hosts map[string]*slots
 }
 
-type prefixed struct {
-	prefix string
-	p      *Partner
-}
-
 // NewPartners indexes ps. defaultLimit bounds the attempts in flight to a
 // partner without MaxConcurrent and to each host of notices without a
 // partner (0: unbounded).
 func NewPartners(ps []*Partner, defaultLimit int) *Partners {
 	r := &Partners{byName: map[string]*Partner{}, hostLimit: defaultLimit, hosts: map[string]*slots{}}
+	prefixes := make(map[string][]string, len(ps))
 	for _, p := range ps {
 		r.byName[p.Name] = p
 		if n := p.MaxConcurrent; n > 0 || defaultLimit > 0 {
@@ -299,11 +295,9 @@ func NewPartners(ps []*Partner, defaultLimit int) *Partners {
 		if p.Rate > 0 {
 			p.lim = rate.NewLimiter(rate.Limit(p.Rate), max(p.Burst, 1))
 		}
-		for _, pre := range p.Prefixes {
-			r.byPrefix = append(r.byPrefix, &prefixed{pre, p})
-		}
+		prefixes[p.Name] = p.Prefixes
 	}
-	slices.SortStableFunc(r.byPrefix, func(a, b *prefixed) int { return len(b.prefix) - len(a.prefix) })
+	r.prefixes = newPrefixIndex(prefixes)
 	return r
 }
 
@@ -327,23 +321,6 @@ func (r *Partners) Names() []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-// Resolve returns n's partner: the one it names, else the one whose
-// longest prefix matches its URL; nil if none.
-func (r *Partners) Resolve(n *Notice) *Partner {
-	if r == nil {
-		return nil
-	}
-	if n.Partner != "" {
-		return r.byName[n.Partner]
-	}
-	for _, pp := range r.byPrefix {
-		if strings.HasPrefix(n.URL, pp.prefix) {
-			return pp.p
-		}
-	}
-	return nil
 }
 
 // acquire takes a slot for an attempt to n under p (nil: n's host). It
@@ -420,80 +397,6 @@ func (r *Partners) Summaries() (map[string]string, error) {
 		out[name] = string(b)
 	}
 	return out, nil
-}
-
-// ErrUnknownPartner is returned by ApplyPartner for a partner that serve
-// has not published.
-var ErrUnknownPartner = errors.New("unknown partner")
-
-// ApplyPartner resolves n's partner for enqueue from the summaries serve
-// published: the one n names (it must exist), else the longest URL prefix
-// match. It sets n.Partner, and n.Schedule from the partner when
-// keepSchedule is false.
-func ApplyPartner(n *Notice, published map[string]PartnerSummary, keepSchedule bool) error {
-	var s *PartnerSummary
-	if n.Partner != "" {
-		ps, ok := published[n.Partner]
-		if !ok {
-			return fmt.Errorf("notice %s: partner %q: %w (not in the config of the running serve)", n.ID, n.Partner, ErrUnknownPartner)
-		}
-		s = &ps
-	} else {
-		best := -1
-		for _, ps := range published {
-			for _, pre := range ps.URLPrefix {
-				if len(pre) > best && strings.HasPrefix(n.URL, pre) {
-					best, s = len(pre), &ps
-				}
-			}
-		}
-	}
-	if s == nil {
-		return nil
-	}
-	n.Partner = s.Name
-	if !keepSchedule && s.Schedule != "" {
-		sched, err := backoff.Parse(s.Schedule)
-		if err != nil {
-			return fmt.Errorf("partner %s: published schedule: %w", s.Name, err)
-		}
-		n.Schedule = sched
-	}
-	return nil
-}
-
-// WithPartners returns an Enqueuer that resolves each notice's partner
-// (ApplyPartner) before handing it to q; a notice whose line named no
-// schedule gets its partner's. Notices whose partner is unknown are refused
-// one by one.
-func WithPartners(q Enqueuer, published map[string]PartnerSummary) Enqueuer {
-	if len(published) == 0 {
-		return q
-	}
-	return partnerEnqueuer{q, published}
-}
-
-type partnerEnqueuer struct {
-	q         Enqueuer
-	published map[string]PartnerSummary
-}
-
-func (p partnerEnqueuer) Enqueue(ctx context.Context, ns []Notice) ([]error, error) {
-	errs := make([]error, len(ns))
-	keep := make([]Notice, 0, len(ns))
-	idx := make([]int, 0, len(ns))
-	for i := range ns {
-		if err := ApplyPartner(&ns[i], p.published, !ns[i].scheduleDefaulted); err != nil {
-			errs[i] = err
-			continue
-		}
-		keep, idx = append(keep, ns[i]), append(idx, i)
-	}
-	kerrs, err := p.q.Enqueue(ctx, keep)
-	for j, e := range kerrs {
-		errs[idx[j]] = e
-	}
-	return errs, err
 }
 
 // ParseSummaries decodes what serve published (name -> JSON).

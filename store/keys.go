@@ -223,11 +223,11 @@ func (k Keys) ParseMember(m string) (notifier.Trigger, error) {
 		}
 		tag := id[:end+1]
 		id = id[end+1:]
-		if notifier.ValidateID(id) != nil || tag != k.tag(k.ShardOf(id)) {
+		if notifier.ValidateStoredID(id) != nil || tag != k.tag(k.ShardOf(id)) {
 			return bad("bad id or hash tag")
 		}
 	}
-	if notifier.ValidateID(id) != nil {
+	if notifier.ValidateStoredID(id) != nil {
 		return bad("bad id")
 	}
 	return notifier.Trigger{ID: id, Stamp: time.UnixMilli(stamp), N: int(n)}, nil

@@ -18,6 +18,8 @@ func TestParseTrigger(t *testing.T) {
 		{"noticeId_a_b_c_1700000000123_12", notifier.Trigger{ID: "a_b_c", Stamp: time.UnixMilli(1700000000123), N: 12}},
 		{"noticeId__x_1_1", notifier.Trigger{ID: "_x", Stamp: time.UnixMilli(1), N: 1}},
 		{"noticeId_1_2_3_4", notifier.Trigger{ID: "1_2", Stamp: time.UnixMilli(3), N: 4}},
+		// Refused at enqueue now, but a notice stored before that is still read back.
+		{"noticeId_.._1700000000000_1", notifier.Trigger{ID: "..", Stamp: time.UnixMilli(1700000000000), N: 1}},
 		{"noticeId_id:with:colons_1700000000000_100", notifier.Trigger{ID: "id:with:colons", Stamp: time.UnixMilli(1700000000000), N: 100}},
 	}
 	for _, tt := range tests {

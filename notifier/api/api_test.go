@@ -262,7 +262,7 @@ func TestEnqueueSchedules(t *testing.T) {
 	}{
 		{"DefaultFromServe", `{"id":"d-1","url":"http://other.test/x"}`, "", backoff.Schedule{30 * time.Minute, time.Hour}},
 		{"PartnerByPrefix", `{"id":"p-1","url":"http://acme.test/x"}`, "acme", backoff.Schedule{2 * time.Hour}},
-		{"PartnerByName", `{"id":"p-2","url":"http://other.test/x","partner":"acme"}`, "acme", backoff.Schedule{2 * time.Hour}},
+		{"PartnerByName", `{"id":"p-2","url":"http://acme.test/y","partner":"acme"}`, "acme", backoff.Schedule{2 * time.Hour}},
 		{"OwnScheduleWins", `{"id":"o-1","url":"http://acme.test/x","schedule":"3h"}`, "acme", backoff.Schedule{3 * time.Hour}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -281,6 +281,15 @@ func TestEnqueueSchedules(t *testing.T) {
 			}
 		})
 	}
+	t.Run("NamedPartnerElsewhereIs400", func(t *testing.T) {
+		resp, b := e.expect(http.StatusBadRequest, "POST", "/v1/notices", `{"id":"p-3","url":"http://other.test/x","partner":"acme"}`)
+		if msg := errorOf(t, resp, b); !strings.Contains(msg, "not under a url_prefix") {
+			t.Errorf("error %q, want not under a url_prefix", msg)
+		}
+		if _, err := e.q.Pending(ctx, "p-3"); !errors.Is(err, notifier.ErrNotFound) {
+			t.Errorf("Pending(p-3) = %v, want ErrNotFound: nothing is stored", err)
+		}
+	})
 	t.Run("UnknownPartnerIs400", func(t *testing.T) {
 		resp, b := e.expect(http.StatusBadRequest, "POST", "/v1/notices", `{"url":"http://acme.test/x","partner":"nobody"}`)
 		if msg := errorOf(t, resp, b); !strings.Contains(msg, "unknown partner") {

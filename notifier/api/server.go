@@ -214,7 +214,8 @@ func (h *handler) enqueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := notifier.ApplyPartner(&n, published, l.Schedule != ""); err != nil {
-		if errors.Is(err, notifier.ErrUnknownPartner) {
+		// An unknown partner, or a URL outside the named partner's prefixes.
+		if errors.Is(err, notifier.ErrUnknownPartner) || errors.Is(err, notifier.ErrInvalidNotice) {
 			writeError(w, http.StatusBadRequest, err.Error())
 		} else {
 			h.internal(w, r, err) // a published schedule that does not parse

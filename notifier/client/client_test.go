@@ -230,7 +230,7 @@ func TestPartnerResolution(t *testing.T) {
 		{"ByURLPrefixWithPartnersSchedule",
 			notifier.Notice{URL: "https://pay.example.com/notify"}, "alipay", alipay},
 		{"NamedPartner",
-			notifier.Notice{URL: "https://other.example.com/", Partner: "alipay"}, "alipay", alipay},
+			notifier.Notice{URL: "https://pay.example.com/other", Partner: "alipay"}, "alipay", alipay},
 		{"OwnScheduleKept",
 			notifier.Notice{URL: "https://pay.example.com/notify", Schedule: mustSchedule(t, "1s,2s")}, "alipay", mustSchedule(t, "1s,2s")},
 		{"PartnerWithoutScheduleGetsServesDefault",
@@ -252,6 +252,13 @@ func TestPartnerResolution(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("NamedPartnerElsewhereIsInvalid", func(t *testing.T) {
+		_, err := c.Enqueue(ctx, notifier.Notice{URL: "https://pay.example.com.evil.net/notify", Partner: "alipay"})
+		if !errors.Is(err, notifier.ErrInvalidNotice) {
+			t.Errorf("err = %v, want ErrInvalidNotice", err)
+		}
+	})
 
 	t.Run("UnknownPartnerIsInvalid", func(t *testing.T) {
 		_, err := c.Enqueue(ctx, notifier.Notice{URL: "https://pay.example.com/notify", Partner: "nope"})

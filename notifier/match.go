@@ -1,0 +1,291 @@
+package notifier
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/notifier/notifier/backoff"
+)
+
+// A partner's url_prefix claims the URLs under it. Matching is on the
+// parsed URL, never on its text: the scheme, host and port must be the
+// prefix's (scheme and host case-insensitively, a missing port read as 80
+// for http and 443 for https, a host's trailing dot ignored), and the path
+// must be under the prefix's path at a segment boundary: "/cb" takes "/cb"
+// and "/cb/x" but not "/cbx"; "/cb/", "/" or no path take everything under
+// them. Paths are compared decoded and cleaned of dot segments, so
+// "/cb/../admin" is not under "/cb". A URL's query string takes no part; a
+// prefix may not have one (or a fragment): the config refuses it rather
+// than ignore it. Of the prefixes that match, the one with the longest
+// path wins, ties going to the partner whose name sorts first.
+//
+// A notice that names its partner must have a URL under one of the
+// partner's prefixes, or it would carry the partner's signatures to any
+// host: enqueue refuses it (ApplyPartner). A partner without url_prefix
+// claims no URL and may be named for any. At delivery, a notice stored
+// before that check, naming a partner its URL is not under, is sent as a
+// notice of no partner (Resolve): unsigned by the partner, not held to its
+// limits or rules, and logged without its name.
+
+// matchKey is a URL reduced to what matching compares.
+type matchKey struct {
+	scheme, host, port string
+	// path is decoded and cleaned; it ends in "/" only if the URL's does.
+	path string
+}
+
+// parseMatchKey reduces raw to its matchKey; ok is false if raw is not an
+// absolute http or https URL.
+func parseMatchKey(raw string) (k matchKey, u *url.URL, ok bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return matchKey{}, nil, false
+	}
+	k.scheme = strings.ToLower(u.Scheme)
+	switch port := u.Port(); {
+	case port != "":
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return matchKey{}, nil, false
+		}
+		k.port = strconv.FormatUint(n, 10)
+	case k.scheme == "https":
+		k.port = "443"
+	case k.scheme == "http":
+		k.port = "80"
+	}
+	if k.scheme != "http" && k.scheme != "https" {
+		return matchKey{}, nil, false
+	}
+	k.host = strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if k.host == "" {
+		return matchKey{}, nil, false
+	}
+	k.path = "/"
+	if u.Path != "" {
+		k.path = path.Clean("/" + u.Path)
+		if strings.HasSuffix(u.Path, "/") && k.path != "/" {
+			k.path += "/"
+		}
+	}
+	return k, u, true
+}
+
+// covers reports whether the URL t is under the prefix p.
+func (p matchKey) covers(t matchKey) bool {
+	if p.scheme != t.scheme || p.host != t.host || p.port != t.port {
+		return false
+	}
+	if strings.HasSuffix(p.path, "/") {
+		return strings.HasPrefix(t.path, p.path)
+	}
+	return t.path == p.path || strings.HasPrefix(t.path, p.path+"/")
+}
+
+// validatePrefix reports whether raw can be a url_prefix: an absolute URL
+// as ValidateURL accepts, without a query string or fragment.
+func validatePrefix(raw string) error {
+	if err := ValidateURL(raw); err != nil {
+		return err
+	}
+	_, u, ok := parseMatchKey(raw)
+	if !ok {
+		return fmt.Errorf("%q is not an absolute http(s) URL", RedactURL(raw))
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("%q: a query string or fragment takes no part in matching: remove it", RedactURL(raw))
+	}
+	return nil
+}
+
+// prefixIndex finds the partner whose url_prefix covers a URL.
+type prefixIndex struct {
+	// all is sorted longest path first, then by partner name, so the first
+	// prefix that covers a URL is the one that wins.
+	all []namedPrefix
+	// declared counts each partner's prefixes, parsed or not: a partner
+	// with none may be named for any URL, one whose prefixes all fail to
+	// parse for none.
+	declared map[string]int
+}
+
+type namedPrefix struct {
+	name string
+	key  matchKey
+}
+
+// newPrefixIndex indexes the prefixes of each partner by name. A prefix
+// that does not parse, or has a query string, claims nothing.
+func newPrefixIndex(prefixes map[string][]string) *prefixIndex {
+	x := &prefixIndex{declared: make(map[string]int, len(prefixes))}
+	for name, raws := range prefixes {
+		x.declared[name] = len(raws)
+		for _, raw := range raws {
+			k, u, ok := parseMatchKey(raw)
+			if !ok || u.RawQuery != "" || u.ForceQuery {
+				continue
+			}
+			x.all = append(x.all, namedPrefix{name, k})
+		}
+	}
+	slices.SortFunc(x.all, func(a, b namedPrefix) int {
+		if c := cmp.Compare(len(b.key.path), len(a.key.path)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	return x
+}
+
+// longest returns the partner whose longest prefix covers rawURL.
+func (x *prefixIndex) longest(rawURL string) (string, bool) {
+	if x == nil {
+		return "", false
+	}
+	t, _, ok := parseMatchKey(rawURL)
+	if !ok {
+		return "", false
+	}
+	for _, np := range x.all {
+		if np.key.covers(t) {
+			return np.name, true
+		}
+	}
+	return "", false
+}
+
+// owns reports whether the partner called name may be named by a notice
+// to rawURL: it has no prefixes, or one of them covers rawURL.
+func (x *prefixIndex) owns(name, rawURL string) bool {
+	if x == nil || x.declared[name] == 0 {
+		return true
+	}
+	t, _, ok := parseMatchKey(rawURL)
+	if !ok {
+		return false
+	}
+	for _, np := range x.all {
+		if np.name == name && np.key.covers(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// Resolve returns n's partner: the one it names if n's URL is under one of
+// its prefixes (or it has none), else the one whose longest prefix matches
+// n's URL; nil if none. A notice that names a partner its URL is not under
+// has no partner: it was stored before enqueue refused such notices, and
+// must not be signed with the partner's secrets.
+func (r *Partners) Resolve(n *Notice) *Partner {
+	if r == nil {
+		return nil
+	}
+	if n.Partner != "" {
+		p := r.byName[n.Partner]
+		if p == nil || !r.prefixes.owns(p.Name, n.URL) {
+			return nil
+		}
+		return p
+	}
+	if name, ok := r.prefixes.longest(n.URL); ok {
+		return r.byName[name]
+	}
+	return nil
+}
+
+// ErrUnknownPartner is returned by ApplyPartner for a partner that serve
+// has not published.
+var ErrUnknownPartner = errors.New("unknown partner")
+
+// ApplyPartner resolves n's partner for enqueue from the summaries serve
+// published: the one n names, else the longest URL prefix match. It sets
+// n.Partner, and n.Schedule from the partner when keepSchedule is false.
+// A named partner that serve did not publish is an error wrapping
+// ErrUnknownPartner; one whose prefixes n's URL is not under, an error
+// wrapping ErrInvalidNotice.
+func ApplyPartner(n *Notice, published map[string]PartnerSummary, keepSchedule bool) error {
+	return applyPartner(n, published, publishedPrefixes(published), keepSchedule)
+}
+
+// publishedPrefixes indexes the prefixes of the partners serve published.
+func publishedPrefixes(published map[string]PartnerSummary) *prefixIndex {
+	prefixes := make(map[string][]string, len(published))
+	for name, s := range published {
+		prefixes[name] = s.URLPrefix
+	}
+	return newPrefixIndex(prefixes)
+}
+
+func applyPartner(n *Notice, published map[string]PartnerSummary, x *prefixIndex, keepSchedule bool) error {
+	var s *PartnerSummary
+	if n.Partner != "" {
+		ps, ok := published[n.Partner]
+		if !ok {
+			return fmt.Errorf("notice %s: partner %q: %w (not in the config of the running serve)", n.ID, n.Partner, ErrUnknownPartner)
+		}
+		if !x.owns(n.Partner, n.URL) {
+			return fmt.Errorf("%w: notice %s: url %s is not under a url_prefix of partner %q (%s)",
+				ErrInvalidNotice, n.ID, RedactURL(n.URL), n.Partner, strings.Join(ps.URLPrefix, ", "))
+		}
+		s = &ps
+	} else if name, ok := x.longest(n.URL); ok {
+		ps := published[name]
+		s = &ps
+	}
+	if s == nil {
+		return nil
+	}
+	n.Partner = s.Name
+	if !keepSchedule && s.Schedule != "" {
+		sched, err := backoff.Parse(s.Schedule)
+		if err != nil {
+			return fmt.Errorf("partner %s: published schedule: %w", s.Name, err)
+		}
+		n.Schedule = sched
+	}
+	return nil
+}
+
+// WithPartners returns an Enqueuer that resolves each notice's partner
+// (ApplyPartner) before handing it to q; a notice whose line named no
+// schedule gets its partner's. Notices ApplyPartner refuses (an unknown
+// partner, a URL outside the named partner's prefixes) are refused one by
+// one.
+func WithPartners(q Enqueuer, published map[string]PartnerSummary) Enqueuer {
+	if len(published) == 0 {
+		return q
+	}
+	return partnerEnqueuer{q, published, publishedPrefixes(published)}
+}
+
+type partnerEnqueuer struct {
+	q         Enqueuer
+	published map[string]PartnerSummary
+	prefixes  *prefixIndex
+}
+
+func (p partnerEnqueuer) Enqueue(ctx context.Context, ns []Notice) ([]error, error) {
+	errs := make([]error, len(ns))
+	keep := make([]Notice, 0, len(ns))
+	idx := make([]int, 0, len(ns))
+	for i := range ns {
+		if err := applyPartner(&ns[i], p.published, p.prefixes, !ns[i].scheduleDefaulted); err != nil {
+			errs[i] = err
+			continue
+		}
+		keep, idx = append(keep, ns[i]), append(idx, i)
+	}
+	kerrs, err := p.q.Enqueue(ctx, keep)
+	for j, e := range kerrs {
+		errs[idx[j]] = e
+	}
+	return errs, err
+}

@@ -1,0 +1,229 @@
+package notifier_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/notifier/notifier/notifier"
+)
+
+// matchPartners are the partners of TestPartnerByURLPrefix.
+var matchPartners = []*notifier.Partner{
+	{Name: "pay", Prefixes: []string{"https://pay.example.com"}},
+	{Name: "pay-8443", Prefixes: []string{"https://pay.example.com:8443/"}},
+	{Name: "hooks", Prefixes: []string{"https://hooks.example.com/cb"}},
+	{Name: "hooks-deep", Prefixes: []string{"https://hooks.example.com/cb/deep/"}},
+	{Name: "plain", Prefixes: []string{"http://plain.example.com:80/"}},
+	{Name: "named-only"},
+}
+
+// TestPartnerByURLPrefix: a URL is a partner's when its scheme, host and
+// port are those of one of the partner's prefixes and its path is under the
+// prefix's at a segment boundary; the longest such prefix wins. Serve
+// (Resolve, at delivery) and enqueue (ApplyPartner, from what serve
+// published) agree.
+func TestPartnerByURLPrefix(t *testing.T) {
+	tests := []struct {
+		name, url, want string
+	}{
+		{"HostOnlyPrefixTakesAnyPath", "https://pay.example.com/notify", "pay"},
+		{"HostOnlyPrefixTakesTheRoot", "https://pay.example.com", "pay"},
+		{"HostIsCaseInsensitive", "https://PAY.Example.COM/x", "pay"},
+		{"SchemeIsCaseInsensitive", "HTTPS://pay.example.com/x", "pay"},
+		{"DefaultPortIsThePort", "https://pay.example.com:443/x", "pay"},
+		{"TrailingDotIsTheSameHost", "https://pay.example.com./x", "pay"},
+		{"LongerHostIsNotThePartners", "https://pay.example.com.evil.net/x", ""},
+		{"SubdomainIsNotThePartners", "https://evil.pay.example.com/x", ""},
+		{"OtherPortIsNotThePartners", "https://pay.example.com:9443/x", ""},
+		{"OtherPortHasItsOwnPartner", "https://pay.example.com:8443/x", "pay-8443"},
+		{"OtherSchemeIsNotThePartners", "http://pay.example.com/x", ""},
+		{"PrefixInThePathIsNotThePartners", "https://evil.net/https://pay.example.com/x", ""},
+		{"PrefixInUserInfoIsNotThePartners", "https://pay.example.com@evil.net/x", ""},
+		{"PathPrefixItself", "https://hooks.example.com/cb", "hooks"},
+		{"PathPrefixWithQuery", "https://hooks.example.com/cb?order=1", "hooks"},
+		{"UnderPathPrefix", "https://hooks.example.com/cb/x", "hooks"},
+		{"PathPrefixIsWholeSegments", "https://hooks.example.com/cbx", ""},
+		{"PathIsCaseSensitive", "https://hooks.example.com/CB/x", ""},
+		{"DotSegmentsLeavingThePrefix", "https://hooks.example.com/cb/../admin", ""},
+		{"EscapedDotSegmentsLeavingThePrefix", "https://hooks.example.com/cb/%2e%2e/admin", ""},
+		{"LongestPrefixWins", "https://hooks.example.com/cb/deep/x", "hooks-deep"},
+		{"SlashPrefixNeedsTheSlash", "https://hooks.example.com/cb/deep", "hooks"},
+		{"ExplicitDefaultPortInPrefix", "http://plain.example.com/x", "plain"},
+		{"OtherHostOfNoPartner", "https://other.example.com/", ""},
+	}
+	ps := notifier.NewPartners(matchPartners, 0)
+	sums, err := ps.Summaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	published, err := notifier.ParseSummaries(sums)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ""
+			if p := ps.Resolve(&notifier.Notice{URL: tt.url}); p != nil {
+				got = p.Name
+			}
+			if got != tt.want {
+				t.Errorf("Resolve(%s) = %q, want %q", tt.url, got, tt.want)
+			}
+			n := notifier.Notice{ID: "n1", URL: tt.url}
+			if err := notifier.ApplyPartner(&n, published, true); err != nil || n.Partner != tt.want {
+				t.Errorf("ApplyPartner(%s) = %q, %v; want %q", tt.url, n.Partner, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestNamedPartnerMustOwnTheURL: a notice that names a partner must have a
+// URL under one of its prefixes, or it would carry the partner's signatures
+// to any host. A partner without prefixes takes any URL.
+func TestNamedPartnerMustOwnTheURL(t *testing.T) {
+	ps := notifier.NewPartners(matchPartners, 0)
+	sums, err := ps.Summaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	published, err := notifier.ParseSummaries(sums)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, partner, url string
+		wantOK             bool
+	}{
+		{"UnderItsPrefix", "hooks", "https://hooks.example.com/cb/x", true},
+		{"UnderAnotherPartnersPrefix", "hooks", "https://pay.example.com/x", false},
+		{"LookalikeHost", "pay", "https://pay.example.com.evil.net/x", false},
+		{"OtherPort", "pay", "https://pay.example.com:8443/x", false},
+		{"OutsideItsPath", "hooks", "https://hooks.example.com/cbx", false},
+		{"PartnerWithoutPrefixesTakesAnyURL", "named-only", "https://anywhere.example.net/x", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantName := ""
+			if tt.wantOK {
+				wantName = tt.partner
+			}
+			got := ""
+			if p := ps.Resolve(&notifier.Notice{URL: tt.url, Partner: tt.partner}); p != nil {
+				got = p.Name
+			}
+			if got != wantName {
+				t.Errorf("Resolve = %q, want %q: a named partner is applied only to its own URLs", got, wantName)
+			}
+
+			n := notifier.Notice{ID: "n1", URL: tt.url + "?token=SECRET", Partner: tt.partner}
+			err := notifier.ApplyPartner(&n, published, true)
+			if tt.wantOK {
+				if err != nil {
+					t.Errorf("ApplyPartner = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, notifier.ErrInvalidNotice) || !strings.Contains(err.Error(), "not under") {
+				t.Errorf("ApplyPartner = %v, want an ErrInvalidNotice saying the URL is not under the partner's prefixes", err)
+			}
+			if err != nil && strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("ApplyPartner error %q shows the query string", err)
+			}
+		})
+	}
+
+	t.Run("WithPartnersRefusesItAlone", func(t *testing.T) {
+		var got []notifier.Notice
+		q := enqueuerFunc(func(_ context.Context, ns []notifier.Notice) ([]error, error) {
+			got = append(got, ns...)
+			return make([]error, len(ns)), nil
+		})
+		errs, err := notifier.WithPartners(q, published).Enqueue(context.Background(), []notifier.Notice{
+			{ID: "ok", URL: "https://hooks.example.com/cb/1", Partner: "hooks"},
+			{ID: "bad", URL: "https://evil.example.net/cb/1", Partner: "hooks"},
+		})
+		if err != nil || errs[0] != nil || !errors.Is(errs[1], notifier.ErrInvalidNotice) {
+			t.Fatalf("Enqueue = %v, %v; want the second notice refused with ErrInvalidNotice", errs, err)
+		}
+		if len(got) != 1 || got[0].ID != "ok" {
+			t.Errorf("stored %v, want only ok", got)
+		}
+	})
+}
+
+type enqueuerFunc func(context.Context, []notifier.Notice) ([]error, error)
+
+func (f enqueuerFunc) Enqueue(ctx context.Context, ns []notifier.Notice) ([]error, error) {
+	return f(ctx, ns)
+}
+
+// TestNamedPartnerElsewhereIsSentUnsigned: a notice stored before enqueue
+// checked it names a partner but points elsewhere (here another port of
+// the same address). It is delivered as a notice of no partner: without
+// the partner's signature, and logged without the partner's name.
+func TestNamedPartnerElsewhereIsSentUnsigned(t *testing.T) {
+	secret, err := notifier.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	sigs := map[string]string{} // host -> Webhook-Signature
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		sigs[r.Host] = r.Header.Get("Webhook-Signature")
+		mu.Unlock()
+	})
+	own, other := httptest.NewServer(h), httptest.NewServer(h)
+	t.Cleanup(own.Close)
+	t.Cleanup(other.Close)
+
+	s := newStack(t)
+	d := s.dispatcher(5 * time.Second)
+	d.Partners = notifier.NewPartners([]*notifier.Partner{{Name: "pay", Prefixes: []string{own.URL + "/cb"}, Secrets: []notifier.Secret{secret}}}, 0)
+	s.run(d)
+	mine := notice("mine", own.URL+"/cb/1", "0", time.Now())
+	mine.Partner = "pay"
+	stray := notice("stray", other.URL+"/cb/1", "0", time.Now())
+	stray.Partner = "pay"
+	s.enqueue(mine, stray) // straight to the store, as before the check
+	rows := s.rows(2)
+	for _, r := range rows {
+		want := map[string]string{"mine": "pay", "stray": ""}[r.NoticeID]
+		if r.Outcome != notifier.Delivered || r.Partner != want {
+			t.Errorf("attempt of %s: %s under partner %q, want delivered under %q", r.NoticeID, r.Outcome, r.Partner, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if sig := sigs[strings.TrimPrefix(own.URL, "http://")]; !strings.HasPrefix(sig, "v1,") {
+		t.Errorf("the partner's own URL got signature %q, want one", sig)
+	}
+	if sig := sigs[strings.TrimPrefix(other.URL, "http://")]; sig != "" {
+		t.Errorf("another host got the partner's signature %q", sig)
+	}
+}
+
+// TestConfigRefusesPrefixWithQuery: a query string or fragment would take
+// no part in matching, so a url_prefix with one is refused, not ignored.
+func TestConfigRefusesPrefixWithQuery(t *testing.T) {
+	for _, prefix := range []string{"https://pay.example.com/cb?key=1", "https://pay.example.com/cb?", "https://pay.example.com/cb#x"} {
+		t.Run(prefix, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "notifier.toml")
+			if err := os.WriteFile(path, []byte("[[partner]]\nname = \"pay\"\nurl_prefix = [\""+prefix+"\"]\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := notifier.LoadConfig(path)
+			if !errors.Is(err, notifier.ErrConfig) || !strings.Contains(err.Error(), "url_prefix") {
+				t.Errorf("LoadConfig = %v, want ErrConfig naming url_prefix", err)
+			}
+		})
+	}
+}
