@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/notifier/notifier/notifier"
@@ -61,6 +62,13 @@ func (r *Redis) storeBatch(ctx context.Context, calls []scriptCall, idx []int, n
 		batch := make([]scriptCall, len(todo))
 		for k, j := range todo {
 			batch[k] = calls[j]
+			if try > 0 {
+				// Sent again: the script may find this call's own
+				// payload, stored by the send whose reply was lost.
+				args := slices.Clone(calls[j].args)
+				args[len(args)-1] = "1"
+				batch[k].args = args
+			}
 		}
 		cmds, err := r.evalPipelined(ctx, batch)
 		var left []int

@@ -230,7 +230,7 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 		due, _ := n.Schedule.Due(n.Stamp, 1)
 		calls = append(calls, scriptCall{enqueueScript,
 			[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID)},
-			[]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake()}})
+			[]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake(), "0"}})
 		idx = append(idx, i)
 	}
 	return errs, r.storeNotices(ctx, calls, idx, notices, errs)

@@ -38,17 +38,19 @@ end
 //	KEYS[4] -> wake flag        ARGV[4] -> '1' to replace a delivered tombstone
 //	                                       (an operator's explicit re-send)
 //	                            ARGV[5] -> wake channel (a channel, not a key)
+//	                            ARGV[6] -> '1' when this call is sent again
+//	                                       after its reply was lost
 //
-// Returns 1; 3 if this very payload is stored already (the same call sent
-// twice, after a connection failed before its reply came back: the stamp in
-// the payload makes it this enqueue's own); 0 if a notice with this id is
+// Returns 1; 3, for a call sent again, if this very payload is stored
+// already (the first send ran but its reply was lost: the stamp in the
+// payload makes it this enqueue's own); 0 if a notice with this id is
 // pending; 2 if one was delivered within the dedup window (its tombstone is
 // still there). Nothing is written but for 1. A given-up or cancelled id may
 // be enqueued again: it was never delivered, so sending it is no duplicate.
 var enqueueScript = newScript(pxUntil + `
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  if cur == ARGV[1] then return 3 end
+  if ARGV[6] == '1' and cur == ARGV[1] then return 3 end
   if string.sub(cur, 1, 1) ~= '!' then return 0 end
   if cur == '` + tombDelivered + `' and ARGV[4] ~= '1' then return 2 end
 end
