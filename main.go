@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	_ "net/http/pprof" // served only when NOTIFIER_PPROF names an address
@@ -360,6 +361,13 @@ func serve(c *cli.Context) error {
 	summaries, err := partners.Summaries()
 	if err != nil {
 		return err
+	}
+	// Partners of the previous config may have attempts parked (recorded
+	// before serve kept parked names): make them findable first.
+	if old, err := q.PublishedPartners(c.Context); err == nil {
+		if err := q.RegisterParked(c.Context, slices.Collect(maps.Keys(old))); err != nil {
+			return err
+		}
 	}
 	if err := q.PublishPartners(c.Context, summaries); err != nil {
 		return err

@@ -330,3 +330,53 @@ func TestReplayLargeArchiveSendsEachOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestParkedNoticeOfARemovedPartnerIsDelivered: a notice parked while its
+// partner is paused is not stranded when the partner leaves the config: the
+// next serve re-arms it (and says so), and it is delivered as a notice of no
+// partner.
+func TestParkedNoticeOfARemovedPartnerIsDelivered(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	pay := newAlipayPartner(t)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "attempts.db")
+	cfg := filepath.Join(dir, "notifier.toml")
+	writeFile(t, cfg, fmt.Sprintf("[[partner]]\nname = \"shop\"\nurl_prefix = [\"%s/alipay/\"]\n", pay.URL))
+	first := spawnServe(t, serveArgs(srv.URL(), db, "--config", cfg)...)
+	first.waitSubscribed(rdb, 1)
+	if code, _, errOut := runCLI(t, "", "partner", "pause", "--redis", srv.URL(), "shop"); code != 0 {
+		t.Fatalf("partner pause = %d %q", code, errOut)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(first.logs.String(), `msg="partner paused`) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // serve says when it has seen the pause
+	}
+	if code, _, errOut := runCLI(t, "", "enqueue", "--redis", srv.URL(), "--url", pay.URL+"/alipay/notify", "--id", "p1"); code != 0 {
+		t.Fatalf("enqueue = %d %q", code, errOut)
+	}
+	for {
+		_, out, _ := runCLI(t, "", "status", "--redis", srv.URL(), "--db", db, "p1")
+		if strings.Contains(out, "parked") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("p1 never parked: %q", out)
+		}
+		time.Sleep(20 * time.Millisecond) // parking happens in serve; polled through the CLI
+	}
+	first.stop()
+
+	second := spawnServe(t, serveArgs(srv.URL(), db)...) // no partners any more
+	t.Cleanup(second.stop)
+	rows := waitRows(t, db, 1)
+	if rows[0].NoticeID != "p1" || rows[0].Outcome != notifier.Delivered || rows[0].Partner != "" {
+		t.Fatalf("attempt %+v, want p1 delivered as a notice of no partner", rows[0])
+	}
+	if !strings.Contains(second.logs.String(), "no longer configured") {
+		t.Errorf("serve did not say it re-armed p1:\n%s", second.logs.String())
+	}
+	if left := pendingKeys(t, rdb); len(left) != 0 {
+		t.Errorf("Redis keeps %v after delivery", left)
+	}
+}

@@ -781,15 +781,24 @@ func (d *Dispatcher) stillPaused(ctx context.Context, name string) bool {
 }
 
 // watchPauses keeps the paused-partner cache fresh: a pause or resume by
-// another serve or the CLI takes effect here within a second.
+// another serve or the CLI takes effect here within a second. Every
+// orphanCheck (and at start) it re-arms attempts parked for partners that
+// are not configured any more, which nobody would ever resume.
 func (d *Dispatcher) watchPauses(ctx context.Context) {
-	if d.Pauser == nil || len(d.Partners.Names()) == 0 {
+	if d.Pauser == nil {
 		return
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var checked time.Time
 	for {
-		d.refreshPauses(ctx)
+		if time.Since(checked) >= orphanCheck {
+			d.unparkOrphans(ctx)
+			checked = time.Now()
+		}
+		if len(d.Partners.Names()) > 0 {
+			d.refreshPauses(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -797,6 +806,44 @@ func (d *Dispatcher) watchPauses(ctx context.Context) {
 		case <-d.pausesNow:
 		}
 	}
+}
+
+// orphanCheck is how often parked attempts of partners that left the config
+// are looked for: they appear only when a serve starts with a new config.
+const orphanCheck = 30 * time.Second
+
+// unparkOrphans re-arms, due now, the attempts parked for partners this
+// dispatcher does not know: they are sent as notices of no partner.
+func (d *Dispatcher) unparkOrphans(ctx context.Context) {
+	names, err := d.Pauser.ParkedPartners(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.Logger.Error("read partners with parked attempts", "err", err)
+		}
+		return
+	}
+	for _, name := range orphans(names, d.Partners.Names()) {
+		n, err := d.Pauser.Unpark(ctx, name)
+		if err != nil {
+			d.Logger.Error("re-arm attempts parked for a partner no longer configured", "partner", name, "err", err)
+			continue
+		}
+		if n > 0 {
+			d.Logger.Warn("re-armed attempts parked for a partner that is no longer configured; they are sent as notices of no partner",
+				"partner", name, "count", n)
+		}
+	}
+}
+
+// orphans returns the names in parked that are not in configured.
+func orphans(parked, configured []string) []string {
+	var out []string
+	for _, name := range parked {
+		if !slices.Contains(configured, name) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func (d *Dispatcher) refreshPauses(ctx context.Context) {

@@ -511,7 +511,9 @@ func TestTransportFaultsAreLogged(t *testing.T) {
 	refusedURL := refused.URL + "/gone?token=secret"
 	refused.Close()
 
-	d := s.dispatcher(300 * time.Millisecond)
+	// Long enough for the huge reply's headers to come back on a loaded
+	// machine under -race (300ms was not), short enough to keep the test quick.
+	d := s.dispatcher(time.Second)
 	s.run(d)
 	now := time.Now()
 	s.enqueue(notice("refused", refusedURL, "0", now), notice("hang", hang.URL, "0", now),
@@ -541,7 +543,7 @@ func TestTransportFaultsAreLogged(t *testing.T) {
 			t.Errorf("%s: the query string leaked into the log: %q %q", tt.id, a.URL, a.Error)
 		}
 		if a.Duration > 5*time.Second {
-			t.Errorf("%s: attempt took %v despite the 300ms timeout", tt.id, a.Duration)
+			t.Errorf("%s: attempt took %v despite the 1s timeout", tt.id, a.Duration)
 		}
 	}
 	if got := len(byID["huge"].Response); got != notifier.MaxSnippet {

@@ -164,6 +164,10 @@ func (k Keys) ParkedIn(s int, partner string) string { return k.scope(s) + ":par
 // ParkedOf is partner's parked set in notice id's shard.
 func (k Keys) ParkedOf(id, partner string) string { return k.ParkedIn(k.ShardOf(id), partner) }
 
+// ParkedNames is the set of partner names with attempts parked in shard s:
+// how parked sets are found again after their partner left the config.
+func (k Keys) ParkedNames(s int) string { return k.scope(s) + ":parkednames" }
+
 // Partner is the hash holding partner name's shared state.
 func (k Keys) Partner(name string) string { return k.prefix() + ":partner:" + name }
 

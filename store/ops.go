@@ -132,8 +132,8 @@ func (r *Redis) CancelInFlight(ctx context.Context, id string) (inFlight bool, e
 func (r *Redis) Park(ctx context.Context, job notifier.Job, partner string) (bool, error) {
 	t := r.trigger(job)
 	cmds, err := r.evalPipelined(ctx, []scriptCall{{parkScript,
-		[]string{r.keys.DueOf(t.ID), r.keys.Lease(t.ID), r.keys.ParkedOf(t.ID, partner)},
-		[]any{r.keys.Member(t), job.Token, r.Now().UnixMilli()}}})
+		[]string{r.keys.DueOf(t.ID), r.keys.Lease(t.ID), r.keys.ParkedOf(t.ID, partner), r.keys.ParkedNames(r.keys.ShardOf(t.ID))},
+		[]any{r.keys.Member(t), job.Token, r.Now().UnixMilli(), partner}}})
 	if err != nil {
 		return false, fmt.Errorf("park %s: %w", r.keys.Trigger(t), err)
 	}
@@ -198,8 +198,8 @@ func (r *Redis) unparkShard(ctx context.Context, s int, name string, now int64) 
 		// Batches keep each script short: Redis serves nobody else while
 		// one runs.
 		cmds, err := r.evalPipelined(ctx, []scriptCall{{unparkScript,
-			[]string{r.keys.ParkedIn(s, name), r.keys.DueShard(s)},
-			[]any{r.keys.prefix() + "_", now, 1000}}})
+			[]string{r.keys.ParkedIn(s, name), r.keys.DueShard(s), r.keys.ParkedNames(s)},
+			[]any{r.keys.prefix() + "_", now, 1000, name}}})
 		if err != nil {
 			return total, fmt.Errorf("resume partner %s: %w", name, err)
 		}

@@ -214,9 +214,14 @@ return 1
 // parkScript moves a claimed attempt out of the due index into its paused
 // partner's parked set, where no sweep or waker looks.
 //
+// The partner's name goes into the shard's set of parked names, so its
+// parked attempts are found (and re-armed) even after the partner leaves
+// the config.
+//
 //	KEYS[1] -> due index        ARGV[1] -> member
 //	KEYS[2] -> lease key        ARGV[2] -> claim token
 //	KEYS[3] -> parked set       ARGV[3] -> now, Unix ms
+//	KEYS[4] -> parked names     ARGV[4] -> partner name
 //
 // Returns 1, or 0 if the claim was lost.
 var parkScript = newScript(`
@@ -226,6 +231,7 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[4])
 return 1
 `)
 
@@ -234,9 +240,12 @@ return 1
 // trigger keys are named from the members here (prefix ARGV[1]), so this
 // script needs all keys on one node.
 //
+// A partner whose parked set is left empty leaves the shard's parked names.
+//
 //	KEYS[1] -> parked set       ARGV[1] -> trigger key prefix ("P_")
 //	KEYS[2] -> due index        ARGV[2] -> now, Unix ms
-//	                            ARGV[3] -> batch size
+//	KEYS[3] -> parked names     ARGV[3] -> batch size
+//	                            ARGV[4] -> partner name
 //
 // Returns how many were re-armed; 0 when the set is empty.
 var unparkScript = newScript(`
@@ -246,6 +255,7 @@ for _, m in ipairs(ms) do
   redis.call('SET', ARGV[1] .. m, 1, 'PX', 1)
   redis.call('ZREM', KEYS[1], m)
 end
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[4]) end
 return #ms
 `)
 

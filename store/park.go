@@ -1,0 +1,64 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ParkedPartners implements notifier.Pauser: the names of every partner
+// with attempts parked, configured or not.
+func (r *Redis) ParkedPartners(ctx context.Context) ([]string, error) {
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, r.keys.ShardCount())
+	for s := range cmds {
+		cmds[s] = pipe.SMembers(ctx, r.keys.ParkedNames(s))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("read parked partners: %w", err)
+	}
+	var names []string
+	for _, c := range cmds {
+		names = append(names, c.Val()...)
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+// RegisterParked adds the named partners that have attempts parked to the
+// parked names, for parked sets written before serve kept those names (an
+// older release): serve calls it with the partners the previous serve
+// published, before it publishes its own.
+func (r *Redis) RegisterParked(ctx context.Context, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	n := r.keys.ShardCount()
+	pipe := r.rdb.Pipeline()
+	cards := make([]*redis.IntCmd, len(names)*n)
+	for i, name := range names {
+		for s := range n {
+			cards[i*n+s] = pipe.ZCard(ctx, r.keys.ParkedIn(s, name))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("read parked sets: %w", err)
+	}
+	pipe = r.rdb.Pipeline()
+	for i, name := range names {
+		for s := range n {
+			if cards[i*n+s].Val() > 0 {
+				pipe.SAdd(ctx, r.keys.ParkedNames(s), name)
+			}
+		}
+	}
+	if pipe.Len() == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("register parked partners: %w", err)
+	}
+	return nil
+}
