@@ -181,13 +181,13 @@ func pendingKeys(t *testing.T, rdb *redis.Client) []string {
 }
 
 // faultRun starts a Redis, a partner expecting total notices and one serve
-// subscribed to it, stopped when the test ends.
-func faultRun(t *testing.T, total int) (*redistest.Server, *redis.Client, *faultPartner, *serveProc) {
+// (with serveArgs and extra) subscribed to it, stopped when the test ends.
+func faultRun(t *testing.T, total int, extra ...string) (*redistest.Server, *redis.Client, *faultPartner, *serveProc) {
 	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	p := newFaultPartner(t, total)
-	s := spawnServe(t, serveArgs(srv.URL(), filepath.Join(t.TempDir(), "attempts.db"))...)
+	s := spawnServe(t, serveArgs(srv.URL(), filepath.Join(t.TempDir(), "attempts.db"), extra...)...)
 	t.Cleanup(s.stop)
 	s.waitSubscribed(rdb, 1)
 	return srv, rdb, p, s
@@ -301,7 +301,10 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 // meanwhile, and every attempt is made once.
 func TestPubSubConnectionKilled(t *testing.T) {
 	const total = 1000
-	srv, rdb, p, _ := faultRun(t, total)
+	// No process dies here, so no lease needs to run out: a long one keeps
+	// an attempt that a loaded machine makes slowly from being taken over
+	// (and POSTed again) before it ends.
+	srv, rdb, p, _ := faultRun(t, total, "--lease", "30s")
 	// First attempts come due over one second, starting 1 s from now.
 	enqueueMany(t, srv.URL(), p.URL, "c", total, func(i int) string { return fmt.Sprintf("%dms,%dms", 1000+i, 3000+i) })
 	p.wait(t, p.atLeast(100), "attempts start coming due", 30*time.Second)
@@ -325,7 +328,9 @@ func TestThreeServesPostEachAttemptOnce(t *testing.T) {
 	p := newFaultPartner(t, total)
 	dir := t.TempDir()
 	for i := range 3 {
-		s := spawnServe(t, serveArgs(srv.URL(), filepath.Join(dir, fmt.Sprintf("attempts-%d.db", i)))...)
+		// No serve dies: a long lease keeps a slow attempt on a loaded
+		// machine from being taken over by another serve.
+		s := spawnServe(t, serveArgs(srv.URL(), filepath.Join(dir, fmt.Sprintf("attempts-%d.db", i)), "--lease", "30s")...)
 		t.Cleanup(s.stop)
 		s.waitSubscribed(rdb, int64(i+1))
 	}
