@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-
-	"github.com/notifier/notifier/backoff"
 )
 
 // Dispatcher turns due triggers into attempts. Three sources feed it:
@@ -605,73 +603,35 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		return
 	}
 	res := d.Post(ctx, n, job.N, opts)
+	dec := Decide(Verdict{Notice: n, N: job.N, Result: res, Rule: rule, Partner: p,
+		CanPause: d.Pauser != nil, Aborted: ctx.Err() != nil, Rand: rand.Float64()})
 	a := Attempt{
 		NoticeID: n.ID, Stamp: n.Stamp, N: job.N, Due: due, Start: res.Start, Duration: res.Duration,
 		URL: RedactURL(n.URL), Status: res.Status, Response: string(res.Snippet), Partner: name,
+		Outcome: dec.Outcome, Error: dec.Error,
 	}
-	if res.Err != nil {
-		a.Error = res.Err.Error()
-	}
-	succeeded := false
-	if res.Err == nil && res.Status != 0 {
-		var why string
-		if succeeded, why = rule.Check(res.Status, res.Snippet); !succeeded && Succeeded(res.Status) {
-			a.Error = "reply does not meet the success rule: " + why
-		}
-	}
-	gone := Permanent(res.Status) && p != nil && p.PauseOnGone && d.Pauser != nil
 	// Completing must happen even while shutting down.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	var kept bool
 	var err error
-	switch {
-	case ctx.Err() != nil && res.Status == 0:
-		// Cancelled by shutdown: hand the attempt back untouched.
-		a.Outcome, a.Error, a.Next = Error, "aborted by shutdown; attempt released for retry", d.Now()
+	switch dec.Action {
+	case Release:
+		a.Next = d.Now()
 		kept, err = true, d.Queue.Release(sctx, job)
-	case succeeded:
-		a.Outcome = Delivered
-		kept, err = d.complete(Completion{Job: job, Ended: Delivered})
-	case errors.Is(res.Err, ErrBlocked):
-		// An internal address stays internal on every retry.
-		a.Outcome = Blocked
-		a.Error = "blocked by the address guard, not retried: " + a.Error
-		kept, err = d.complete(Completion{Job: job, Ended: Blocked})
-	case gone:
-		// The partner says it is gone: pause it and park the notice, so
-		// an operator can resume it rather than lose it.
-		a.Outcome, a.Error = Retry, fmt.Sprintf("partner answered %d: partner %s paused; notice parked until it resumes", res.Status, p.Name)
-		d.partnerResult(sctx, p, false, fmt.Sprintf("answered %d Gone", res.Status))
-		kept, err = d.Pauser.Park(sctx, job, p.Name)
-		if err == nil {
+	case End:
+		kept, err = d.complete(Completion{Job: job, Ended: dec.Outcome})
+	case Park:
+		d.partnerResult(sctx, p, false, dec.PauseReason)
+		if kept, err = d.Pauser.Park(sctx, job, p.Name); err == nil {
 			d.stats.Parked.Add(1)
 		}
-	default:
-		next, nextDue, ok := n.Schedule.Next(n.Stamp, job.N, res.Start)
-		if ok && !Permanent(res.Status) {
-			if p != nil && p.Jitter > 0 {
-				nextDue = nextDue.Add(backoff.Jitter(n.Schedule, next, p.Jitter, rand.Float64()))
-			}
-			if res.RetryAfter > 0 {
-				// The partner asked for a pause: the next attempt waits
-				// as a scheduled trigger, never as a sleeping goroutine.
-				if at := res.Start.Add(res.Duration).Add(res.RetryAfter); at.After(nextDue) {
-					nextDue = at
-				}
-			}
-			a.Outcome, a.Next = Retry, nextDue
-			kept, err = d.complete(Completion{Job: job, Next: next, Due: nextDue})
-		} else {
-			a.Outcome = GaveUp
-			if a.Error == "" {
-				a.Error = failure(res.Status)
-			}
-			kept, err = d.complete(Completion{Job: job, Ended: GaveUp})
-		}
+	case Arm:
+		a.Next = dec.Due
+		kept, err = d.complete(Completion{Job: job, Next: dec.Next, Due: dec.Due})
 	}
-	if p != nil && p.PauseAfter > 0 && !gone && ctx.Err() == nil {
-		d.partnerResult(sctx, p, succeeded, "")
+	if p != nil && p.PauseAfter > 0 && dec.PauseReason == "" && ctx.Err() == nil {
+		d.partnerResult(sctx, p, dec.Succeeded, "")
 	}
 	if err != nil {
 		// The lease will run out and the attempt will be made again.
@@ -939,13 +899,6 @@ func (d *Dispatcher) complete(c Completion) (bool, error) {
 	d.completions <- completion{c: c, reply: reply}
 	r := <-reply
 	return r.kept, r.err
-}
-
-func failure(status int) string {
-	if Permanent(status) {
-		return fmt.Sprintf("partner answered %d: permanent, not retried", status)
-	}
-	return ""
 }
 
 func (d *Dispatcher) count(o Outcome) {
