@@ -1,0 +1,122 @@
+package notifier
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+type intakeItem struct {
+	t     Trigger
+	swept bool
+}
+
+// intake claims triggers as workers come free and starts an attempt for
+// each claim.
+func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeItem, sem chan struct{}, workers *sync.WaitGroup) {
+	const maxBatch = 64
+	batch := make([]intakeItem, 0, maxBatch)
+	wait := 100 * time.Millisecond
+	for {
+		batch = batch[:0]
+		// One free worker first, then the trigger for it; then more
+		// triggers only while workers are free for them. Claims are made
+		// only when a worker is free for each, so a lease never runs down
+		// in a queue, and under load one round trip claims a whole batch.
+		// Waiting for a whole batch's worth of workers instead would hold
+		// the free ones while a slow partner keeps the rest.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-ctx.Done():
+			<-sem
+			return
+		case it := <-intake:
+			batch = append(batch, it)
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case sem <- struct{}{}:
+			default:
+				break drain
+			}
+			select {
+			case it := <-intake:
+				batch = append(batch, it)
+			default:
+				<-sem
+				break drain
+			}
+		}
+		ts := make([]Trigger, len(batch))
+		for i, it := range batch {
+			ts[i] = it.t
+		}
+		results, jobs, err := d.Queue.Claim(ctx, ts, d.Lease)
+		if err != nil {
+			for range batch {
+				<-sem
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			// The due index still holds these; the sweep will bring
+			// them back once Redis answers.
+			d.Logger.Error("claim", "err", err, "dropped_until_sweep", len(batch))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(wait*2, 5*time.Second)
+			continue
+		}
+		wait = 100 * time.Millisecond
+		next, recovered := 0, 0
+		for i, r := range results {
+			switch r {
+			case Claimed:
+				job := jobs[next]
+				next++
+				if batch[i].swept {
+					recovered++
+					d.Logger.Debug("sweep took an attempt whose expiry event never came", "id", job.Notice.ID, "n", job.N)
+				}
+				workers.Add(1)
+				go func() {
+					defer workers.Done()
+					defer func() { <-sem }()
+					d.attempt(workCtx, job)
+				}()
+				continue
+			case Stale:
+				d.stats.Stale.Add(1)
+			case Busy:
+				d.stats.Busy.Add(1)
+			case Orphan, Corrupt:
+				d.stats.Orphans.Add(1)
+				t := batch[i].t
+				d.Logger.Warn("dropped a trigger whose notice is gone or unreadable", "id", t.ID, "n", t.N)
+				if r == Corrupt {
+					// Its payload was removed: the log says why, and
+					// `status` shows the notice as dropped.
+					now := d.Now()
+					d.count(Error)
+					if err := d.Log.Record(ctx, Attempt{NoticeID: t.ID, Stamp: t.Stamp, N: t.N, Due: now, Start: now,
+						Outcome: Error, Error: "stored notice is unreadable; dropped"}); err != nil {
+						d.Logger.Error("record attempt", "id", t.ID, "err", err)
+					}
+				}
+			}
+			<-sem
+		}
+		if recovered > 0 {
+			d.stats.Recovered.Add(int64(recovered))
+			d.Logger.Info("sweep took attempts whose expiry events never came", "count", recovered)
+		}
+	}
+}
