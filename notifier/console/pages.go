@@ -270,7 +270,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 	}
 	ctx := r.Context()
 	var pending *notifier.Notice
-	p, err := h.o.Queue.Pending(ctx, id)
+	p, err := h.o.Queue.PendingHeader(ctx, id)
 	switch {
 	case err == nil:
 		pending = &p.Notice
