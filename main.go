@@ -167,7 +167,14 @@ func dbPath(c *cli.Context) string {
 
 // connect opens the Redis that --redis names, or the private one of the serve
 // using --data-dir, and checks that it answers.
-func connect(c *cli.Context) (redis.UniversalClient, error) {
+func connect(c *cli.Context) (redis.UniversalClient, error) { return connectPool(c, 0) }
+
+// adminPool is how many Redis connections serve's API and console share:
+// their own, so their reads never hold the connections delivery needs.
+const adminPool = 4
+
+// connectPool is connect with at most poolSize connections (0: the default).
+func connectPool(c *cli.Context, poolSize int) (redis.UniversalClient, error) {
 	if p := c.String("prefix"); p != "" {
 		if err := store.ValidatePrefix(p); err != nil {
 			return nil, fmt.Errorf("%w: --prefix: %v", errBadInput, err)
@@ -185,7 +192,7 @@ func connect(c *cli.Context) (redis.UniversalClient, error) {
 		}
 		url = "unix://" + sock
 	}
-	rdb, err := store.Connect(c.Context, url)
+	rdb, err := store.ConnectPool(c.Context, url, poolSize)
 	if errors.Is(err, store.ErrBadRedisURL) {
 		return nil, fmt.Errorf("%w: --redis: %v", errBadInput, err)
 	}
@@ -446,7 +453,15 @@ func serve(c *cli.Context) error {
 		defer func() { stopFleet(); <-flDone }()
 	}
 	if addr := c.String("listen"); addr != "" {
-		stopAPI, err := startAPI(runCtx, stopRun, addr, c, q, rdb, alog, d, partners, log)
+		admin, err := connectPool(c, adminPool)
+		if err != nil {
+			stopLog()
+			return errors.Join(err, <-logDone)
+		}
+		defer admin.Close()
+		aq := store.NewRedis(admin, c.String("prefix"), log)
+		aq.DedupWindow = q.DedupWindow
+		stopAPI, err := startAPI(runCtx, stopRun, addr, c, q, aq, rdb, alog, d, partners, log)
 		if err != nil {
 			stopLog()
 			return errors.Join(err, <-logDone)
@@ -474,25 +489,27 @@ func observe(d *notifier.Dispatcher, f func(notifier.Attempt)) {
 
 // startAPI serves the HTTP API and metrics, and the web console under /ui/,
 // on addr until ctx ends; the returned func waits for it to stop. A server
-// that fails stops serve.
-func startAPI(ctx context.Context, stopRun func(), addr string, c *cli.Context, q *store.Redis, rdb redis.UniversalClient,
+// that fails stops serve. Their reads and writes go through admin (a store
+// on connections of their own); q and rdb, delivery's, are only asked
+// whether they work.
+func startAPI(ctx context.Context, stopRun func(), addr string, c *cli.Context, q, admin *store.Redis, rdb redis.UniversalClient,
 	alog *store.SQLite, d *notifier.Dispatcher, partners *notifier.Partners, log *slog.Logger) (func(), error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := api.NewMetrics(reg, api.MetricsSource{
-		PendingCount: func(ctx context.Context) (int64, error) { return q.PendingCount(ctx, partners.Names()) },
+		PendingCount: func(ctx context.Context) (int64, error) { return admin.PendingCount(ctx, partners.Names()) },
 		Recovered:    d.Stats().Recovered.Load,
 		ForeignKeys:  q.ForeignKeys,
 	})
 	observe(d, m.Observe)
-	h, err := api.New(api.Server{Queue: q, Log: alog, Token: strings.TrimSpace(c.String("api-token")),
+	h, err := api.New(api.Server{Queue: admin, Log: alog, Token: strings.TrimSpace(c.String("api-token")),
 		Metrics: m, PublicMetrics: c.Bool("public-metrics"), Logger: log,
 		Ready: api.Readiness{Ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 			LastHeard: q.LastHeard, Sync: alog.Sync}.Check})
 	if err != nil {
 		return nil, fmt.Errorf("%w: --listen: %v", errBadInput, err)
 	}
-	ui, err := console.New(console.Options{Queue: q, Log: alog, Token: strings.TrimSpace(c.String("api-token")),
+	ui, err := console.New(console.Options{Queue: admin, Log: alog, Token: strings.TrimSpace(c.String("api-token")),
 		ReadToken: strings.TrimSpace(c.String("api-read-token")), Partners: partners.Names, Logger: log, Done: ctx.Done()})
 	if err != nil {
 		return nil, fmt.Errorf("%w: --listen: %v", errBadInput, err)

@@ -26,11 +26,19 @@ var ErrBadRedisURL = errors.New("bad Redis URL")
 // No error contains the password: a URL that cannot be read is reported as
 // if its password were "xxxxx".
 func Connect(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
+	return ConnectPool(ctx, rawURL, 0)
+}
+
+// ConnectPool is Connect with at most poolSize connections per server (0:
+// the URL's pool_size, else go-redis's default of 10 per CPU). Serve gives its admin reads (API and
+// console) a small pool of their own, so they never take the
+// connections delivery needs.
+func ConnectPool(ctx context.Context, rawURL string, poolSize int) (redis.UniversalClient, error) {
 	open, err := parse(rawURL)
 	if err != nil {
 		return nil, redactParseError(rawURL, err, func(u string) error { _, err := parse(u); return err })
 	}
-	rdb := open()
+	rdb := open(poolSize)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
@@ -55,8 +63,10 @@ func ParseURL(rawURL string) (*redis.Options, error) {
 	return opt, nil
 }
 
-// parse reads rawURL (see Connect) into a func that makes its client.
-func parse(rawURL string) (func() redis.UniversalClient, error) {
+// parse reads rawURL (see Connect) into a func that makes its client with
+// a pool of poolSize connections per server (0: the default, or the URL's
+// pool_size).
+func parse(rawURL string) (func(poolSize int) redis.UniversalClient, error) {
 	switch {
 	case strings.HasPrefix(rawURL, "redis+cluster://"), strings.HasPrefix(rawURL, "rediss+cluster://"):
 		u, hosts, err := splitHosts(rawURL)
@@ -74,7 +84,12 @@ func parse(rawURL string) (func() redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadRedisURL, err)
 		}
-		return func() redis.UniversalClient { return redis.NewClusterClient(opt) }, nil
+		return func(poolSize int) redis.UniversalClient {
+			if poolSize > 0 {
+				opt.PoolSize = poolSize
+			}
+			return redis.NewClusterClient(opt)
+		}, nil
 	case strings.HasPrefix(rawURL, "redis+sentinel://"):
 		u, hosts, err := splitHosts(rawURL)
 		if err != nil {
@@ -94,13 +109,23 @@ func parse(rawURL string) (func() redis.UniversalClient, error) {
 			opt.Username = u.User.Username()
 			opt.Password, _ = u.User.Password()
 		}
-		return func() redis.UniversalClient { return redis.NewFailoverClient(opt) }, nil
+		return func(poolSize int) redis.UniversalClient {
+			if poolSize > 0 {
+				opt.PoolSize = poolSize
+			}
+			return redis.NewFailoverClient(opt)
+		}, nil
 	default:
 		opt, err := redis.ParseURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadRedisURL, err)
 		}
-		return func() redis.UniversalClient { return redis.NewClient(opt) }, nil
+		return func(poolSize int) redis.UniversalClient {
+			if poolSize > 0 {
+				opt.PoolSize = poolSize
+			}
+			return redis.NewClient(opt)
+		}, nil
 	}
 }
 

@@ -39,19 +39,20 @@ const (
 // State says what Redis knows of notice id: StatePending (or StateParked)
 // while it waits, the tombstone's state (delivered, gave-up, cancelled) for
 // the dedup window after it ended, and an error wrapping
-// notifier.ErrNotFound when it knows nothing.
+// notifier.ErrNotFound when it knows nothing. It reads the payload's
+// header, never its body.
 func (r *Redis) State(ctx context.Context, id string) (string, error) {
-	p, err := r.rdb.Get(ctx, r.keys.Payload(id)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return "", fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
-	}
+	p, err := r.readHead(ctx, id)
 	if err != nil {
 		return "", fmt.Errorf("read notice %s: %w", id, err)
+	}
+	if p == nil {
+		return "", fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
 	}
 	if isTombstone(p) {
 		return string(p[1:]), nil
 	}
-	n, err := decodePayload(id, p)
+	n, err := decodeHeader(id, p)
 	if err != nil {
 		return "", err
 	}
@@ -80,17 +81,19 @@ func (r *Redis) Cancel(ctx context.Context, id string) error {
 // flight: its POST may still reach the partner, but nothing follows it.
 func (r *Redis) CancelInFlight(ctx context.Context, id string) (inFlight bool, err error) {
 	for try := 0; try < 5; try++ {
-		p, err := r.rdb.Get(ctx, r.keys.Payload(id)).Bytes()
-		if errors.Is(err, redis.Nil) {
-			return false, fmt.Errorf("cancel %s: %w", id, notifier.ErrNotFound)
-		}
+		// The header is enough: the script checks that the payload still
+		// starts with it, and the body is never read.
+		p, err := r.readHead(ctx, id)
 		if err != nil {
 			return false, fmt.Errorf("cancel %s: %w", id, err)
+		}
+		if p == nil {
+			return false, fmt.Errorf("cancel %s: %w", id, notifier.ErrNotFound)
 		}
 		if isTombstone(p) {
 			return false, fmt.Errorf("cancel %s: %s: %w", id, p[1:], ErrEnded)
 		}
-		n, err := decodePayload(id, p)
+		n, err := decodeHeader(id, p)
 		if err != nil {
 			// Unreadable: it can never be sent, so cancelling removes it.
 			n = notifier.Notice{ID: id}
@@ -321,93 +324,6 @@ func (r *Redis) PublishedPartners(ctx context.Context) (map[string]string, error
 	return m, nil
 }
 
-// EachPending calls fn for every pending notice (parked ones included, with
-// Parked set), in no particular order, until fn returns an error. Entries
-// whose payload is gone or unreadable are skipped.
-func (r *Redis) EachPending(ctx context.Context, fn func(PendingNotice) error) error {
-	scan := func(key string, parked bool) error {
-		var cursor uint64
-		for {
-			ms, next, err := r.rdb.ZScan(ctx, key, cursor, "", 500).Result()
-			if err != nil {
-				return fmt.Errorf("scan %s: %w", key, err)
-			}
-			var ts []notifier.Trigger
-			var scores []string
-			for i := 0; i+1 < len(ms); i += 2 {
-				t, err := r.keys.ParseMember(ms[i])
-				if err != nil {
-					continue
-				}
-				ts = append(ts, t)
-				scores = append(scores, ms[i+1])
-			}
-			pipe := r.rdb.Pipeline()
-			gets := make([]*redis.StringCmd, len(ts))
-			for i, t := range ts {
-				gets[i] = pipe.Get(ctx, r.keys.Payload(t.ID))
-			}
-			if len(ts) > 0 {
-				if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-					return fmt.Errorf("read pending notices: %w", err)
-				}
-			}
-			for i, t := range ts {
-				p, err := gets[i].Bytes()
-				if err != nil || isTombstone(p) {
-					continue
-				}
-				n, err := decodePayload(t.ID, p)
-				if err != nil || !n.Stamp.Equal(t.Stamp) {
-					continue
-				}
-				due, _ := n.Schedule.Due(n.Stamp, t.N)
-				if ms, err := strconv.ParseFloat(scores[i], 64); err == nil && !parked {
-					if armed := time.UnixMilli(int64(ms)); armed.After(due) {
-						due = armed
-					}
-				}
-				if err := fn(PendingNotice{Notice: n, N: t.N, Due: due, Parked: parked}); err != nil {
-					return err
-				}
-			}
-			cursor = next
-			if cursor == 0 {
-				return nil
-			}
-		}
-	}
-	for s := range r.keys.ShardCount() {
-		if err := scan(r.keys.DueShard(s), false); err != nil {
-			return err
-		}
-	}
-	// Only partners of the serve's config are ever paused.
-	names, err := r.rdb.HKeys(ctx, r.keys.Partners()).Result()
-	if err != nil {
-		return fmt.Errorf("read partners: %w", err)
-	}
-	for _, name := range names {
-		for s := range r.keys.ShardCount() {
-			if err := scan(r.keys.ParkedIn(s, name), true); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// PendingNotice is one notice listed by EachPending.
-type PendingNotice struct {
-	Notice notifier.Notice
-	// N is the pending attempt and Due when it is armed to run (for a
-	// parked notice: its slot).
-	N   int
-	Due time.Time
-	// Parked is true while its partner is paused.
-	Parked bool
-}
-
 // parkedSet returns the parked set holding notice n's attempt, "" if none.
 // A notice's partner may have been matched by URL prefix at delivery, so
 // when the notice does not name one the parked set of every published
@@ -425,14 +341,24 @@ func (r *Redis) parkedSet(ctx context.Context, id string, n *notifier.Notice) (s
 			sets = append(sets, r.keys.ParkedOf(id, name))
 		}
 	}
+	// One round trip for every candidate (set, attempt).
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.FloatCmd, 0, len(sets)*len(n.Schedule))
 	for _, set := range sets {
 		for k := 1; k <= len(n.Schedule); k++ {
-			m := r.keys.Member(notifier.Trigger{ID: id, Stamp: n.Stamp, N: k})
-			if err := r.rdb.ZScore(ctx, set, m).Err(); err == nil {
-				return set, nil
-			} else if !errors.Is(err, redis.Nil) {
-				return "", fmt.Errorf("read parked set: %w", err)
-			}
+			cmds = append(cmds, pipe.ZScore(ctx, set, r.keys.Member(notifier.Trigger{ID: id, Stamp: n.Stamp, N: k})))
+		}
+	}
+	if len(cmds) == 0 {
+		return "", nil
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	for i, c := range cmds {
+		switch err := c.Err(); {
+		case err == nil:
+			return sets[i/len(n.Schedule)], nil
+		case !errors.Is(err, redis.Nil):
+			return "", fmt.Errorf("read parked set: %w", err)
 		}
 	}
 	return "", nil

@@ -86,3 +86,11 @@ func decodePayload(id string, p []byte) (notifier.Notice, error) {
 	}
 	return n, nil
 }
+
+// decodeHeader decodes a payload's header line, head (with its '\n', as
+// readHeads returns it): the notice without its body.
+func decodeHeader(id string, head []byte) (notifier.Notice, error) {
+	n, err := decodePayload(id, head)
+	n.Body = nil
+	return n, err
+}

@@ -181,7 +181,7 @@ return 1
 
 // cancelScript ends a pending notice without sending it again.
 //
-//	KEYS[1] -> payload key      ARGV[1] -> the payload the caller read
+//	KEYS[1] -> payload key      ARGV[1] -> the payload's start the caller read (its header line)
 //	KEYS[2] -> due index        ARGV[2] -> tombstone TTL, ms (0: no tombstone)
 //	KEYS[3] -> lease key        ARGV[3..] -> due-index members of every attempt
 //	KEYS[4] -> parked set of the notice's partner
@@ -191,10 +191,12 @@ return 1
 // reach the partner; its completion finds no due-index entry and changes
 // nothing); 0 if there is no such notice or it already ended; -1 if the
 // payload changed since the caller read it (ended and enqueued again): the
-// caller reads again.
+// caller reads again. Only the payload's start is compared, so the body is
+// neither sent nor read: a payload enqueued again has a new stamp in its
+// header.
 var cancelScript = newScript(`
-local p = redis.call('GET', KEYS[1])
-if not p or string.sub(p, 1, 1) == '!' then return 0 end
+local p = redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1)
+if p == '' or string.sub(p, 1, 1) == '!' then return 0 end
 if p ~= ARGV[1] then return -1 end
 for i = 3, #ARGV do
   redis.call('ZREM', KEYS[2], ARGV[i])

@@ -15,7 +15,7 @@ import (
 // ago). It wraps notifier.ErrNotFound when neither knows the notice.
 func NoticeStatus(ctx context.Context, q *Redis, log *SQLite, id string) (notifier.Status, []notifier.Attempt, error) {
 	var pending *notifier.Notice
-	p, err := q.Pending(ctx, id)
+	p, err := q.PendingHeader(ctx, id)
 	switch {
 	case err == nil:
 		pending = &p.Notice

@@ -65,6 +65,11 @@ type Options struct {
 	// Done, if set, ends the live feeds when it is closed. Serve closes it
 	// when it stops: http.Server.Shutdown waits for open streams.
 	Done <-chan struct{}
+	// ListSlots bounds the notices lists read at once (0: 1), and ListWait
+	// (0: 5 s) is how long a list waits for a slot before it is answered
+	// 503 with Retry-After.
+	ListSlots int
+	ListWait  time.Duration
 }
 
 // access is what a session may do.
@@ -94,6 +99,8 @@ type handler struct {
 	sums  [3][sha256.Size]byte
 	pages map[string]*template.Template
 	mux   *http.ServeMux
+	// lists holds a token per notices list being read (see limited).
+	lists chan struct{}
 }
 
 // New returns the console's handler; it serves every path under /ui/ (see
@@ -116,7 +123,13 @@ func New(o Options) (http.Handler, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &handler{o: o, pages: map[string]*template.Template{}}
+	if o.ListSlots <= 0 {
+		o.ListSlots = defaultListSlots
+	}
+	if o.ListWait <= 0 {
+		o.ListWait = defaultListWait
+	}
+	h := &handler{o: o, pages: map[string]*template.Template{}, lists: make(chan struct{}, o.ListSlots)}
 	h.keys[fullAccess], h.sums[fullAccess] = deriveKey(o.Token), sha256.Sum256([]byte(o.Token))
 	if o.ReadToken != "" {
 		h.keys[readAccess], h.sums[readAccess] = deriveKey(o.ReadToken), sha256.Sum256([]byte(o.ReadToken))
@@ -137,7 +150,7 @@ func New(o Options) (http.Handler, error) {
 	mux.HandleFunc("GET /ui/login", h.loginForm)
 	mux.HandleFunc("POST /ui/login", h.login)
 	mux.HandleFunc("POST /ui/logout", h.action(h.logout, readAccess))
-	mux.HandleFunc("GET /ui/{$}", h.page(h.notices))
+	mux.HandleFunc("GET /ui/{$}", h.page(h.limited(h.notices)))
 	mux.HandleFunc("GET /ui/notices/{id}", h.page(h.notice))
 	mux.HandleFunc("POST /ui/notices/{id}/retry", h.action(h.retry, fullAccess))
 	mux.HandleFunc("POST /ui/notices/{id}/cancel", h.action(h.cancel, fullAccess))

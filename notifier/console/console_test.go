@@ -21,6 +21,7 @@ import (
 	"github.com/notifier/notifier/store"
 	"github.com/notifier/notifier/store/redistest"
 	"github.com/notifier/notifier/store/storetest"
+	"github.com/redis/go-redis/v9"
 )
 
 const (
@@ -33,6 +34,7 @@ const (
 // attempt log file.
 type env struct {
 	t   *testing.T
+	rdb *redis.Client
 	q   *store.Redis
 	log *store.SQLite
 	url string
@@ -42,19 +44,24 @@ type env struct {
 	transport http.RoundTripper
 }
 
-func newEnv(t *testing.T, tls bool) *env {
+func newEnv(t *testing.T, tls bool, opts ...func(*console.Options)) *env {
 	t.Helper()
 	srv := redistest.Start(t)
 	log, _ := storetest.StartLog(t)
 	ctx := context.Background()
-	e := &env{t: t, q: store.NewRedis(srv.Client(), "", nil), log: log}
+	e := &env{t: t, rdb: srv.Client(), log: log}
+	e.q = store.NewRedis(e.rdb, "", nil)
 	// As serve does: the console's partner, and where parked notices are.
 	if err := e.q.PublishPartners(ctx, map[string]string{"shop": `{"name":"shop","signed":false}`}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := console.New(console.Options{Queue: e.q, Log: log, Token: token, ReadToken: readToken,
+	o := console.Options{Queue: e.q, Log: log, Token: token, ReadToken: readToken,
 		Partners: func() []string { return []string{"shop"} },
-		Now:      func() time.Time { return time.Now().Add(time.Duration(e.later.Load())) }})
+		Now:      func() time.Time { return time.Now().Add(time.Duration(e.later.Load())) }}
+	for _, f := range opts {
+		f(&o)
+	}
+	h, err := console.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -694,4 +701,37 @@ func TestNewRefusesAWeakConfig(t *testing.T) {
 			t.Errorf("New(token %q, read token %q, queue %v, log %v): nil error", o.Token, o.ReadToken, o.Queue != nil, o.Log != nil)
 		}
 	}
+}
+
+// TestNoticesListsTakeTurns: lists are read one at a time; a list that
+// waits longer than ListWait for its turn is answered 503 with Retry-After,
+// and the next one, once the first is done, is served.
+func TestNoticesListsTakeTurns(t *testing.T) {
+	e := newEnv(t, false, func(o *console.Options) { o.ListWait = 200 * time.Millisecond })
+	b := e.login(token)
+	ctx := context.Background()
+	// Redis answers nobody for a second: the first list holds its slot
+	// meanwhile.
+	if err := e.rdb.Do(ctx, "CLIENT", "PAUSE", "1000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan int, 1)
+	go func() {
+		resp, err := b.c.Get(e.url + "/ui/")
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	time.Sleep(100 * time.Millisecond) // the first list is waiting on Redis by now
+	resp, body := b.get("/ui/")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "Busy") {
+		t.Errorf("second list while the first reads: %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if code := <-first; code != http.StatusOK {
+		t.Errorf("first list: %d, want 200", code)
+	}
+	b.page("/ui/")
 }

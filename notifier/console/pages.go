@@ -17,8 +17,8 @@ const (
 	// listLimit bounds each part of the notices list (waiting, ended).
 	listLimit = 100
 	// pendingScanCap bounds the pending notices one list reads from Redis
-	// (each read fetches the notice's payload). Unfiltered counts stay
-	// exact beyond it; filtered ones are shown as "N+".
+	// (each read fetches the notice's header, not its body). Unfiltered
+	// counts stay exact beyond it; filtered ones are shown as "N+".
 	pendingScanCap = 5000
 	// partnerWindow is how many recent attempts a partner's success rate
 	// and latency are computed from.
@@ -270,7 +270,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 	}
 	ctx := r.Context()
 	var pending *notifier.Notice
-	p, err := h.o.Queue.Pending(ctx, id)
+	p, err := h.o.Queue.PendingHeader(ctx, id)
 	switch {
 	case err == nil:
 		pending = &p.Notice
