@@ -123,10 +123,9 @@ func (r *Redis) EachPending(ctx context.Context, fn func(PendingNotice) error) e
 			return err
 		}
 	}
-	// Only partners of the serve's config are ever paused.
-	names, err := r.rdb.HKeys(ctx, r.keys.Partners()).Result()
+	names, err := r.parkingPartners(ctx)
 	if err != nil {
-		return fmt.Errorf("read partners: %w", err)
+		return err
 	}
 	for _, name := range names {
 		for s := range r.keys.ShardCount() {

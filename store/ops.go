@@ -326,15 +326,14 @@ func (r *Redis) PublishedPartners(ctx context.Context) (map[string]string, error
 
 // parkedSet returns the parked set holding notice n's attempt, "" if none.
 // A notice's partner may have been matched by URL prefix at delivery, so
-// when the notice does not name one the parked set of every published
-// partner is looked at.
+// when the notice does not name one the parked set of every partner that
+// may have parked it is looked at.
 func (r *Redis) parkedSet(ctx context.Context, id string, n *notifier.Notice) (string, error) {
 	sets := []string{r.keys.ParkedOf(id, n.Partner)}
 	if n.Partner == "" {
-		// Only partners of the serve's config are ever paused.
-		names, err := r.rdb.HKeys(ctx, r.keys.Partners()).Result()
+		names, err := r.parkingPartners(ctx)
 		if err != nil {
-			return "", fmt.Errorf("read partners: %w", err)
+			return "", err
 		}
 		sets = sets[:0]
 		for _, name := range names {

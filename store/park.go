@@ -62,3 +62,20 @@ func (r *Redis) RegisterParked(ctx context.Context, names []string) error {
 	}
 	return nil
 }
+
+// parkingPartners names every partner whose parked sets may hold attempts:
+// those serve published (its config) and those recorded as having parked
+// attempts (which includes partners that have left the config since).
+func (r *Redis) parkingPartners(ctx context.Context) ([]string, error) {
+	published, err := r.rdb.HKeys(ctx, r.keys.Partners()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read partners: %w", err)
+	}
+	parked, err := r.ParkedPartners(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := append(published, parked...)
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
