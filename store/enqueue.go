@@ -22,6 +22,66 @@ const enqueuePipelineBytes = 4 << 20
 // notices are stored.
 var enqueueResends = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second}
 
+// Enqueue stores notices and arms their first attempts, pipelined. It returns
+// one error per notice: nil when it is stored, else one wrapping
+// notifier.ErrDuplicate or notifier.ErrInvalidNotice, or, when Redis failed
+// (the second result), notifier.ErrNotStored or notifier.ErrUnconfirmed. So
+// the per-notice results always say exactly which notices are stored, bar
+// the unconfirmed ones.
+func (r *Redis) Enqueue(ctx context.Context, notices []notifier.Notice) ([]error, error) {
+	return r.enqueue(ctx, notices, false)
+}
+
+// Resend is Enqueue for an operator's explicit re-send (`notifier retry`,
+// `replay`): it also replaces the tombstone of a notice delivered within the
+// dedup window. A pending notice is still refused.
+func (r *Redis) Resend(ctx context.Context, notices []notifier.Notice) ([]error, error) {
+	return r.enqueue(ctx, notices, true)
+}
+
+func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bool) ([]error, error) {
+	forced := "0"
+	if force {
+		forced = "1"
+	}
+	policy, maxBody, err := r.policy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(notices))
+	calls := make([]scriptCall, 0, len(notices))
+	idx := make([]int, 0, len(notices))
+	for i := range notices {
+		n := &notices[i]
+		if err := n.Validate(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if maxBody > 0 && len(n.Body) > maxBody {
+			errs[i] = fmt.Errorf("%w: notice %s: body is %d bytes, at most %d (serve --max-body)", notifier.ErrInvalidNotice, n.ID, len(n.Body), maxBody)
+			continue
+		}
+		if policy != nil {
+			if err := policy.Check(n.URL); err != nil {
+				errs[i] = fmt.Errorf("%w: notice %s: url %s: %w", notifier.ErrInvalidNotice, n.ID, notifier.RedactURL(n.URL), err)
+				continue
+			}
+		}
+		p, err := encodePayload(n)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		t := notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}
+		due, _ := n.Schedule.Due(n.Stamp, 1)
+		calls = append(calls, scriptCall{enqueueScript,
+			[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID)},
+			[]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake(), "0"}})
+		idx = append(idx, i)
+	}
+	return errs, r.storeNotices(ctx, calls, idx, notices, errs)
+}
+
 // storeNotices runs the enqueue calls in pipelines of at most
 // enqueuePipelineBytes and sets errs[idx[j]] for each call j that did not
 // store a new notice. After a failure that re-sending does not cure, the

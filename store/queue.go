@@ -1,0 +1,289 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/notifier/notifier/notifier"
+	"github.com/redis/go-redis/v9"
+)
+
+// Claim implements notifier.Queue.
+func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Duration) ([]notifier.ClaimResult, []notifier.Job, error) {
+	end := r.Now().Add(lease).UnixMilli()
+	calls := make([]scriptCall, len(ts))
+	tokens := make([]string, len(ts))
+	for i, t := range ts {
+		tokens[i] = r.instance + ":" + strconv.FormatUint(r.claims.Add(1), 36)
+		calls[i] = scriptCall{claimScript,
+			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t)},
+			[]any{r.keys.Member(t), lease.Milliseconds(), tokens[i], end}}
+	}
+	cmds, err := r.evalPipelined(ctx, calls)
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim %d attempts: %w", len(ts), err)
+	}
+	results := make([]notifier.ClaimResult, len(ts))
+	var jobs []notifier.Job
+	for i, cmd := range cmds {
+		v, err := cmd.Slice()
+		if err != nil && !isReplyError(err) {
+			// Its node is unreachable (a cluster master failing over):
+			// not claimed; the sweep brings it back.
+			results[i] = notifier.Stale
+			r.log.Warn("claim failed; the sweep will retry it", "key", r.keys.Trigger(ts[i]), "err", err)
+			continue
+		}
+		if err != nil || len(v) == 0 {
+			return nil, nil, fmt.Errorf("claim %s: %w", r.keys.Trigger(ts[i]), errors.Join(err, errors.New("empty reply")))
+		}
+		code, _ := v[0].(int64)
+		switch code {
+		case 0:
+			results[i] = notifier.Stale
+		case 1:
+			results[i] = notifier.Busy
+		case 2:
+			results[i] = notifier.Orphan
+		case 3:
+			p, _ := v[1].(string)
+			n, err := decodePayload(ts[i].ID, []byte(p))
+			if err == nil && !n.Stamp.Equal(ts[i].Stamp) {
+				// An index entry of an earlier notice with this id: drop
+				// the entry, never the current notice's payload (its
+				// claim is blocked until this lease runs out).
+				r.rdb.ZRem(ctx, r.keys.DueOf(ts[i].ID), r.keys.Member(ts[i]))
+				results[i] = notifier.Stale
+				continue
+			}
+			if err != nil || ts[i].N > len(n.Schedule) {
+				// Nothing can be sent; finishing drops the notice so it
+				// is not claimed again after every lease.
+				results[i] = notifier.Corrupt
+				job := notifier.Job{Notice: notifier.Notice{ID: ts[i].ID, Stamp: ts[i].Stamp}, N: ts[i].N, Token: tokens[i]}
+				if _, ferr := r.Finish(ctx, job); ferr != nil {
+					return nil, nil, ferr
+				}
+				r.log.Error("dropped a notice whose payload does not decode", "id", ts[i].ID, "err", err)
+				continue
+			}
+			results[i] = notifier.Claimed
+			job := notifier.Job{Notice: n, N: ts[i].N, Token: tokens[i]}
+			if len(v) > 2 {
+				if s, ok := v[2].(string); ok {
+					if ms, err := strconv.ParseFloat(s, 64); err == nil {
+						job.Due = time.UnixMilli(int64(ms))
+					}
+				}
+			}
+			jobs = append(jobs, job)
+		default:
+			return nil, nil, fmt.Errorf("claim %s: unexpected reply %v", r.keys.Trigger(ts[i]), v)
+		}
+	}
+	return results, jobs, nil
+}
+
+func (r *Redis) trigger(job notifier.Job) notifier.Trigger {
+	return notifier.Trigger{ID: job.Notice.ID, Stamp: job.Notice.Stamp, N: job.N}
+}
+
+// Complete implements notifier.Queue, pipelined.
+func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool, error) {
+	calls := make([]scriptCall, len(cs))
+	for i, c := range cs {
+		t := r.trigger(c.Job)
+		nextMember, nextKey := "", r.keys.Trigger(t)
+		if c.Next > 0 {
+			nt := notifier.Trigger{ID: t.ID, Stamp: t.Stamp, N: c.Next}
+			nextMember, nextKey = r.keys.Member(nt), r.keys.Trigger(nt)
+		}
+		// Only a delivery is remembered: it is what enqueue must refuse to
+		// repeat, and failures are rarer but would cost the same memory
+		// for nothing (status reads them from the archive).
+		tomb := ""
+		if c.Next == 0 && c.Ended == notifier.Delivered {
+			tomb = tombDelivered
+		}
+		calls[i] = scriptCall{completeScript,
+			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.WakeFlagOf(t.ID)},
+			[]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), tomb, r.dedupWindow().Milliseconds(), r.keys.Wake()}}
+	}
+	cmds, err := r.evalPipelined(ctx, calls)
+	if err != nil {
+		return nil, fmt.Errorf("complete %d attempts: %w", len(cs), err)
+	}
+	kept := make([]bool, len(cs))
+	var errs []error
+	for i, cmd := range cmds {
+		v, err := cmd.Int()
+		if err != nil {
+			if errs == nil {
+				errs = make([]error, len(cs))
+			}
+			errs[i] = fmt.Errorf("complete %s: %w", r.keys.Trigger(r.trigger(cs[i].Job)), err)
+			continue
+		}
+		kept[i] = v == 1
+	}
+	if errs != nil {
+		return kept, &notifier.BatchErrors{Errs: errs}
+	}
+	return kept, nil
+}
+
+// Reschedule ends job's attempt and arms attempt next, due at due; false
+// if the claim was lost.
+func (r *Redis) Reschedule(ctx context.Context, job notifier.Job, next int, due time.Time) (bool, error) {
+	kept, err := r.Complete(ctx, []notifier.Completion{{Job: job, Next: next, Due: due}})
+	if err != nil {
+		return false, err
+	}
+	return kept[0], nil
+}
+
+// Finish ends job's attempt and removes the notice; false if the claim was
+// lost.
+func (r *Redis) Finish(ctx context.Context, job notifier.Job) (bool, error) {
+	return r.Reschedule(ctx, job, 0, time.Time{})
+}
+
+// Release implements notifier.Queue.
+func (r *Redis) Release(ctx context.Context, job notifier.Job) error {
+	t := r.trigger(job)
+	cmds, err := r.evalPipelined(ctx, []scriptCall{{releaseScript,
+		[]string{r.keys.DueOf(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t)},
+		[]any{r.keys.Member(t), job.Token, r.Now().UnixMilli()}}})
+	if err == nil {
+		err = cmds[0].Err()
+	}
+	if err != nil {
+		return fmt.Errorf("release %s: %w", r.keys.Trigger(t), err)
+	}
+	return nil
+}
+
+// Extend implements notifier.Queue.
+func (r *Redis) Extend(ctx context.Context, job notifier.Job, lease time.Duration) (bool, error) {
+	t := r.trigger(job)
+	cmds, err := r.evalPipelined(ctx, []scriptCall{{extendScript,
+		[]string{r.keys.DueOf(t.ID), r.keys.Lease(t.ID)},
+		[]any{r.keys.Member(t), job.Token, lease.Milliseconds(), r.Now().Add(lease).UnixMilli()}}})
+	if err != nil {
+		return false, fmt.Errorf("extend lease of %s: %w", r.keys.Trigger(t), err)
+	}
+	v, err := cmds[0].Int()
+	if err != nil {
+		return false, fmt.Errorf("extend lease of %s: %w", r.keys.Trigger(t), err)
+	}
+	return v == 1, nil
+}
+
+// Overdue implements notifier.Queue. On a cluster each shard gives up to
+// limit, and the oldest limit of all are returned.
+func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier.Trigger, error) {
+	n := r.keys.ShardCount()
+	res, err := r.shardRanges(ctx, func(s int) redis.ZRangeArgs {
+		return redis.ZRangeArgs{Key: r.keys.DueShard(s), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(t.UnixMilli(), 10), Count: int64(limit)}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("overdue: %w", err)
+	}
+	var ts []notifier.Trigger
+	for s, zs := range res {
+		for _, z := range zs {
+			m, _ := z.Member.(string)
+			tr, err := r.keys.ParseMember(m)
+			if err != nil {
+				// Only notifier writes this index; a bad member is
+				// removed so it is not listed for ever.
+				r.log.Error("dropping malformed due-index member", "member", m, "err", err)
+				r.rdb.ZRem(ctx, r.keys.DueShard(s), m)
+				continue
+			}
+			tr.Due = time.UnixMilli(int64(z.Score))
+			ts = append(ts, tr)
+		}
+	}
+	if n > 1 {
+		slices.SortStableFunc(ts, func(a, b notifier.Trigger) int { return a.Due.Compare(b.Due) })
+		ts = ts[:min(len(ts), limit)]
+	}
+	return ts, nil
+}
+
+// shardRanges runs one ZRANGE per due-index shard, pipelined. On a
+// cluster with a master down, the shards of the masters that answer are
+// returned (nil for the others); the error is set only if none answered.
+func (r *Redis) shardRanges(ctx context.Context, arg func(s int) redis.ZRangeArgs) ([][]redis.Z, error) {
+	n := r.keys.ShardCount()
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, n)
+	for s := range n {
+		cmds[s] = pipe.ZRangeArgsWithScores(ctx, arg(s))
+	}
+	_, err := pipe.Exec(ctx)
+	out := make([][]redis.Z, n)
+	if err == nil || errors.Is(err, redis.Nil) {
+		for s, c := range cmds {
+			out[s] = c.Val()
+		}
+		return out, nil
+	}
+	// Some node failed. A cluster pipeline may then fail every command,
+	// so ask each shard on its own and keep what answers.
+	answered := 0
+	for s := range n {
+		zs, err := r.rdb.ZRangeArgsWithScores(ctx, arg(s)).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			continue
+		}
+		out[s] = zs
+		answered++
+	}
+	if answered == 0 {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NextDue implements notifier.Queue.
+func (r *Redis) NextDue(ctx context.Context, t time.Time) (time.Time, bool, error) {
+	res, err := r.shardRanges(ctx, func(s int) redis.ZRangeArgs {
+		return redis.ZRangeArgs{Key: r.keys.DueShard(s), ByScore: true, Start: "(" + strconv.FormatInt(t.UnixMilli(), 10), Stop: "+inf", Count: 1}
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due: %w", err)
+	}
+	var next time.Time
+	for _, zs := range res {
+		if len(zs) > 0 {
+			if d := time.UnixMilli(int64(zs[0].Score)); next.IsZero() || d.Before(next) {
+				next = d
+			}
+		}
+	}
+	return next, !next.IsZero(), nil
+}
+
+// Nudge implements notifier.Queue: EXISTS on a key past its expiry makes
+// Redis expire it, and publish the expired event, at once.
+func (r *Redis) Nudge(ctx context.Context, ts []notifier.Trigger) ([]bool, error) {
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(ts))
+	for i, t := range ts {
+		cmds[i] = pipe.Exists(ctx, r.keys.Trigger(t))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("nudge %d triggers: %w", len(ts), err)
+	}
+	alive := make([]bool, len(ts))
+	for i, c := range cmds {
+		alive[i] = c.Val() == 1
+	}
+	return alive, nil
+}
