@@ -508,26 +508,44 @@ type Filter struct {
 	AfterSeq int64
 }
 
-// where returns the WHERE clause for f and its arguments. Conditions are
-// left out rather than written as (? = ” OR col = ?), which would keep
-// SQLite from using the (notice_id, seq), (outcome, seq) and (partner, seq)
-// indexes.
-func (f Filter) where() (string, []any) {
-	conds := []string{"seq > ?"}
-	args := []any{f.AfterSeq}
+// clause is a WHERE clause being built: conditions joined by AND, and the
+// arguments of their placeholders in order. The attempt queries (Filter)
+// and the archive queries (NoticeFilter) both build theirs with it.
+type clause struct {
+	conds []string
+	args  []any
+}
+
+// and adds cond, whose placeholders take args.
+func (c *clause) and(cond string, args ...any) {
+	c.conds = append(c.conds, cond)
+	c.args = append(c.args, args...)
+}
+
+// sql returns " WHERE <conds joined by AND>", or "" without conditions.
+func (c *clause) sql() string {
+	if len(c.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(c.conds, " AND ")
+}
+
+// where returns the WHERE clause for f. Conditions are left out rather than
+// written as (? = ” OR col = ?), which would keep SQLite from using the
+// (notice_id, seq), (outcome, seq) and (partner, seq) indexes.
+func (f Filter) where() *clause {
+	var c clause
+	c.and("seq > ?", f.AfterSeq)
 	if f.NoticeID != "" {
-		conds = append(conds, "notice_id = ?")
-		args = append(args, f.NoticeID)
+		c.and("notice_id = ?", f.NoticeID)
 	}
 	if f.Outcome != "" {
-		conds = append(conds, "outcome = ?")
-		args = append(args, string(f.Outcome))
+		c.and("outcome = ?", string(f.Outcome))
 	}
 	if f.Partner != "" {
-		conds = append(conds, "partner = ?")
-		args = append(args, f.Partner)
+		c.and("partner = ?", f.Partner)
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return &c
 }
 
 const selectColumns = `SELECT seq, notice_id, stamp_ms, n, due_ms, start_us, duration_us,
@@ -546,12 +564,12 @@ func (s *SQLite) selectSQL() string {
 // Last returns the last n attempts that match f (all of them if n <= 0),
 // oldest first.
 func (s *SQLite) Last(ctx context.Context, f Filter, n int) ([]notifier.Attempt, error) {
-	where, args := f.where()
+	where := f.where()
 	if n <= 0 {
-		return s.query(ctx, s.selectSQL()+where+" ORDER BY seq", args...)
+		return s.query(ctx, s.selectSQL()+where.sql()+" ORDER BY seq", where.args...)
 	}
 	// Newest first so LIMIT keeps the last n, then reversed.
-	as, err := s.query(ctx, s.selectSQL()+where+" ORDER BY seq DESC LIMIT ?", append(args, n)...)
+	as, err := s.query(ctx, s.selectSQL()+where.sql()+" ORDER BY seq DESC LIMIT ?", append(where.args, n)...)
 	if err != nil {
 		return nil, err
 	}
@@ -579,8 +597,8 @@ func (s *SQLite) Follow(ctx context.Context, f Filter, poll time.Duration, fn fu
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
-		where, args := f.where()
-		as, err := s.query(ctx, s.selectSQL()+where+" ORDER BY seq LIMIT ?", append(args, followBatch)...)
+		where := f.where()
+		as, err := s.query(ctx, s.selectSQL()+where.sql()+" ORDER BY seq LIMIT ?", append(where.args, followBatch)...)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -613,8 +631,8 @@ func (s *SQLite) Follow(ctx context.Context, f Filter, poll time.Duration, fn fu
 // short queries, so a log of any size is printed in bounded memory.
 func (s *SQLite) Each(ctx context.Context, f Filter, fn func(notifier.Attempt) error) error {
 	for {
-		where, args := f.where()
-		as, err := s.query(ctx, s.selectSQL()+where+" ORDER BY seq LIMIT ?", append(args, followBatch)...)
+		where := f.where()
+		as, err := s.query(ctx, s.selectSQL()+where.sql()+" ORDER BY seq LIMIT ?", append(where.args, followBatch)...)
 		if err != nil {
 			return fmt.Errorf("read attempts: %w", err)
 		}
@@ -691,29 +709,24 @@ type NoticeFilter struct {
 	Partner      string
 }
 
-// where returns the conditions for f joined by AND, and their arguments.
-// Like Filter.where it leaves out the zero fields, so the (ended_us) and
-// (outcome, ended_us) indexes stay usable.
-func (f NoticeFilter) where() ([]string, []any) {
-	var conds []string
-	var args []any
+// where returns the WHERE clause for f. Like Filter.where it leaves out
+// the zero fields, so the (ended_us) and (outcome, ended_us) indexes stay
+// usable.
+func (f NoticeFilter) where() *clause {
+	var c clause
 	if !f.Since.IsZero() {
-		conds = append(conds, "ended_us >= ?")
-		args = append(args, ceilMicro(f.Since))
+		c.and("ended_us >= ?", ceilMicro(f.Since))
 	}
 	if !f.Until.IsZero() {
-		conds = append(conds, "ended_us < ?")
-		args = append(args, ceilMicro(f.Until))
+		c.and("ended_us < ?", ceilMicro(f.Until))
 	}
 	if f.Outcome != "" {
-		conds = append(conds, "outcome = ?")
-		args = append(args, string(f.Outcome))
+		c.and("outcome = ?", string(f.Outcome))
 	}
 	if f.Partner != "" {
-		conds = append(conds, "partner = ?")
-		args = append(args, f.Partner)
+		c.and("partner = ?", f.Partner)
 	}
-	return conds, args
+	return &c
 }
 
 // ceilMicro is t in Unix microseconds rounded up, so that for an end time e
@@ -758,13 +771,13 @@ func (s *SQLite) EachEnded(ctx context.Context, f NoticeFilter, fn func(EndedNot
 	if s.version < archiveVersion {
 		return nil
 	}
-	conds, args := f.where()
+	where := f.where()
 	// Keyset paging on (ended_us, rowid): ended_us alone is not unique,
-	// and both indexes keep their entries in this order.
-	conds = append(conds, "(ended_us, rowid) > (?, ?)")
+	// and both indexes keep their entries in this order. Its arguments
+	// are each page's, appended per query.
+	where.and("(ended_us, rowid) > (?, ?)")
 	// LIMIT one more than a page tells endedQuery whether rows follow.
-	q := "SELECT " + endedColumns + " FROM notices WHERE " +
-		strings.Join(conds, " AND ") + " ORDER BY ended_us, rowid LIMIT ?"
+	q := "SELECT " + endedColumns + " FROM notices" + where.sql() + " ORDER BY ended_us, rowid LIMIT ?"
 	var (
 		afterUS    int64 = math.MinInt64
 		afterRowID int64
@@ -772,7 +785,7 @@ func (s *SQLite) EachEnded(ctx context.Context, f NoticeFilter, fn func(EndedNot
 		firstErr   error
 	)
 	for {
-		page, more, err := s.endedQuery(ctx, q, endedBatch, append(args, afterUS, afterRowID, endedBatch+1)...)
+		page, more, err := s.endedQuery(ctx, q, endedBatch, append(where.args, afterUS, afterRowID, endedBatch+1)...)
 		if err != nil {
 			return fmt.Errorf("read archived notices: %w", err)
 		}
@@ -805,13 +818,10 @@ func (s *SQLite) CountEnded(ctx context.Context, f NoticeFilter) (int, error) {
 	if s.version < archiveVersion {
 		return 0, nil
 	}
-	q := "SELECT count(*) FROM notices"
-	conds, args := f.where()
-	if len(conds) > 0 {
-		q += " WHERE " + strings.Join(conds, " AND ")
-	}
+	where := f.where()
+	q := "SELECT count(*) FROM notices" + where.sql()
 	var n int
-	if err := s.r.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+	if err := s.r.QueryRowContext(ctx, q, where.args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count archived notices: %w", err)
 	}
 	return n, nil
