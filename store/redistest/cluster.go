@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,21 +37,6 @@ type Cluster struct {
 type shard struct {
 	slots    string // ranges as CLUSTER NODES lists them, "0-5460"
 	replicas []string
-}
-
-// ClusterNode is one redis-server of a Cluster. Its address, port and
-// cluster node ID stay the same across Kill and Restart.
-type ClusterNode struct {
-	Addr string // "127.0.0.1:port"
-	Port int
-	ID   string // cluster node ID (CLUSTER MYID)
-
-	conf string // redis.conf; nodes.conf and redis.log sit beside it
-	rdb  *redis.Client
-
-	mu     sync.Mutex // guards cmd and exited, replaced by Restart
-	cmd    *exec.Cmd
-	exited chan struct{}
 }
 
 // clusterTimeout bounds StartCluster and each wait of Kill and Restart.
@@ -187,93 +171,6 @@ func freePorts(k int) ([]int, error) {
 	return ports, nil
 }
 
-// start runs redis-server on n.conf and waits until it answers PING.
-func (n *ClusterNode) start(ctx context.Context, bin string) error {
-	cmd := exec.Command(bin, n.conf)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	exited := make(chan struct{})
-	n.mu.Lock()
-	n.cmd, n.exited = cmd, exited
-	n.mu.Unlock()
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if pingTCP(n.Addr) {
-			return nil
-		}
-		select {
-		case <-exited:
-			tail := n.logTail()
-			if strings.Contains(tail, "Address already in use") {
-				return fmt.Errorf("%s: %w: %s", n.Addr, errPortTaken, tail)
-			}
-			return fmt.Errorf("redis-server on %s exited at start: %s", n.Addr, tail)
-		case <-deadline.C:
-			n.kill()
-			return fmt.Errorf("redis-server did not answer on %s within 10s: %s", n.Addr, n.logTail())
-		case <-ctx.Done():
-			n.kill()
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-}
-
-// kill sends SIGKILL and waits for the process to end.
-func (n *ClusterNode) kill() {
-	n.mu.Lock()
-	cmd, exited := n.cmd, n.exited
-	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-exited
-}
-
-// running reports whether the node's process is alive.
-func (n *ClusterNode) running() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.exited == nil {
-		return false
-	}
-	select {
-	case <-n.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-func (n *ClusterNode) logTail() string {
-	return store.LogTail(filepath.Join(filepath.Dir(n.conf), "redis.log"))
-}
-
-func pingTCP(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	buf := make([]byte, 7)
-	n, _ := c.Read(buf)
-	return strings.HasPrefix(string(buf[:n]), "+PONG")
-}
-
 func (c *Cluster) stop() {
 	for _, n := range c.nodes {
 		if n.rdb != nil {
@@ -301,48 +198,6 @@ func (c *Cluster) Client() *redis.ClusterClient {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
 	c.t.Cleanup(func() { cc.Close() })
 	return cc
-}
-
-// Masters returns the masters serving slots, ordered by their first slot, as
-// the first running node that answers sees them.
-func (c *Cluster) Masters(ctx context.Context) ([]*ClusterNode, error) {
-	view, _, err := c.anyView(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var ms []clusterLine
-	for _, l := range view {
-		if l.master() && l.slots != "" {
-			ms = append(ms, l)
-		}
-	}
-	slices.SortFunc(ms, func(a, b clusterLine) int { return a.firstSlot() - b.firstSlot() })
-	nodes := make([]*ClusterNode, len(ms))
-	for i, l := range ms {
-		if nodes[i], err = c.byID(l.id); err != nil {
-			return nil, err
-		}
-	}
-	return nodes, nil
-}
-
-// MasterOf returns the master serving the slot of key, as the first running
-// node that answers sees it.
-func (c *Cluster) MasterOf(ctx context.Context, key string) (*ClusterNode, error) {
-	view, n, err := c.anyView(ctx)
-	if err != nil {
-		return nil, err
-	}
-	slot, err := n.rdb.ClusterKeySlot(ctx, key).Result()
-	if err != nil {
-		return nil, fmt.Errorf("cluster keyslot on %s: %w", n.Addr, err)
-	}
-	for _, l := range view {
-		if l.master() && l.serves(int(slot)) {
-			return c.byID(l.id)
-		}
-	}
-	return nil, fmt.Errorf("no master serves slot %d of %q (seen from %s)", slot, key, n.Addr)
 }
 
 // Kill crashes the node with SIGKILL and waits for the process to end. For a
@@ -499,103 +354,4 @@ func (c *Cluster) poll(ctx context.Context, check func() error) error {
 		case <-tick.C:
 		}
 	}
-}
-
-func (n *ClusterNode) clusterOK(ctx context.Context) error {
-	info, err := n.rdb.ClusterInfo(ctx).Result()
-	if err != nil {
-		return fmt.Errorf("cluster info on %s: %w", n.Addr, err)
-	}
-	if !strings.Contains(info, "cluster_state:ok") {
-		return fmt.Errorf("%s: cluster_state is not ok", n.Addr)
-	}
-	return nil
-}
-
-func (c *Cluster) byID(id string) (*ClusterNode, error) {
-	for _, n := range c.nodes {
-		if n.ID == id {
-			return n, nil
-		}
-	}
-	return nil, fmt.Errorf("no node of this cluster has ID %s", id)
-}
-
-// anyView returns CLUSTER NODES from the first running node that answers.
-func (c *Cluster) anyView(ctx context.Context) ([]clusterLine, *ClusterNode, error) {
-	var errs []error
-	for _, n := range c.nodes {
-		if !n.running() {
-			continue
-		}
-		view, err := n.view(ctx)
-		if err == nil {
-			return view, n, nil
-		}
-		errs = append(errs, err)
-	}
-	return nil, nil, fmt.Errorf("no running node answers: %w", errors.Join(errs...))
-}
-
-// clusterLine is one line of CLUSTER NODES, without nodes that are failing
-// or have no address.
-type clusterLine struct {
-	id       string
-	flags    []string
-	masterID string // "" for a master
-	slots    string // "0-5460 5462", "" for a replica
-}
-
-func (l clusterLine) master() bool { return slices.Contains(l.flags, "master") }
-
-func (l clusterLine) firstSlot() int {
-	lo, _, _ := strings.Cut(strings.Fields(l.slots)[0], "-")
-	n, _ := strconv.Atoi(lo)
-	return n
-}
-
-func (l clusterLine) serves(slot int) bool {
-	for _, r := range strings.Fields(l.slots) {
-		lo, hi, isRange := strings.Cut(r, "-")
-		if !isRange {
-			hi = lo
-		}
-		a, err1 := strconv.Atoi(lo)
-		b, err2 := strconv.Atoi(hi)
-		if err1 == nil && err2 == nil && a <= slot && slot <= b {
-			return true
-		}
-	}
-	return false
-}
-
-// view returns the nodes n knows as healthy, from CLUSTER NODES.
-func (n *ClusterNode) view(ctx context.Context) ([]clusterLine, error) {
-	out, err := n.rdb.ClusterNodes(ctx).Result()
-	if err != nil {
-		return nil, fmt.Errorf("cluster nodes on %s: %w", n.Addr, err)
-	}
-	var view []clusterLine
-	for line := range strings.Lines(out) {
-		f := strings.Fields(line)
-		if len(f) < 8 {
-			continue
-		}
-		l := clusterLine{id: f[0], flags: strings.Split(f[2], ",")}
-		if slices.ContainsFunc(l.flags, func(s string) bool { return s == "fail" || s == "fail?" || s == "noaddr" || s == "handshake" }) {
-			continue
-		}
-		if f[3] != "-" {
-			l.masterID = f[3]
-		}
-		var slots []string
-		for _, s := range f[8:] {
-			if !strings.HasPrefix(s, "[") { // "[slot->-id]": a slot being migrated
-				slots = append(slots, s)
-			}
-		}
-		l.slots = strings.Join(slots, " ")
-		view = append(view, l)
-	}
-	return view, nil
 }

@@ -3,6 +3,10 @@
 // the configuration it asks for, and the server is stopped when the test ends.
 // Tests never skip for lack of Redis: a missing redis-server fails them with
 // the package to install.
+//
+// StartCluster starts a Redis Cluster of such processes on local TCP ports
+// instead (cluster.go: starting, killing and failing over; node.go: one
+// node's process; topology.go: who serves which slots, from CLUSTER NODES).
 package redistest
 
 import (
