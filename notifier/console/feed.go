@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,9 @@ const (
 	// feedPing keeps an idle stream open through proxies.
 	feedPing = 15 * time.Second
 )
+
+// snippetLen bounds the reply shown in the live feed.
+const snippetLen = 160
 
 // feedRow is one attempt in the feed: the page's table and the stream's
 // events both use it. The script puts it into the page as text only.
@@ -202,4 +206,17 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, s session) {
 			return
 		}
 	}
+}
+
+// eventsURL is the feed's stream with the page's filters, from after seq.
+func eventsURL(f store.Filter) string {
+	q := url.Values{}
+	q.Set("after", itoa64(f.AfterSeq))
+	if f.NoticeID != "" {
+		q.Set("id", f.NoticeID)
+	}
+	if f.Outcome != "" {
+		q.Set("outcome", string(f.Outcome))
+	}
+	return "/ui/feed/events?" + q.Encode()
 }
