@@ -49,6 +49,11 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	P:canary:<instance> liveness probe of one serve's subscription: expires at once and
 //	                    must come back as an expired event
 //
+// and, named by Redis rather than by notifier (not prefixed):
+//
+//	__keyevent@<db>__:expired  the channel of database db's expired events, whose
+//	                           messages are the expired keys' names
+//
 // A notice has at most one pending attempt, so it has one due-index member
 // and at most one trigger key at a time.
 //
@@ -119,7 +124,13 @@ func (k Keys) Member(t notifier.Trigger) string {
 }
 
 // Trigger is the trigger key of t: P_<id>_<stamp>_<n>.
-func (k Keys) Trigger(t notifier.Trigger) string { return k.prefix() + "_" + k.Member(t) }
+func (k Keys) Trigger(t notifier.Trigger) string { return k.TriggerPrefix() + k.Member(t) }
+
+// TriggerPrefix starts every trigger key: "P_". A trigger key is this
+// followed by its due-index member, which is how unparkScript names the
+// trigger keys of the members it re-arms: its caller passes TriggerPrefix
+// as ARGV[1].
+func (k Keys) TriggerPrefix() string { return k.prefix() + "_" }
 
 // Payload is the key holding notice id's payload.
 func (k Keys) Payload(id string) string { return k.scope(k.ShardOf(id)) + ":p:" + id }
@@ -186,10 +197,35 @@ func (k Keys) CanaryTagged(instance, tag string) string {
 	return k.prefix() + ":{" + tag + "}:canary:" + instance
 }
 
+// ExpiredChannel is the keyevent channel on which Redis publishes the
+// expired events of database db: each message is the name of a key that
+// expired. Redis names it, so it carries no prefix; Listen subscribes to
+// it and tells the keys apart with ParseTrigger and NonTrigger.
+func (k Keys) ExpiredChannel(db int) string { return "__keyevent@" + strconv.Itoa(db) + "__:expired" }
+
+// NonTrigger reports whether key is one of this prefix's keys other than
+// the trigger keys: every other key notifier writes (payloads, leases,
+// wake flags, canaries...) starts with "P:".
+func (k Keys) NonTrigger(key string) bool { return strings.HasPrefix(key, k.prefix()+":") }
+
+// Pattern is a SCAN MATCH pattern for every key of this prefix: the prefix,
+// its glob characters escaped, then "*". It also matches the keys of any
+// longer prefix that starts with this one.
+func (k Keys) Pattern() string {
+	var b strings.Builder
+	for _, c := range k.prefix() {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String() + "*"
+}
+
 // ParseTrigger reads a trigger key. It parses from the right, so ids may
 // contain '_'. Any other key yields an error wrapping ErrForeignKey.
 func (k Keys) ParseTrigger(key string) (notifier.Trigger, error) {
-	p := k.prefix() + "_"
+	p := k.TriggerPrefix()
 	if !strings.HasPrefix(key, p) {
 		return notifier.Trigger{}, fmt.Errorf("key %q: %w", key, ErrForeignKey)
 	}

@@ -117,3 +117,31 @@ func TestShardedKeys(t *testing.T) {
 		t.Errorf("Slot(123456789) = %d, want 12739", Slot("123456789"))
 	}
 }
+
+// TestKeysNames: the names Keys gives Redis's channel, the unpark script
+// and SCAN are the ones the code built in place before.
+func TestKeysNames(t *testing.T) {
+	k := Keys{Prefix: "pay"}
+	tr := notifier.Trigger{ID: "o_1", Stamp: time.UnixMilli(5), N: 2}
+	if got, want := k.ExpiredChannel(3), "__keyevent@3__:expired"; got != want {
+		t.Errorf("ExpiredChannel(3) = %q, want %q", got, want)
+	}
+	if got, want := k.TriggerPrefix()+k.Member(tr), k.Trigger(tr); got != want {
+		t.Errorf("TriggerPrefix+Member = %q, want the trigger key %q", got, want)
+	}
+	for _, key := range []string{k.Payload("x"), k.Lease("x"), k.WakeFlag(), k.Canary("i"), k.CanaryTagged("i", "c1")} {
+		if !k.NonTrigger(key) {
+			t.Errorf("NonTrigger(%q) = false", key)
+		}
+	}
+	for _, key := range []string{k.Trigger(tr), "noticeId:p:x", "payment:p:x"} {
+		if k.NonTrigger(key) {
+			t.Errorf("NonTrigger(%q) = true", key)
+		}
+	}
+	for prefix, want := range map[string]string{"": "noticeId*", "bench12": "bench12*", `a*b?[c]\`: `a\*b\?\[c\]\\*`} {
+		if got := (Keys{Prefix: prefix}).Pattern(); got != want {
+			t.Errorf("Keys{Prefix: %q}.Pattern() = %q, want %q", prefix, got, want)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/notifier/notifier/notifier"
@@ -52,7 +51,7 @@ type subscriber interface {
 // listenNode listens to one server's expired events, with a canary key
 // that lives on that server.
 func (r *Redis) listenNode(ctx context.Context, node subscriber, canaryKey string, h notifier.Handlers) error {
-	expired := fmt.Sprintf("__keyevent@%d__:expired", r.db)
+	expired := r.keys.ExpiredChannel(r.db)
 	ps := node.PSubscribe(ctx, expired)
 	defer ps.Close()
 	// The confirmations are awaited with a deadline: a connection that
@@ -108,7 +107,7 @@ func (r *Redis) listenNode(ctx context.Context, node subscriber, canaryKey strin
 				case m.Payload == c.key:
 					c.sent, c.next = time.Time{}, time.Now().Add(r.CanaryInterval)
 					r.heardAt.Store(time.Now().UnixNano())
-				case strings.HasPrefix(m.Payload, r.keys.prefix()+":"):
+				case r.keys.NonTrigger(m.Payload):
 					// Our own bookkeeping (wake flags, other serves' canaries).
 				case err != nil:
 					r.foreign.Add(1)

@@ -202,7 +202,7 @@ func (r *Redis) unparkShard(ctx context.Context, s int, name string, now int64) 
 		// one runs.
 		cmds, err := r.evalPipelined(ctx, []scriptCall{{unparkScript,
 			[]string{r.keys.ParkedIn(s, name), r.keys.DueShard(s), r.keys.ParkedNames(s)},
-			[]any{r.keys.prefix() + "_", now, 1000, name}}})
+			[]any{r.keys.TriggerPrefix(), now, 1000, name}}})
 		if err != nil {
 			return total, fmt.Errorf("resume partner %s: %w", name, err)
 		}

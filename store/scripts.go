@@ -244,7 +244,7 @@ return 1
 //
 // A partner whose parked set is left empty leaves the shard's parked names.
 //
-//	KEYS[1] -> parked set       ARGV[1] -> trigger key prefix ("P_")
+//	KEYS[1] -> parked set       ARGV[1] -> trigger key prefix (Keys.TriggerPrefix: "P_")
 //	KEYS[2] -> due index        ARGV[2] -> now, Unix ms
 //	KEYS[3] -> parked names     ARGV[3] -> batch size
 //	                            ARGV[4] -> partner name
