@@ -165,7 +165,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	prefix := fmt.Sprintf("bench%d", time.Now().UnixNano()%1_000_000)
 	q := store.NewRedis(cfg.Redis, prefix, nil)
-	defer cleanup(context.WithoutCancel(ctx), cfg.Redis, prefix)
+	defer cleanup(context.WithoutCancel(ctx), cfg.Redis, q.Keys())
 
 	if cfg.Cluster {
 		for _, n := range cfg.Serves {
@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			if err := emit(r); err != nil {
 				return err
 			}
-			cleanup(ctx, cfg.Redis, prefix)
+			cleanup(ctx, cfg.Redis, q.Keys())
 			cfg.Log.Info("cluster lateness", "serves", n)
 			if r, err = latenessN(ctx, cfg, q, p, 0, true, n); err != nil {
 				return err
@@ -187,7 +187,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			if err := emit(r); err != nil {
 				return err
 			}
-			cleanup(ctx, cfg.Redis, prefix)
+			cleanup(ctx, cfg.Redis, q.Keys())
 		}
 		return nil
 	}
@@ -210,7 +210,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		if err := emit(r); err != nil {
 			return err
 		}
-		cleanup(ctx, cfg.Redis, prefix)
+		cleanup(ctx, cfg.Redis, q.Keys())
 	}
 	loaded := 0
 	for _, backlog := range cfg.Backlogs {
@@ -289,7 +289,7 @@ func triggerCost(ctx context.Context, cfg Config, keys store.Keys, from, count i
 	rdb := redis.NewClient(&opts)
 	defer rdb.Close()
 	scratch := store.Keys{Prefix: keys.Prefix + "t"}
-	defer cleanup(context.WithoutCancel(ctx), rdb, scratch.Prefix)
+	defer cleanup(context.WithoutCancel(ctx), rdb, scratch)
 	before, err := usedMemory(ctx, rdb)
 	if err != nil {
 		return 0, err
@@ -536,17 +536,17 @@ func infoField(info, name string) string {
 
 // cleanup deletes the benchmark's keys, and only those (on every master of
 // a cluster).
-func cleanup(ctx context.Context, rdb redis.UniversalClient, prefix string) {
+func cleanup(ctx context.Context, rdb redis.UniversalClient, k store.Keys) {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		_ = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-			cleanup(ctx, m, prefix)
+			cleanup(ctx, m, k)
 			return nil
 		})
 		return
 	}
 	var cursor uint64
 	for {
-		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", 10000).Result()
+		keys, next, err := rdb.Scan(ctx, cursor, k.Pattern(), 10000).Result()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench cleanup:", err)
 			return
