@@ -20,9 +20,11 @@ RUN_FLAGS ?= --allow-private
 run: deps build
 	./$(BIN) serve $(RUN_FLAGS)
 
-## test: install what is missing, then run every test with the race detector,
-## then each fuzz target briefly (their seed corpora also run as plain tests)
+## test: install what is missing, lint, then run every test with the race
+## detector, then each fuzz target briefly (their seed corpora also run as
+## plain tests)
 test: test-deps
+	$(MAKE) --no-print-directory lint
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
@@ -46,9 +48,25 @@ bench: deps build
 	@dir=$$(mktemp -d); trap 'deploy/local-cluster.sh stop '$$dir'; rm -rf '$$dir EXIT; \
 		url=$$(deploy/local-cluster.sh start $$dir) && ./$(BIN) bench --cluster $$url --serves 1,2
 
+## lint: go vet, gofmt, and two layout rules: no package under notifier/
+## other than notifier/client imports store or a package under it (test
+## files aside), and no non-test Go file outside testdata is longer than
+## MAX_LINES lines. Every check runs; each offence is listed.
+MAX_LINES := 500
+MODULE := github.com/notifier/notifier
 lint:
-	$(GO) vet ./...
-	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)
+	@fail=0; \
+	$(GO) vet ./... || fail=1; \
+	unformatted=$$(gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; fail=1; fi; \
+	imports=$$($(GO) list -f '{{.ImportPath}} {{join .Imports " "}}' ./notifier/...) || fail=1; \
+	bad=$$(echo "$$imports" | awk '$$1 != "$(MODULE)/notifier/client" { \
+		for (i = 2; i <= NF; i++) if ($$i == "$(MODULE)/store" || index($$i, "$(MODULE)/store/") == 1) print "  " $$1 " imports " $$i }'); \
+	if [ -n "$$bad" ]; then echo "packages under notifier/ (bar notifier/client) must not import store:"; echo "$$bad"; fail=1; fi; \
+	long=$$(find . -name '*.go' ! -name '*_test.go' ! -path '*/testdata/*' ! -path './.git/*' | sort | \
+		while IFS= read -r f; do n=$$(wc -l <"$$f"); [ "$$n" -le $(MAX_LINES) ] || echo "  $${f#./}: $$n lines"; done); \
+	if [ -n "$$long" ]; then echo "non-test Go files longer than $(MAX_LINES) lines:"; echo "$$long"; fail=1; fi; \
+	exit $$fail
 
 fmt:
 	gofmt -w .
