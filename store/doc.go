@@ -3,7 +3,39 @@
 // expiry-event subscription) and SQLite holds the attempt log. It also starts
 // the embedded redis-server that `notifier serve` uses by default.
 //
-// Every Redis key is named in keys.go, and every change that touches more than
-// one key is a Lua script in scripts.go, so a reader can check the data model
-// in two files.
+// Every Redis key and channel name is built in keys.go, and every change that
+// touches more than one key is a Lua script in scripts.go, so a reader can
+// check the data model in two files.
+//
+// The Redis side, type Redis, by what each file owns:
+//
+//	redis.go    the type, NewRedis, CheckEvents and the published default schedule
+//	enqueue.go  Enqueue and Resend: storing new notices, in bounded pipelines
+//	queue.go    notifier.Queue: claims, completions, releases, leases, and
+//	            reading the due index (Overdue, NextDue, Nudge)
+//	listen.go   notifier.Events: the expired-event subscription and its canary
+//	cluster.go  listening to every master of a Redis Cluster
+//	ops.go      notice state and cancel, parking, partner pause, resume and
+//	            unpark, shared partner state, published partners, URL policy
+//	park.go     the partners with parked attempts, configured or not
+//	listing.go  listing pending notices by reading payload headers only
+//	status.go   NoticeStatus: a notice's status from Redis and the attempt log
+//	fleet.go    FleetLog: the capped attempt stream shared by every serve
+//	payload.go  the payload encoding (header line, then the raw body)
+//	eval.go     running scripts pipelined, loading them when Redis lost them
+//	connect.go  Redis URLs (single node, Sentinel, Cluster) and clients
+//	server.go   the embedded redis-server and the data-dir lock
+//
+// The SQLite side, type SQLite, the attempt log and the archive of ended
+// notices:
+//
+//	sqlite.go   opening, migrations (migrations/*.sql), Close, and the WHERE
+//	            clause builder the attempt and archive queries share
+//	writer.go   Record and Sync, and Run: the one writer, committing batches
+//	attempts.go attempt queries: Last, Follow, Each (Filter)
+//	archive.go  archive queries: Ended, EachEnded, CountEnded (NoticeFilter)
+//
+// Packages under store: redistest starts private redis-servers and local
+// clusters for tests, storetest gives tests a running attempt log, and bench
+// measures notifier end to end on a real Redis (`notifier bench`).
 package store
