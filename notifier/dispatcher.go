@@ -114,6 +114,16 @@ type Stats struct {
 	Deferred, Parked, Paused atomic.Int64
 }
 
+// AddObserver adds f to the functions told of every attempt logged (after
+// Observe and those added before). Call it before Run.
+func (d *Dispatcher) AddObserver(f func(Attempt)) {
+	if prev := d.Observe; prev != nil {
+		d.Observe = func(a Attempt) { prev(a); f(a) }
+		return
+	}
+	d.Observe = f
+}
+
 // Stats returns the dispatcher's counters.
 func (d *Dispatcher) Stats() *Stats { return &d.stats }
 
