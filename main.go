@@ -1305,11 +1305,11 @@ func list(c *cli.Context) error {
 			if f := c.String("partner"); f != "" && p.Notice.Partner != f {
 				return nil
 			}
-			st, due := store.StatePending, p.Due.UTC()
+			st, due := notifier.StatePending, p.Due.UTC()
 			if p.Parked {
-				st = store.StateParked
+				st = notifier.StateParked
 			}
-			return emit(listed{ID: p.Notice.ID, State: st, Partner: p.Notice.Partner, Stamp: p.Notice.Stamp.UTC(), Attempt: p.N,
+			return emit(listed{ID: p.Notice.ID, State: string(st), Partner: p.Notice.Partner, Stamp: p.Notice.Stamp.UTC(), Attempt: p.N,
 				Of: len(p.Notice.Schedule), Due: &due, URL: notifier.RedactURL(p.Notice.URL)})
 		})
 	case "delivered", "gave-up":

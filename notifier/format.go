@@ -173,22 +173,25 @@ func ParseWhen(v string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%w %q: want RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23) or a duration ago (2h)", ErrBadTime, v)
 }
 
-// State is where a notice stands.
+// State is where a notice stands: what `notifier status`, `list`, the API
+// and the console print, and what the store reports of a notice it knows.
 type State string
 
-// The states of a notice.
+// The states of a notice. The strings are a contract: they are printed,
+// returned in JSON and stored in Redis's tombstones.
 const (
-	Pending State = "pending"
+	// StatePending: an attempt is armed (or in flight).
+	StatePending State = "pending"
+	// StateParked: pending, but set aside while its partner is paused.
+	StateParked State = "parked"
 	// StateDelivered and StateGaveUp mirror the final outcomes.
 	StateDelivered State = "delivered"
 	StateGaveUp    State = "gave-up"
-	// Dropped: the notice could not be attempted (its stored form was
+	// StateCancelled: ended by `notifier cancel`.
+	StateCancelled State = "cancelled"
+	// StateDropped: the notice could not be attempted (its stored form was
 	// unreadable) and was removed.
-	Dropped State = "dropped"
-	// Parked: pending, but set aside while its partner is paused.
-	Parked State = "parked"
-	// Cancelled: ended by `notifier cancel`.
-	Cancelled State = "cancelled"
+	StateDropped State = "dropped"
 )
 
 // WithStoreState corrects s (and ok, whether anything knows the notice)
@@ -197,7 +200,7 @@ const (
 // way to the log (a delivery's tombstone outlives it by the dedup window).
 func (s Status) WithStoreState(state State, ok bool) (Status, bool) {
 	switch state {
-	case Parked, Cancelled:
+	case StateParked, StateCancelled:
 		s.State, ok = state, true
 	case StateDelivered:
 		s.State, ok = StateDelivered, true
@@ -235,7 +238,7 @@ func StatusOf(id string, pending *Notice, n int, inFlight bool, attempts []Attem
 	}
 	switch {
 	case pending != nil:
-		s.State, s.MaxAttempts, s.NextAttempt, s.InFlight = Pending, len(pending.Schedule), n, inFlight
+		s.State, s.MaxAttempts, s.NextAttempt, s.InFlight = StatePending, len(pending.Schedule), n, inFlight
 		st := pending.Stamp.UTC()
 		s.Stamp = &st
 		if due, ok := pending.Schedule.Due(pending.Stamp, n); ok {
@@ -251,7 +254,7 @@ func StatusOf(id string, pending *Notice, n int, inFlight bool, attempts []Attem
 		case GaveUp, Blocked:
 			s.State = StateGaveUp
 		default:
-			s.State = Dropped
+			s.State = StateDropped
 		}
 		st := attempts[len(attempts)-1].Stamp.UTC()
 		s.Stamp = &st

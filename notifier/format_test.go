@@ -256,14 +256,14 @@ func TestStatusOf(t *testing.T) {
 			name:    "PendingBeforeAnyAttempt",
 			pending: pending, n: 1,
 			wantOK: true,
-			want:   Status{ID: "n_1", State: Pending, MaxAttempts: 3, NextAttempt: 1, NextDue: ptr(stamp), Stamp: ptr(stamp)},
+			want:   Status{ID: "n_1", State: StatePending, MaxAttempts: 3, NextAttempt: 1, NextDue: ptr(stamp), Stamp: ptr(stamp)},
 		},
 		{
 			name:    "PendingAfterARetry",
 			pending: pending, n: 2, inFlight: true,
 			attempts: []Attempt{attempt(1, Retry)},
 			wantOK:   true,
-			want: Status{ID: "n_1", State: Pending, Attempts: 1, MaxAttempts: 3, NextAttempt: 2,
+			want: Status{ID: "n_1", State: StatePending, Attempts: 1, MaxAttempts: 3, NextAttempt: 2,
 				NextDue: ptr(stamp.Add(10 * time.Second)), InFlight: true, Stamp: ptr(stamp),
 				Last: &AttemptJSON{N: 1, Outcome: Retry}},
 		},
@@ -283,7 +283,7 @@ func TestStatusOf(t *testing.T) {
 			name:     "DroppedWhenTheLastOutcomeIsError",
 			attempts: []Attempt{attempt(1, Error)},
 			wantOK:   true,
-			want:     Status{ID: "n_1", State: Dropped, Attempts: 1, Stamp: ptr(stamp), Last: &AttemptJSON{N: 1, Outcome: Error}},
+			want:     Status{ID: "n_1", State: StateDropped, Attempts: 1, Stamp: ptr(stamp), Last: &AttemptJSON{N: 1, Outcome: Error}},
 		},
 		{
 			name:   "UnknownWhenNothingKnowsTheNotice",
@@ -330,10 +330,10 @@ func TestStatusWithStoreState(t *testing.T) {
 		want   State
 		wantOK bool
 	}{
-		{"ParkedUnknownToTheLog", "", false, Parked, Parked, true},
-		{"Cancelled", Pending, true, Cancelled, Cancelled, true},
+		{"ParkedUnknownToTheLog", "", false, StateParked, StateParked, true},
+		{"Cancelled", StatePending, true, StateCancelled, StateCancelled, true},
 		{"DeliveryNotLoggedYet", StateGaveUp, true, StateDelivered, StateDelivered, true},
-		{"PendingStaysPending", Pending, true, Pending, Pending, true},
+		{"PendingStaysPending", StatePending, true, StatePending, StatePending, true},
 		{"NothingFromRedis", StateGaveUp, true, "", StateGaveUp, true},
 		{"UnknownEverywhere", "", false, "", "", false},
 	}

@@ -288,7 +288,7 @@ func TestPartnerPausesAfterFailuresAndResumes(t *testing.T) {
 		t.Fatalf("%d requests before the pause, want at least 3", before)
 	}
 	st, _ := s.q.State(ctx, "pz-0")
-	if st != store.StateParked {
+	if st != notifier.StateParked {
 		t.Errorf("state of a parked notice = %q", st)
 	}
 	ok.Store(true)
@@ -419,7 +419,7 @@ func TestIdempotentEnqueueAndCancel(t *testing.T) {
 	if err := s.q.Cancel(ctx, "c1"); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := s.q.State(ctx, "c1"); st != store.StateCancelled {
+	if st, _ := s.q.State(ctx, "c1"); st != notifier.StateCancelled {
 		t.Errorf("state after cancel = %q", st)
 	}
 	if err := s.q.Cancel(ctx, "c1"); !errors.Is(err, store.ErrEnded) {

@@ -27,21 +27,12 @@ func (r *Redis) dedupWindow() time.Duration {
 
 func isTombstone(p []byte) bool { return len(p) > 0 && p[0] == '!' }
 
-// Notice states reported by State.
-const (
-	StatePending   = "pending"
-	StateParked    = "parked"
-	StateDelivered = "delivered"
-	StateGaveUp    = "gave-up"
-	StateCancelled = "cancelled"
-)
-
-// State says what Redis knows of notice id: StatePending (or StateParked)
-// while it waits, the tombstone's state (delivered, gave-up, cancelled) for
-// the dedup window after it ended, and an error wrapping
-// notifier.ErrNotFound when it knows nothing. It reads the payload's
-// header, never its body.
-func (r *Redis) State(ctx context.Context, id string) (string, error) {
+// State says what Redis knows of notice id: notifier.StatePending (or
+// StateParked) while it waits, the tombstone's state (StateDelivered,
+// StateGaveUp, StateCancelled) for the dedup window after it ended, and an
+// error wrapping notifier.ErrNotFound when it knows nothing. It reads the
+// payload's header, never its body.
+func (r *Redis) State(ctx context.Context, id string) (notifier.State, error) {
 	p, err := r.readHead(ctx, id)
 	if err != nil {
 		return "", fmt.Errorf("read notice %s: %w", id, err)
@@ -50,7 +41,7 @@ func (r *Redis) State(ctx context.Context, id string) (string, error) {
 		return "", fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
 	}
 	if isTombstone(p) {
-		return string(p[1:]), nil
+		return notifier.State(p[1:]), nil
 	}
 	n, err := decodeHeader(id, p)
 	if err != nil {
@@ -61,9 +52,9 @@ func (r *Redis) State(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	if parked != "" {
-		return StateParked, nil
+		return notifier.StateParked, nil
 	}
-	return StatePending, nil
+	return notifier.StatePending, nil
 }
 
 // ErrEnded is wrapped by Cancel for a notice that already ended.

@@ -43,7 +43,7 @@ func NoticeStatus(ctx context.Context, q *Redis, log *SQLite, id string) (notifi
 		attempts = kept
 	}
 	st, ok := notifier.StatusOf(id, pending, p.N, p.InFlight, attempts)
-	st, ok = st.WithStoreState(notifier.State(redisState), ok)
+	st, ok = st.WithStoreState(redisState, ok)
 	if !ok {
 		return st, nil, fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
 	}

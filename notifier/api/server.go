@@ -284,7 +284,7 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 		switch state, serr := h.s.Queue.State(ctx, id); {
 		case serr != nil && !errors.Is(serr, notifier.ErrNotFound):
 			h.unavailable(w, r, serr)
-		case serr == nil && (state == store.StatePending || state == store.StateParked):
+		case serr == nil && (state == notifier.StatePending || state == notifier.StateParked):
 			writeError(w, http.StatusConflict, fmt.Sprintf("notice %s is %s: it has not ended", id, state))
 		default:
 			writeError(w, http.StatusNotFound, fmt.Sprintf("notice %s: no ended notice to send again", id))

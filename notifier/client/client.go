@@ -156,8 +156,8 @@ func (c *Client) EnqueueBatch(ctx context.Context, ns []notifier.Notice) ([]erro
 // its partner is paused) until it ends, then "delivered", "gave-up" or
 // "cancelled" for the dedup window (24 h by default). It returns an error wrapping
 // notifier.ErrNotFound when Redis knows nothing of id. The constants are
-// store.StatePending and its siblings.
-func (c *Client) State(ctx context.Context, id string) (string, error) {
+// notifier.StatePending and its siblings.
+func (c *Client) State(ctx context.Context, id string) (notifier.State, error) {
 	return c.q.State(ctx, id)
 }
 

@@ -68,7 +68,7 @@ func TestEnqueue(t *testing.T) {
 			t.Errorf("id = %q, want order-1", id)
 		}
 		state, err := c.State(ctx, id)
-		if err != nil || state != store.StatePending {
+		if err != nil || state != notifier.StatePending {
 			t.Fatalf("State = %q, %v; want pending", state, err)
 		}
 		n := pending(t, q, id)
@@ -96,7 +96,7 @@ func TestEnqueue(t *testing.T) {
 		if !strings.HasPrefix(id, "n_") {
 			t.Errorf("id = %q, want a notifier.NewID", id)
 		}
-		if state, err := c.State(ctx, id); err != nil || state != store.StatePending {
+		if state, err := c.State(ctx, id); err != nil || state != notifier.StatePending {
 			t.Errorf("State = %q, %v; want pending", state, err)
 		}
 	})
@@ -134,7 +134,7 @@ func TestEnqueue(t *testing.T) {
 		if err := c.Cancel(ctx, id); err != nil {
 			t.Fatalf("Cancel: %v", err)
 		}
-		if state, err := c.State(ctx, id); err != nil || state != store.StateCancelled {
+		if state, err := c.State(ctx, id); err != nil || state != notifier.StateCancelled {
 			t.Errorf("State = %q, %v; want cancelled", state, err)
 		}
 		if err := c.Cancel(ctx, id); !errors.Is(err, store.ErrEnded) {
@@ -181,7 +181,7 @@ func TestEnqueueBatch(t *testing.T) {
 			t.Errorf("errs[%d] = %v, want nil", i, errs[i])
 			continue
 		}
-		if state, err := c.State(ctx, ns[i].ID); err != nil || state != store.StatePending {
+		if state, err := c.State(ctx, ns[i].ID); err != nil || state != notifier.StatePending {
 			t.Errorf("State(%s) = %q, %v; want pending", ns[i].ID, state, err)
 		}
 		if got := pending(t, q, ns[i].ID); !got.Stamp.Equal(ns[i].Stamp) {
@@ -306,7 +306,7 @@ func TestNew(t *testing.T) {
 			t.Fatal(err)
 		}
 		q := store.NewRedis(srv.Client(), "acme", nil)
-		if state, err := q.State(ctx, id); err != nil || state != store.StatePending {
+		if state, err := q.State(ctx, id); err != nil || state != notifier.StatePending {
 			t.Errorf("State under prefix acme = %q, %v; want pending", state, err)
 		}
 	})

@@ -30,19 +30,22 @@ const (
 var errEnough = errors.New("enough")
 
 // states are the notice states the list filters by, in display order.
-var states = []string{store.StatePending, store.StateParked, store.StateDelivered, store.StateGaveUp}
+var states = []notifier.State{notifier.StatePending, notifier.StateParked, notifier.StateDelivered, notifier.StateGaveUp}
 
 // listRow is one notice in the list.
 type listRow struct {
-	ID, State, Partner, URL string
-	Stamp                   time.Time
-	Attempt, Of             int
+	ID          string
+	State       notifier.State
+	Partner     string
+	URL         string
+	Stamp       time.Time
+	Attempt, Of int
 	// When is the next due time (waiting) or the end (ended).
 	When time.Time
 }
 
 type stateCount struct {
-	State string
+	State notifier.State
 	Count int
 	// More is set when the count stopped at pendingScanCap.
 	More bool
@@ -51,7 +54,7 @@ type stateCount struct {
 type listData struct {
 	State, Partner, Since, Until string
 	Partners                     []string
-	States                       []string
+	States                       []notifier.State
 	Counts                       []stateCount
 	Waiting, Ended               []listRow
 	Capped                       bool
@@ -67,7 +70,7 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 	q := r.URL.Query()
 	d := listData{State: q.Get("state"), Partner: q.Get("partner"), Since: q.Get("since"), Until: q.Get("until"),
 		States: states, Limit: listLimit}
-	if d.State != "" && !slices.Contains(states, d.State) {
+	if d.State != "" && !slices.Contains(states, notifier.State(d.State)) {
 		h.message(w, r, s, http.StatusBadRequest, "Unknown state: want pending, parked, delivered or gave-up.")
 		return
 	}
@@ -88,7 +91,7 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 
-	counts := map[string]int{}
+	counts := map[notifier.State]int{}
 	scanned := 0
 	err = h.o.Queue.EachPending(ctx, func(p store.PendingNotice) error {
 		if scanned++; scanned > pendingScanCap {
@@ -100,12 +103,12 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 			!f.Until.IsZero() && !n.Stamp.Before(f.Until) {
 			return nil
 		}
-		st := store.StatePending
+		st := notifier.StatePending
 		if p.Parked {
-			st = store.StateParked
+			st = notifier.StateParked
 		}
 		counts[st]++
-		if d.State == "" || d.State == st {
+		if d.State == "" || notifier.State(d.State) == st {
 			d.Waiting = append(d.Waiting, listRow{ID: n.ID, State: st, Partner: n.Partner, URL: notifier.RedactURL(n.URL),
 				Stamp: n.Stamp, Attempt: p.N, Of: len(n.Schedule), When: p.Due})
 		}
@@ -129,16 +132,16 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 	for _, o := range []notifier.Outcome{notifier.Delivered, notifier.GaveUp} {
 		g := f
 		g.Outcome = o
-		if counts[string(o)], err = h.o.Log.CountEnded(ctx, g); err != nil {
+		if counts[notifier.State(o)], err = h.o.Log.CountEnded(ctx, g); err != nil {
 			h.fail(w, r, s, err)
 			return
 		}
 	}
 	for _, st := range states {
 		d.Counts = append(d.Counts, stateCount{State: st, Count: counts[st],
-			More: !exact && (st == store.StatePending || st == store.StateParked)})
+			More: !exact && (st == notifier.StatePending || st == notifier.StateParked)})
 	}
-	if d.State == "" || d.State == store.StateDelivered || d.State == store.StateGaveUp {
+	if st := notifier.State(d.State); st == "" || st == notifier.StateDelivered || st == notifier.StateGaveUp {
 		f.Outcome = notifier.Outcome(d.State)
 		ended, err := h.recentEnded(ctx, f, listLimit)
 		if err != nil {
@@ -146,7 +149,7 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 			return
 		}
 		for _, e := range ended {
-			d.Ended = append(d.Ended, listRow{ID: e.Notice.ID, State: string(e.Outcome), Partner: e.Partner,
+			d.Ended = append(d.Ended, listRow{ID: e.Notice.ID, State: notifier.State(e.Outcome), Partner: e.Partner,
 				URL: notifier.RedactURL(e.Notice.URL), Stamp: e.Notice.Stamp, Attempt: e.Attempts,
 				Of: len(e.Notice.Schedule), When: e.Ended})
 		}
@@ -155,7 +158,7 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 }
 
 // waitingCounts counts pending and parked notices without reading them.
-func (h *handler) waitingCounts(ctx context.Context, partners []string) (map[string]int, error) {
+func (h *handler) waitingCounts(ctx context.Context, partners []string) (map[notifier.State]int, error) {
 	due, err := h.o.Queue.PendingCount(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -164,9 +167,9 @@ func (h *handler) waitingCounts(ctx context.Context, partners []string) (map[str
 	if err != nil {
 		return nil, err
 	}
-	counts := map[string]int{store.StatePending: int(due)}
+	counts := map[notifier.State]int{notifier.StatePending: int(due)}
 	for _, p := range ps {
-		counts[store.StateParked] += int(p.Parked)
+		counts[notifier.StateParked] += int(p.Parked)
 	}
 	return counts, nil
 }
@@ -319,7 +322,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 		}
 	}
 	st, ok := notifier.StatusOf(id, pending, p.N, p.InFlight, attempts)
-	st, ok = st.WithStoreState(notifier.State(redisState), ok)
+	st, ok = st.WithStoreState(redisState, ok)
 	if !ok {
 		h.message(w, r, s, http.StatusNotFound, "No such notice: neither Redis nor the attempt log knows it.")
 		return
@@ -337,7 +340,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 	case pending != nil:
 		d.Next, d.NextDue, d.InFlight = p.N, p.Due, p.InFlight
 		next = &nextMark{N: p.N, Due: p.Due}
-	case st.State == notifier.Parked && len(attempts) > 0 && !attempts[len(attempts)-1].Next.IsZero():
+	case st.State == notifier.StateParked && len(attempts) > 0 && !attempts[len(attempts)-1].Next.IsZero():
 		last := attempts[len(attempts)-1]
 		d.NextDue = last.Next
 		next = &nextMark{N: last.N + 1, Due: last.Next}
@@ -347,15 +350,15 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 		d.Attempts = append(d.Attempts, attemptRow{Attempt: a, Slot: a.Due, Late: a.Lateness()})
 	}
 	var now time.Time
-	if st.State == notifier.Pending || st.State == notifier.Parked {
+	if st.State == notifier.StatePending || st.State == notifier.StateParked {
 		now = h.o.Now()
 	}
 	if !d.Stamp.IsZero() {
 		tl := drawTimeline(d.Stamp, sched, attempts, next, now)
 		d.Timeline = &tl
 	}
-	d.CanRetry = archived && st.State != notifier.Pending && st.State != notifier.Parked
-	d.CanCancel = st.State == notifier.Pending || st.State == notifier.Parked
+	d.CanRetry = archived && st.State != notifier.StatePending && st.State != notifier.StateParked
+	d.CanCancel = st.State == notifier.StatePending || st.State == notifier.StateParked
 	h.render(w, r, s, http.StatusOK, "notice", "Notice "+id, d)
 }
 
