@@ -715,7 +715,7 @@ func enqueueFile(c *cli.Context, q notifier.Enqueuer, def backoff.Schedule) erro
 
 // tailFleet prints the fleet's attempt stream: each line starts with the
 // serve host that made the attempt.
-func tailFleet(c *cli.Context, q *store.Redis, f store.Filter) error {
+func tailFleet(c *cli.Context, q *store.Redis, f notifier.AttemptFilter) error {
 	return q.FollowFleet(c.Context, int64(c.Int("n")), c.Bool("follow"), func(fa store.FleetAttempt) error {
 		a := fa.Attempt
 		if (f.NoticeID != "" && a.NoticeID != f.NoticeID) || (f.Outcome != "" && a.Outcome != f.Outcome) {
@@ -764,7 +764,7 @@ func tailCommand() *cli.Command {
 }
 
 func tail(c *cli.Context) error {
-	f := store.Filter{NoticeID: c.String("id")}
+	f := notifier.AttemptFilter{NoticeID: c.String("id")}
 	if o := c.String("outcome"); o != "" {
 		out, err := notifier.ParseOutcome(o)
 		if err != nil {
@@ -822,7 +822,7 @@ func tail(c *cli.Context) error {
 		f.AfterSeq = lastSeq
 	} else if c.Int("n") > 0 {
 		// -n filtered nothing in: follow from the end of the whole log.
-		if last, err := alog.Last(c.Context, store.Filter{}, 1); err == nil && len(last) == 1 {
+		if last, err := alog.Last(c.Context, notifier.AttemptFilter{}, 1); err == nil && len(last) == 1 {
 			f.AfterSeq = last[0].Seq
 		}
 	}
@@ -1067,8 +1067,8 @@ func retryCommand() *cli.Command {
 	}
 }
 
-func endedFilter(c *cli.Context, outcome string) (store.NoticeFilter, error) {
-	var f store.NoticeFilter
+func endedFilter(c *cli.Context, outcome string) (notifier.NoticeFilter, error) {
+	var f notifier.NoticeFilter
 	now := time.Now()
 	var err error
 	if v := c.String("since"); v != "" {
@@ -1136,7 +1136,7 @@ func replay(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("dry-run") {
-		err := alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
+		err := alog.EachEnded(c.Context, f, func(e notifier.EndedNotice) error {
 			_, err := fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t%s\n", notifier.Printable(e.Notice.ID), notifier.Printable(string(e.Outcome)),
 				e.Ended.UTC().Format(time.RFC3339), notifier.Printable(notifier.RedactURL(e.Notice.URL)))
 			return err
@@ -1175,7 +1175,7 @@ func replay(c *cli.Context) error {
 		return nil
 	}
 	seen := map[string]bool{} // the archive may list a notice twice while it changes under the cursor
-	err = alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
+	err = alog.EachEnded(c.Context, f, func(e notifier.EndedNotice) error {
 		if seen[e.Notice.ID] {
 			return nil
 		}
@@ -1301,7 +1301,7 @@ func list(c *cli.Context) error {
 			return cerr
 		}
 		defer rdb.Close()
-		err = store.NewRedis(rdb, c.String("prefix"), nil).EachPending(c.Context, func(p store.PendingNotice) error {
+		err = store.NewRedis(rdb, c.String("prefix"), nil).EachPending(c.Context, func(p notifier.PendingNotice) error {
 			if f := c.String("partner"); f != "" && p.Notice.Partner != f {
 				return nil
 			}
@@ -1322,7 +1322,7 @@ func list(c *cli.Context) error {
 			return oerr
 		}
 		defer alog.Close()
-		err = alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
+		err = alog.EachEnded(c.Context, f, func(e notifier.EndedNotice) error {
 			ended := e.Ended.UTC()
 			return emit(listed{ID: e.Notice.ID, State: string(e.Outcome), Partner: e.Partner, Stamp: e.Notice.Stamp.UTC(),
 				Attempt: e.Attempts, Of: len(e.Notice.Schedule), Ended: &ended, URL: notifier.RedactURL(e.Notice.URL)})

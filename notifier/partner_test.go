@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/notifier/notifier/notifier"
-	"github.com/notifier/notifier/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -301,7 +300,7 @@ func TestPartnerPausesAfterFailuresAndResumes(t *testing.T) {
 		if err := s.log.Sync(ctx); err != nil {
 			return false
 		}
-		rows, _ := s.log.Last(ctx, store.Filter{Outcome: notifier.Delivered}, 0)
+		rows, _ := s.log.Last(ctx, notifier.AttemptFilter{Outcome: notifier.Delivered}, 0)
 		return len(rows) == 5
 	})
 	s.assertRedisEmpty()
@@ -422,7 +421,7 @@ func TestIdempotentEnqueueAndCancel(t *testing.T) {
 	if st, _ := s.q.State(ctx, "c1"); st != notifier.StateCancelled {
 		t.Errorf("state after cancel = %q", st)
 	}
-	if err := s.q.Cancel(ctx, "c1"); !errors.Is(err, store.ErrEnded) {
+	if err := s.q.Cancel(ctx, "c1"); !errors.Is(err, notifier.ErrEnded) {
 		t.Errorf("second cancel: %v, want ErrEnded", err)
 	}
 	if n := s.rdb.Keys(ctx, "noticeId_c1_*").Val(); len(n) != 0 {

@@ -98,7 +98,7 @@ func TestEachPendingReadsHeadersOnly(t *testing.T) {
 	t.Run("EveryNoticeWithoutItsBody", func(t *testing.T) {
 		reads.start()
 		seen := map[string]bool{}
-		err := r.EachPending(ctx, func(p store.PendingNotice) error {
+		err := r.EachPending(ctx, func(p notifier.PendingNotice) error {
 			if p.Notice.Body != nil {
 				t.Errorf("%s: body of %d bytes, want none", p.Notice.ID, len(p.Notice.Body))
 			}
@@ -133,7 +133,7 @@ func TestEachPendingReadsHeadersOnly(t *testing.T) {
 		reads.start()
 		enough := errors.New("enough")
 		got := 0
-		err := r.EachPending(ctx, func(store.PendingNotice) error {
+		err := r.EachPending(ctx, func(notifier.PendingNotice) error {
 			got++
 			return enough
 		})

@@ -35,8 +35,8 @@ func TestParkedForAPartnerThatLeftTheConfig(t *testing.T) {
 	if err := q.PublishPartners(ctx, map[string]string{}); err != nil {
 		t.Fatal(err)
 	}
-	var listed []store.PendingNotice
-	if err := q.EachPending(ctx, func(p store.PendingNotice) error { listed = append(listed, p); return nil }); err != nil {
+	var listed []notifier.PendingNotice
+	if err := q.EachPending(ctx, func(p notifier.PendingNotice) error { listed = append(listed, p); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(listed) != 1 || listed[0].Notice.ID != "p1" || !listed[0].Parked {

@@ -31,10 +31,6 @@ var migrations embed.FS
 // called.
 var ErrLogClosed = errors.New("attempt log closed")
 
-// ErrCorruptArchive is wrapped by the errors of Ended and EachEnded for an
-// archived notice whose stored payload does not decode.
-var ErrCorruptArchive = errors.New("archived notice does not decode")
-
 // errReadOnly is returned by the writing methods of a log opened with
 // OpenSQLiteReadOnly.
 var errReadOnly = errors.New("attempt log opened read-only")
@@ -93,7 +89,10 @@ type SQLite struct {
 	running  atomic.Bool
 }
 
-var _ notifier.AttemptLog = (*SQLite)(nil)
+var (
+	_ notifier.AttemptLog = (*SQLite)(nil)
+	_ notifier.History    = (*SQLite)(nil)
+)
 
 // item is what travels to the writer: an attempt to insert, or a barrier
 // (done != nil) that the writer closes once everything queued before it is
@@ -498,21 +497,11 @@ func (s *SQLite) insert(ctx context.Context, rows []*notifier.Attempt) error {
 	return nil
 }
 
-// Filter selects attempts. Zero values select everything.
-type Filter struct {
-	NoticeID string
-	Outcome  notifier.Outcome
-	Partner  string
-	// AfterSeq selects attempts with Seq > AfterSeq; it is how a tail
-	// resumes where it stopped.
-	AfterSeq int64
-}
-
-// where returns the WHERE clause for f and its arguments. Conditions are
-// left out rather than written as (? = ” OR col = ?), which would keep
-// SQLite from using the (notice_id, seq), (outcome, seq) and (partner, seq)
-// indexes.
-func (f Filter) where() (string, []any) {
+// attemptsWhere returns the WHERE clause for f and its arguments.
+// Conditions are left out rather than written as (? = ” OR col = ?), which
+// would keep SQLite from using the (notice_id, seq), (outcome, seq) and
+// (partner, seq) indexes.
+func attemptsWhere(f notifier.AttemptFilter) (string, []any) {
 	conds := []string{"seq > ?"}
 	args := []any{f.AfterSeq}
 	if f.NoticeID != "" {
@@ -545,8 +534,8 @@ func (s *SQLite) selectSQL() string {
 
 // Last returns the last n attempts that match f (all of them if n <= 0),
 // oldest first.
-func (s *SQLite) Last(ctx context.Context, f Filter, n int) ([]notifier.Attempt, error) {
-	where, args := f.where()
+func (s *SQLite) Last(ctx context.Context, f notifier.AttemptFilter, n int) ([]notifier.Attempt, error) {
+	where, args := attemptsWhere(f)
 	if n <= 0 {
 		return s.query(ctx, s.selectSQL()+where+" ORDER BY seq", args...)
 	}
@@ -563,7 +552,7 @@ func (s *SQLite) Last(ctx context.Context, f Filter, n int) ([]notifier.Attempt,
 // without attempts gives an empty slice, not an error: it may still be
 // waiting for its first one.
 func (s *SQLite) NoticeAttempts(ctx context.Context, id string) ([]notifier.Attempt, error) {
-	return s.Last(ctx, Filter{NoticeID: id}, 0)
+	return s.Last(ctx, notifier.AttemptFilter{NoticeID: id}, 0)
 }
 
 // Follow calls fn for every attempt matching f, oldest first, then polls
@@ -572,14 +561,14 @@ func (s *SQLite) NoticeAttempts(ctx context.Context, id string) ([]notifier.Atte
 // short query of at most 1000 rows, and fn runs after the query has ended:
 // a read transaction held open would stop WAL checkpoints and let the WAL
 // grow without bound while a tail runs. A poll <= 0 means one second.
-func (s *SQLite) Follow(ctx context.Context, f Filter, poll time.Duration, fn func(notifier.Attempt) error) error {
+func (s *SQLite) Follow(ctx context.Context, f notifier.AttemptFilter, poll time.Duration, fn func(notifier.Attempt) error) error {
 	if poll <= 0 {
 		poll = time.Second
 	}
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
-		where, args := f.where()
+		where, args := attemptsWhere(f)
 		as, err := s.query(ctx, s.selectSQL()+where+" ORDER BY seq LIMIT ?", append(args, followBatch)...)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -611,9 +600,9 @@ func (s *SQLite) Follow(ctx context.Context, f Filter, poll time.Duration, fn fu
 // Each calls fn for every attempt matching f, oldest first, and returns at
 // the end of the log. Like Follow it reads pages of at most 1000 rows in
 // short queries, so a log of any size is printed in bounded memory.
-func (s *SQLite) Each(ctx context.Context, f Filter, fn func(notifier.Attempt) error) error {
+func (s *SQLite) Each(ctx context.Context, f notifier.AttemptFilter, fn func(notifier.Attempt) error) error {
 	for {
-		where, args := f.where()
+		where, args := attemptsWhere(f)
 		as, err := s.query(ctx, s.selectSQL()+where+" ORDER BY seq LIMIT ?", append(args, followBatch)...)
 		if err != nil {
 			return fmt.Errorf("read attempts: %w", err)
@@ -667,34 +656,10 @@ func (s *SQLite) query(ctx context.Context, q string, args ...any) ([]notifier.A
 	return as, nil
 }
 
-// EndedNotice is an archived notice and how it ended.
-type EndedNotice struct {
-	// Notice is the notice as it was enqueued, with its full URL, headers
-	// and body: what `notifier retry` sends again.
-	Notice notifier.Notice
-	// Outcome is the outcome of the attempt that ended the notice.
-	Outcome notifier.Outcome
-	// Ended is when that attempt finished (its start plus its duration),
-	// with microsecond precision.
-	Ended time.Time
-	// Attempts is the slot N of that attempt.
-	Attempts int
-	// Partner names the partner the notice was sent under; empty if none.
-	Partner string
-}
-
-// NoticeFilter selects archived notices; zero fields select everything.
-// Since and Until bound the end time: Since is inclusive, Until exclusive.
-type NoticeFilter struct {
-	Since, Until time.Time
-	Outcome      notifier.Outcome
-	Partner      string
-}
-
-// where returns the conditions for f joined by AND, and their arguments.
-// Like Filter.where it leaves out the zero fields, so the (ended_us) and
-// (outcome, ended_us) indexes stay usable.
-func (f NoticeFilter) where() ([]string, []any) {
+// noticesWhere returns the conditions for f joined by AND, and their
+// arguments. Like attemptsWhere it leaves out the zero fields, so the
+// (ended_us) and (outcome, ended_us) indexes stay usable.
+func noticesWhere(f notifier.NoticeFilter) ([]string, []any) {
 	var conds []string
 	var args []any
 	if !f.Since.IsZero() {
@@ -730,17 +695,18 @@ func ceilMicro(t time.Time) int64 {
 // Ended returns the archived notice id as it was when it last ended
 // (delivered, given up or dropped). It returns an error wrapping
 // notifier.ErrNotFound if id never ended or the log predates the archive,
-// and one wrapping ErrCorruptArchive if its stored payload does not decode.
-func (s *SQLite) Ended(ctx context.Context, id string) (EndedNotice, error) {
+// and one wrapping notifier.ErrCorruptArchive if its stored payload does
+// not decode.
+func (s *SQLite) Ended(ctx context.Context, id string) (notifier.EndedNotice, error) {
 	if s.version < archiveVersion {
-		return EndedNotice{}, fmt.Errorf("archived notice %s: %w", id, notifier.ErrNotFound)
+		return notifier.EndedNotice{}, fmt.Errorf("archived notice %s: %w", id, notifier.ErrNotFound)
 	}
 	rows, _, err := s.endedQuery(ctx, "SELECT "+endedColumns+" FROM notices WHERE id = ?", 1, id)
 	if err != nil {
-		return EndedNotice{}, fmt.Errorf("read archived notice %s: %w", id, err)
+		return notifier.EndedNotice{}, fmt.Errorf("read archived notice %s: %w", id, err)
 	}
 	if len(rows) == 0 {
-		return EndedNotice{}, fmt.Errorf("archived notice %s: %w", id, notifier.ErrNotFound)
+		return notifier.EndedNotice{}, fmt.Errorf("archived notice %s: %w", id, notifier.ErrNotFound)
 	}
 	return rows[0].decode()
 }
@@ -753,12 +719,12 @@ func (s *SQLite) Ended(ctx context.Context, id string) (EndedNotice, error) {
 //
 // A notice whose stored payload does not decode is skipped; if any were,
 // EachEnded returns, after visiting all the others, an error that counts them
-// and wraps ErrCorruptArchive.
-func (s *SQLite) EachEnded(ctx context.Context, f NoticeFilter, fn func(EndedNotice) error) error {
+// and wraps notifier.ErrCorruptArchive.
+func (s *SQLite) EachEnded(ctx context.Context, f notifier.NoticeFilter, fn func(notifier.EndedNotice) error) error {
 	if s.version < archiveVersion {
 		return nil
 	}
-	conds, args := f.where()
+	conds, args := noticesWhere(f)
 	// Keyset paging on (ended_us, rowid): ended_us alone is not unique,
 	// and both indexes keep their entries in this order.
 	conds = append(conds, "(ended_us, rowid) > (?, ?)")
@@ -801,12 +767,12 @@ func (s *SQLite) EachEnded(ctx context.Context, f NoticeFilter, fn func(EndedNot
 
 // CountEnded returns how many archived notices match f, counting those whose
 // payload does not decode.
-func (s *SQLite) CountEnded(ctx context.Context, f NoticeFilter) (int, error) {
+func (s *SQLite) CountEnded(ctx context.Context, f notifier.NoticeFilter) (int, error) {
 	if s.version < archiveVersion {
 		return 0, nil
 	}
 	q := "SELECT count(*) FROM notices"
-	conds, args := f.where()
+	conds, args := noticesWhere(f)
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
@@ -828,12 +794,12 @@ type endedRow struct {
 	payload        []byte
 }
 
-func (r *endedRow) decode() (EndedNotice, error) {
+func (r *endedRow) decode() (notifier.EndedNotice, error) {
 	n, err := decodePayload(r.id, r.payload)
 	if err != nil {
-		return EndedNotice{}, fmt.Errorf("%w: %w", ErrCorruptArchive, err)
+		return notifier.EndedNotice{}, fmt.Errorf("%w: %w", notifier.ErrCorruptArchive, err)
 	}
-	return EndedNotice{
+	return notifier.EndedNotice{
 		Notice:   n,
 		Outcome:  notifier.Outcome(r.outcome),
 		Ended:    time.UnixMicro(r.endedUS),

@@ -352,7 +352,7 @@ func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
 // generic message.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, notifier.ErrDuplicate), errors.Is(err, store.ErrEnded):
+	case errors.Is(err, notifier.ErrDuplicate), errors.Is(err, notifier.ErrEnded):
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, notifier.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())

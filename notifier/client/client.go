@@ -164,7 +164,7 @@ func (c *Client) State(ctx context.Context, id string) (notifier.State, error) {
 // Cancel ends pending notice id: no further attempt is made, and State
 // reports "cancelled". An attempt already in flight is not recalled. It
 // wraps notifier.ErrNotFound if Redis knows no such notice and
-// store.ErrEnded if it already ended.
+// notifier.ErrEnded if it already ended.
 func (c *Client) Cancel(ctx context.Context, id string) error {
 	return c.q.Cancel(ctx, id)
 }

@@ -137,7 +137,7 @@ func TestEnqueue(t *testing.T) {
 		if state, err := c.State(ctx, id); err != nil || state != notifier.StateCancelled {
 			t.Errorf("State = %q, %v; want cancelled", state, err)
 		}
-		if err := c.Cancel(ctx, id); !errors.Is(err, store.ErrEnded) {
+		if err := c.Cancel(ctx, id); !errors.Is(err, notifier.ErrEnded) {
 			t.Errorf("second Cancel: err = %v, want ErrEnded", err)
 		}
 		if err := c.Cancel(ctx, "never-enqueued"); !errors.Is(err, notifier.ErrNotFound) {

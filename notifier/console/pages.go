@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/notifier/notifier/notifier"
-	"github.com/notifier/notifier/store"
 )
 
 const (
@@ -75,7 +74,7 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 	now := h.o.Now()
-	var f store.NoticeFilter
+	var f notifier.NoticeFilter
 	var err error
 	if f.Since, err = notifier.ParseWhen(d.Since, now); err == nil {
 		f.Until, err = notifier.ParseWhen(d.Until, now)
@@ -93,7 +92,7 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 
 	counts := map[notifier.State]int{}
 	scanned := 0
-	err = h.o.Queue.EachPending(ctx, func(p store.PendingNotice) error {
+	err = h.o.Queue.EachPending(ctx, func(p notifier.PendingNotice) error {
 		if scanned++; scanned > pendingScanCap {
 			d.Capped = true
 			return errEnough
@@ -121,7 +120,7 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 	slices.SortFunc(d.Waiting, func(a, b listRow) int { return a.When.Compare(b.When) })
 	d.Waiting = d.Waiting[:min(len(d.Waiting), listLimit)]
 	exact := !d.Capped
-	if d.Capped && f == (store.NoticeFilter{}) {
+	if d.Capped && f == (notifier.NoticeFilter{}) {
 		// Counting without filters needs no scan.
 		if counts, err = h.waitingCounts(ctx, d.Partners); err != nil {
 			h.fail(w, r, s, err)
@@ -181,7 +180,7 @@ var recentWindows = []time.Duration{time.Minute, time.Hour, 24 * time.Hour, 30 *
 // first. The archive is read oldest first, so it reads the shortest recent
 // window that holds n notices (counting one is an index count), which keeps
 // the payloads it decodes near n however large the archive is.
-func (h *handler) recentEnded(ctx context.Context, f store.NoticeFilter, n int) ([]store.EndedNotice, error) {
+func (h *handler) recentEnded(ctx context.Context, f notifier.NoticeFilter, n int) ([]notifier.EndedNotice, error) {
 	end := f.Until
 	if end.IsZero() {
 		end = h.o.Now()
@@ -203,9 +202,9 @@ func (h *handler) recentEnded(ctx context.Context, f store.NoticeFilter, n int) 
 			break
 		}
 	}
-	ring := make([]store.EndedNotice, 0, n)
+	ring := make([]notifier.EndedNotice, 0, n)
 	next := 0
-	err := h.o.Log.EachEnded(ctx, g, func(e store.EndedNotice) error {
+	err := h.o.Log.EachEnded(ctx, g, func(e notifier.EndedNotice) error {
 		e.Notice.Body, e.Notice.Header, e.Notice.Secrets = nil, nil, nil // never shown
 		if len(ring) < n {
 			ring = append(ring, e)
@@ -215,7 +214,7 @@ func (h *handler) recentEnded(ctx context.Context, f store.NoticeFilter, n int) 
 		next = (next + 1) % n
 		return nil
 	})
-	if err != nil && !errors.Is(err, store.ErrCorruptArchive) {
+	if err != nil && !errors.Is(err, notifier.ErrCorruptArchive) {
 		return nil, err
 	}
 	if len(ring) == n {
@@ -293,7 +292,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 	}
 	ended, err := h.o.Log.Ended(ctx, id)
 	archived := err == nil
-	if err != nil && !errors.Is(err, notifier.ErrNotFound) && !errors.Is(err, store.ErrCorruptArchive) {
+	if err != nil && !errors.Is(err, notifier.ErrNotFound) && !errors.Is(err, notifier.ErrCorruptArchive) {
 		h.fail(w, r, s, err)
 		return
 	}
@@ -405,7 +404,7 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request, s session) {
 	switch err := h.o.Queue.Cancel(r.Context(), id); {
 	case errors.Is(err, notifier.ErrNotFound):
 		h.message(w, r, s, http.StatusNotFound, "Redis knows no such pending notice.")
-	case errors.Is(err, store.ErrEnded):
+	case errors.Is(err, notifier.ErrEnded):
 		h.message(w, r, s, http.StatusConflict, "This notice has ended already.")
 	case err != nil:
 		h.fail(w, r, s, err)
@@ -418,7 +417,7 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request, s session) {
 // partnerRow is one partner on the partners page.
 type partnerRow struct {
 	Name    string
-	State   store.PartnerState
+	State   notifier.PartnerState
 	Sampled int
 	// Success is the share of the sampled attempts that delivered.
 	Success    float64
@@ -443,7 +442,7 @@ func (h *handler) partners(w http.ResponseWriter, r *http.Request, s session) {
 	}
 	rows := make([]partnerRow, 0, len(names))
 	for _, n := range names {
-		as, err := h.o.Log.Last(ctx, store.Filter{Partner: n}, partnerWindow)
+		as, err := h.o.Log.Last(ctx, notifier.AttemptFilter{Partner: n}, partnerWindow)
 		if err != nil {
 			h.fail(w, r, s, err)
 			return
@@ -514,7 +513,7 @@ func (h *handler) resume(w http.ResponseWriter, r *http.Request, s session) {
 }
 
 // eventsURL is the feed's stream with the page's filters, from after seq.
-func eventsURL(f store.Filter) string {
+func eventsURL(f notifier.AttemptFilter) string {
 	q := url.Values{}
 	q.Set("after", itoa64(f.AfterSeq))
 	if f.NoticeID != "" {
