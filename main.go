@@ -956,15 +956,15 @@ func status(c *cli.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	var alog *store.SQLite
+	var alog notifier.History // nil, not a nil *store.SQLite: no log on this host
 	switch l, err := store.OpenSQLiteReadOnly(dbPath(c)); {
 	case err == nil:
 		alog = l
-		defer alog.Close()
+		defer l.Close()
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	st, _, err := store.NoticeStatus(c.Context, store.NewRedis(rdb, c.String("prefix"), nil), alog, id)
+	st, _, err := notifier.NoticeStatus(c.Context, store.NewRedis(rdb, c.String("prefix"), nil), alog, id)
 	if err != nil {
 		return err
 	}

@@ -249,7 +249,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st, attempts, err := store.NoticeStatus(r.Context(), h.s.Queue, h.s.Log, id)
+	st, attempts, err := notifier.NoticeStatus(r.Context(), h.s.Queue, h.s.Log, id)
 	switch {
 	case errors.Is(err, notifier.ErrNotFound):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("notice %s: %v", id, notifier.ErrNotFound))
