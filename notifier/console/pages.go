@@ -382,8 +382,7 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request, s session) {
 		h.fail(w, r, s, err)
 		return
 	}
-	e.Notice.Stamp = h.o.Now().Truncate(time.Millisecond)
-	errs, err := h.o.Queue.Resend(ctx, []notifier.Notice{e.Notice})
+	errs, err := h.intake.Resend(ctx, []notifier.Notice{e.Notice})
 	if err == nil {
 		err = errs[0]
 	}
