@@ -287,6 +287,14 @@ func TestNew(t *testing.T) {
 			t.Errorf("err = %v, want invalid port without the password", err)
 		}
 	})
+	t.Run("ClusterURLIsRead", func(t *testing.T) {
+		// As `notifier --redis` takes it: the URL is read, the seed is
+		// dialled (and here refuses).
+		_, err := client.New(ctx, client.Options{RedisURL: "redis+cluster://127.0.0.1:1,127.0.0.1:2"})
+		if err == nil || errors.Is(err, store.ErrBadRedisURL) {
+			t.Errorf("err = %v, want a dial error, not ErrBadRedisURL", err)
+		}
+	})
 	t.Run("Unreachable", func(t *testing.T) {
 		_, err := client.New(ctx, client.Options{RedisURL: "unix://" + t.TempDir() + "/none.sock"})
 		if err == nil || !strings.Contains(err.Error(), "unreachable") {
