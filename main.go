@@ -1053,8 +1053,7 @@ func retryCommand() *cli.Command {
 				return err
 			}
 			defer rdb.Close()
-			e.Notice.Stamp = time.Now().Truncate(time.Millisecond)
-			errs, err := store.NewRedis(rdb, c.String("prefix"), nil).Resend(c.Context, []notifier.Notice{e.Notice})
+			errs, err := notifier.Intake{Queue: store.NewRedis(rdb, c.String("prefix"), nil)}.Resend(c.Context, []notifier.Notice{e.Notice})
 			if err != nil {
 				return err
 			}
@@ -1149,7 +1148,7 @@ func replay(c *cli.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	q := store.NewRedis(rdb, c.String("prefix"), nil)
+	in := notifier.Intake{Queue: store.NewRedis(rdb, c.String("prefix"), nil)}
 	bar := newProgress(c.App.ErrWriter, total)
 	var sent, skipped, done int
 	batch := make([]notifier.Notice, 0, 500)
@@ -1157,7 +1156,7 @@ func replay(c *cli.Context) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		errs, err := q.Resend(c.Context, batch)
+		errs, err := in.Resend(c.Context, batch)
 		if err != nil {
 			return err
 		}
@@ -1180,7 +1179,6 @@ func replay(c *cli.Context) error {
 			return nil
 		}
 		seen[e.Notice.ID] = true
-		e.Notice.Stamp = time.Now().Truncate(time.Millisecond)
 		batch = append(batch, e.Notice)
 		if len(batch) == cap(batch) {
 			return flush()
