@@ -715,7 +715,7 @@ func enqueueFile(c *cli.Context, q notifier.Enqueuer, def backoff.Schedule) erro
 
 // tailFleet prints the fleet's attempt stream: each line starts with the
 // serve host that made the attempt.
-func tailFleet(c *cli.Context, q *store.Redis, f store.Filter) error {
+func tailFleet(c *cli.Context, q *store.Redis, f notifier.AttemptFilter) error {
 	return q.FollowFleet(c.Context, int64(c.Int("n")), c.Bool("follow"), func(fa store.FleetAttempt) error {
 		a := fa.Attempt
 		if (f.NoticeID != "" && a.NoticeID != f.NoticeID) || (f.Outcome != "" && a.Outcome != f.Outcome) {
@@ -764,7 +764,7 @@ func tailCommand() *cli.Command {
 }
 
 func tail(c *cli.Context) error {
-	f := store.Filter{NoticeID: c.String("id")}
+	f := notifier.AttemptFilter{NoticeID: c.String("id")}
 	if o := c.String("outcome"); o != "" {
 		out, err := notifier.ParseOutcome(o)
 		if err != nil {
@@ -822,7 +822,7 @@ func tail(c *cli.Context) error {
 		f.AfterSeq = lastSeq
 	} else if c.Int("n") > 0 {
 		// -n filtered nothing in: follow from the end of the whole log.
-		if last, err := alog.Last(c.Context, store.Filter{}, 1); err == nil && len(last) == 1 {
+		if last, err := alog.Last(c.Context, notifier.AttemptFilter{}, 1); err == nil && len(last) == 1 {
 			f.AfterSeq = last[0].Seq
 		}
 	}
@@ -956,15 +956,15 @@ func status(c *cli.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	var alog *store.SQLite
+	var alog notifier.History // nil, not a nil *store.SQLite: no log on this host
 	switch l, err := store.OpenSQLiteReadOnly(dbPath(c)); {
 	case err == nil:
 		alog = l
-		defer alog.Close()
+		defer l.Close()
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	st, _, err := store.NoticeStatus(c.Context, store.NewRedis(rdb, c.String("prefix"), nil), alog, id)
+	st, _, err := notifier.NoticeStatus(c.Context, store.NewRedis(rdb, c.String("prefix"), nil), alog, id)
 	if err != nil {
 		return err
 	}
@@ -1053,8 +1053,7 @@ func retryCommand() *cli.Command {
 				return err
 			}
 			defer rdb.Close()
-			e.Notice.Stamp = time.Now().Truncate(time.Millisecond)
-			errs, err := store.NewRedis(rdb, c.String("prefix"), nil).Resend(c.Context, []notifier.Notice{e.Notice})
+			errs, err := notifier.Intake{Queue: store.NewRedis(rdb, c.String("prefix"), nil)}.Resend(c.Context, []notifier.Notice{e.Notice})
 			if err != nil {
 				return err
 			}
@@ -1067,8 +1066,8 @@ func retryCommand() *cli.Command {
 	}
 }
 
-func endedFilter(c *cli.Context, outcome string) (store.NoticeFilter, error) {
-	var f store.NoticeFilter
+func endedFilter(c *cli.Context, outcome string) (notifier.NoticeFilter, error) {
+	var f notifier.NoticeFilter
 	now := time.Now()
 	var err error
 	if v := c.String("since"); v != "" {
@@ -1136,7 +1135,7 @@ func replay(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("dry-run") {
-		err := alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
+		err := alog.EachEnded(c.Context, f, func(e notifier.EndedNotice) error {
 			_, err := fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t%s\n", notifier.Printable(e.Notice.ID), notifier.Printable(string(e.Outcome)),
 				e.Ended.UTC().Format(time.RFC3339), notifier.Printable(notifier.RedactURL(e.Notice.URL)))
 			return err
@@ -1149,7 +1148,7 @@ func replay(c *cli.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	q := store.NewRedis(rdb, c.String("prefix"), nil)
+	in := notifier.Intake{Queue: store.NewRedis(rdb, c.String("prefix"), nil)}
 	bar := newProgress(c.App.ErrWriter, total)
 	var sent, skipped, done int
 	batch := make([]notifier.Notice, 0, 500)
@@ -1157,7 +1156,7 @@ func replay(c *cli.Context) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		errs, err := q.Resend(c.Context, batch)
+		errs, err := in.Resend(c.Context, batch)
 		if err != nil {
 			return err
 		}
@@ -1175,12 +1174,11 @@ func replay(c *cli.Context) error {
 		return nil
 	}
 	seen := map[string]bool{} // the archive may list a notice twice while it changes under the cursor
-	err = alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
+	err = alog.EachEnded(c.Context, f, func(e notifier.EndedNotice) error {
 		if seen[e.Notice.ID] {
 			return nil
 		}
 		seen[e.Notice.ID] = true
-		e.Notice.Stamp = time.Now().Truncate(time.Millisecond)
 		batch = append(batch, e.Notice)
 		if len(batch) == cap(batch) {
 			return flush()
@@ -1301,15 +1299,15 @@ func list(c *cli.Context) error {
 			return cerr
 		}
 		defer rdb.Close()
-		err = store.NewRedis(rdb, c.String("prefix"), nil).EachPending(c.Context, func(p store.PendingNotice) error {
+		err = store.NewRedis(rdb, c.String("prefix"), nil).EachPending(c.Context, func(p notifier.PendingNotice) error {
 			if f := c.String("partner"); f != "" && p.Notice.Partner != f {
 				return nil
 			}
-			st, due := store.StatePending, p.Due.UTC()
+			st, due := notifier.StatePending, p.Due.UTC()
 			if p.Parked {
-				st = store.StateParked
+				st = notifier.StateParked
 			}
-			return emit(listed{ID: p.Notice.ID, State: st, Partner: p.Notice.Partner, Stamp: p.Notice.Stamp.UTC(), Attempt: p.N,
+			return emit(listed{ID: p.Notice.ID, State: string(st), Partner: p.Notice.Partner, Stamp: p.Notice.Stamp.UTC(), Attempt: p.N,
 				Of: len(p.Notice.Schedule), Due: &due, URL: notifier.RedactURL(p.Notice.URL)})
 		})
 	case "delivered", "gave-up":
@@ -1322,7 +1320,7 @@ func list(c *cli.Context) error {
 			return oerr
 		}
 		defer alog.Close()
-		err = alog.EachEnded(c.Context, f, func(e store.EndedNotice) error {
+		err = alog.EachEnded(c.Context, f, func(e notifier.EndedNotice) error {
 			ended := e.Ended.UTC()
 			return emit(listed{ID: e.Notice.ID, State: string(e.Outcome), Partner: e.Partner, Stamp: e.Notice.Stamp.UTC(),
 				Attempt: e.Attempts, Of: len(e.Notice.Schedule), Ended: &ended, URL: notifier.RedactURL(e.Notice.URL)})

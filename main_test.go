@@ -331,7 +331,7 @@ func waitRows(t *testing.T, db string, n int) []notifier.Attempt {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if log, err := store.OpenSQLiteReadOnly(db); err == nil {
-			rows, err := log.Last(context.Background(), store.Filter{}, 0)
+			rows, err := log.Last(context.Background(), notifier.AttemptFilter{}, 0)
 			log.Close()
 			if err == nil && len(rows) >= n {
 				return rows

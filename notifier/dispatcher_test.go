@@ -102,7 +102,7 @@ func (s *stack) rows(n int) []notifier.Attempt {
 		if err := s.log.Sync(context.Background()); err != nil {
 			s.t.Fatal(err)
 		}
-		rows, err := s.log.Last(context.Background(), store.Filter{}, 0)
+		rows, err := s.log.Last(context.Background(), notifier.AttemptFilter{}, 0)
 		if err != nil {
 			s.t.Fatal(err)
 		}

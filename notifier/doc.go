@@ -3,7 +3,16 @@
 // delivery of one attempt, and the Dispatcher that turns due triggers into
 // attempts with a bounded worker pool.
 //
-// It declares the small interfaces it consumes (Queue, Events, AttemptLog) and
-// knows nothing of Redis or SQLite; package store implements them. Times come
-// from an injected clock so tests never sleep through a schedule.
+// It also owns what the operators' tools share, so that the CLI, the API,
+// the console and package client agree on every rule: the states of a
+// notice (State, in one vocabulary), how a notice's status is assembled
+// (NoticeStatus), and Intake, the one way new notices are resolved (partner,
+// schedule, stamp) and stored, and ended ones sent again.
+//
+// It declares the small interfaces it consumes and knows nothing of Redis
+// or SQLite; package store implements them all, and main wires them in.
+// The Dispatcher consumes Queue, Events, AttemptLog and Pauser; Intake
+// consumes Submitter and Published; status, the API and the console read
+// through Notices, History and PartnerAdmin. Times come from an injected
+// clock so tests never sleep through a schedule.
 package notifier

@@ -210,7 +210,8 @@ var ErrUnknownPartner = errors.New("unknown partner")
 // n.Partner, and n.Schedule from the partner when keepSchedule is false.
 // A named partner that serve did not publish is an error wrapping
 // ErrUnknownPartner; one whose prefixes n's URL is not under, an error
-// wrapping ErrInvalidNotice.
+// wrapping ErrInvalidNotice; a partner whose published schedule does not
+// parse, an error wrapping ErrPublished.
 func ApplyPartner(n *Notice, published map[string]PartnerSummary, keepSchedule bool) error {
 	return applyPartner(n, published, publishedPrefixes(published), keepSchedule)
 }
@@ -247,7 +248,7 @@ func applyPartner(n *Notice, published map[string]PartnerSummary, x *prefixIndex
 	if !keepSchedule && s.Schedule != "" {
 		sched, err := backoff.Parse(s.Schedule)
 		if err != nil {
-			return fmt.Errorf("partner %s: published schedule: %w", s.Name, err)
+			return publishedError{fmt.Errorf("partner %s: published schedule: %w", s.Name, err)}
 		}
 		n.Schedule = sched
 	}
@@ -258,7 +259,8 @@ func applyPartner(n *Notice, published map[string]PartnerSummary, x *prefixIndex
 // (ApplyPartner) before handing it to q; a notice whose line named no
 // schedule gets its partner's. Notices ApplyPartner refuses (an unknown
 // partner, a URL outside the named partner's prefixes) are refused one by
-// one.
+// one. Intake does the same, reading what serve published itself, and
+// stamps the notices when they are stored: new callers use Intake.
 func WithPartners(q Enqueuer, published map[string]PartnerSummary) Enqueuer {
 	if len(published) == 0 {
 		return q

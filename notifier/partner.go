@@ -399,13 +399,14 @@ func (r *Partners) Summaries() (map[string]string, error) {
 	return out, nil
 }
 
-// ParseSummaries decodes what serve published (name -> JSON).
+// ParseSummaries decodes what serve published (name -> JSON). Its error
+// wraps ErrPublished.
 func ParseSummaries(published map[string]string) (map[string]PartnerSummary, error) {
 	out := make(map[string]PartnerSummary, len(published))
 	for name, js := range published {
 		var s PartnerSummary
 		if err := json.Unmarshal([]byte(js), &s); err != nil {
-			return nil, fmt.Errorf("published partner %s: %w", name, err)
+			return nil, publishedError{fmt.Errorf("published partner %s: %w", name, err)}
 		}
 		s.Name = name
 		out[name] = s

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/notifier/notifier/notifier"
-	"github.com/notifier/notifier/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -288,7 +287,7 @@ func TestPartnerPausesAfterFailuresAndResumes(t *testing.T) {
 		t.Fatalf("%d requests before the pause, want at least 3", before)
 	}
 	st, _ := s.q.State(ctx, "pz-0")
-	if st != store.StateParked {
+	if st != notifier.StateParked {
 		t.Errorf("state of a parked notice = %q", st)
 	}
 	ok.Store(true)
@@ -301,7 +300,7 @@ func TestPartnerPausesAfterFailuresAndResumes(t *testing.T) {
 		if err := s.log.Sync(ctx); err != nil {
 			return false
 		}
-		rows, _ := s.log.Last(ctx, store.Filter{Outcome: notifier.Delivered}, 0)
+		rows, _ := s.log.Last(ctx, notifier.AttemptFilter{Outcome: notifier.Delivered}, 0)
 		return len(rows) == 5
 	})
 	s.assertRedisEmpty()
@@ -419,10 +418,10 @@ func TestIdempotentEnqueueAndCancel(t *testing.T) {
 	if err := s.q.Cancel(ctx, "c1"); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := s.q.State(ctx, "c1"); st != store.StateCancelled {
+	if st, _ := s.q.State(ctx, "c1"); st != notifier.StateCancelled {
 		t.Errorf("state after cancel = %q", st)
 	}
-	if err := s.q.Cancel(ctx, "c1"); !errors.Is(err, store.ErrEnded) {
+	if err := s.q.Cancel(ctx, "c1"); !errors.Is(err, notifier.ErrEnded) {
 		t.Errorf("second cancel: %v, want ErrEnded", err)
 	}
 	if n := s.rdb.Keys(ctx, "noticeId_c1_*").Val(); len(n) != 0 {

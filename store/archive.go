@@ -2,17 +2,12 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
 
 	"github.com/notifier/notifier/notifier"
 )
-
-// ErrCorruptArchive is wrapped by the errors of Ended and EachEnded for an
-// archived notice whose stored payload does not decode.
-var ErrCorruptArchive = errors.New("archived notice does not decode")
 
 const (
 	// endedBatch and endedBatchBytes bound one EachEnded query: a page
@@ -22,34 +17,10 @@ const (
 	endedBatchBytes = 16 << 20
 )
 
-// EndedNotice is an archived notice and how it ended.
-type EndedNotice struct {
-	// Notice is the notice as it was enqueued, with its full URL, headers
-	// and body: what `notifier retry` sends again.
-	Notice notifier.Notice
-	// Outcome is the outcome of the attempt that ended the notice.
-	Outcome notifier.Outcome
-	// Ended is when that attempt finished (its start plus its duration),
-	// with microsecond precision.
-	Ended time.Time
-	// Attempts is the slot N of that attempt.
-	Attempts int
-	// Partner names the partner the notice was sent under; empty if none.
-	Partner string
-}
-
-// NoticeFilter selects archived notices; zero fields select everything.
-// Since and Until bound the end time: Since is inclusive, Until exclusive.
-type NoticeFilter struct {
-	Since, Until time.Time
-	Outcome      notifier.Outcome
-	Partner      string
-}
-
-// where returns the WHERE clause for f. Like Filter.where it leaves out
+// noticesWhere returns the WHERE clause for f. Like attemptsWhere it leaves out
 // the zero fields, so the (ended_us) and (outcome, ended_us) indexes stay
 // usable.
-func (f NoticeFilter) where() *clause {
+func noticesWhere(f notifier.NoticeFilter) *clause {
 	var c clause
 	if !f.Since.IsZero() {
 		c.and("ended_us >= ?", ceilMicro(f.Since))
@@ -80,17 +51,17 @@ func ceilMicro(t time.Time) int64 {
 // Ended returns the archived notice id as it was when it last ended
 // (delivered, given up or dropped). It returns an error wrapping
 // notifier.ErrNotFound if id never ended or the log predates the archive,
-// and one wrapping ErrCorruptArchive if its stored payload does not decode.
-func (s *SQLite) Ended(ctx context.Context, id string) (EndedNotice, error) {
+// and one wrapping notifier.ErrCorruptArchive if its stored payload does not decode.
+func (s *SQLite) Ended(ctx context.Context, id string) (notifier.EndedNotice, error) {
 	if s.version < archiveVersion {
-		return EndedNotice{}, fmt.Errorf("archived notice %s: %w", id, notifier.ErrNotFound)
+		return notifier.EndedNotice{}, fmt.Errorf("archived notice %s: %w", id, notifier.ErrNotFound)
 	}
 	rows, _, err := s.endedQuery(ctx, "SELECT "+endedColumns+" FROM notices WHERE id = ?", 1, id)
 	if err != nil {
-		return EndedNotice{}, fmt.Errorf("read archived notice %s: %w", id, err)
+		return notifier.EndedNotice{}, fmt.Errorf("read archived notice %s: %w", id, err)
 	}
 	if len(rows) == 0 {
-		return EndedNotice{}, fmt.Errorf("archived notice %s: %w", id, notifier.ErrNotFound)
+		return notifier.EndedNotice{}, fmt.Errorf("archived notice %s: %w", id, notifier.ErrNotFound)
 	}
 	return rows[0].decode()
 }
@@ -103,12 +74,12 @@ func (s *SQLite) Ended(ctx context.Context, id string) (EndedNotice, error) {
 //
 // A notice whose stored payload does not decode is skipped; if any were,
 // EachEnded returns, after visiting all the others, an error that counts them
-// and wraps ErrCorruptArchive.
-func (s *SQLite) EachEnded(ctx context.Context, f NoticeFilter, fn func(EndedNotice) error) error {
+// and wraps notifier.ErrCorruptArchive.
+func (s *SQLite) EachEnded(ctx context.Context, f notifier.NoticeFilter, fn func(notifier.EndedNotice) error) error {
 	if s.version < archiveVersion {
 		return nil
 	}
-	where := f.where()
+	where := noticesWhere(f)
 	// Keyset paging on (ended_us, rowid): ended_us alone is not unique,
 	// and both indexes keep their entries in this order. Its arguments
 	// are each page's, appended per query.
@@ -151,11 +122,11 @@ func (s *SQLite) EachEnded(ctx context.Context, f NoticeFilter, fn func(EndedNot
 
 // CountEnded returns how many archived notices match f, counting those whose
 // payload does not decode.
-func (s *SQLite) CountEnded(ctx context.Context, f NoticeFilter) (int, error) {
+func (s *SQLite) CountEnded(ctx context.Context, f notifier.NoticeFilter) (int, error) {
 	if s.version < archiveVersion {
 		return 0, nil
 	}
-	where := f.where()
+	where := noticesWhere(f)
 	q := "SELECT count(*) FROM notices" + where.sql()
 	var n int
 	if err := s.r.QueryRowContext(ctx, q, where.args...).Scan(&n); err != nil {
@@ -175,12 +146,12 @@ type endedRow struct {
 	payload        []byte
 }
 
-func (r *endedRow) decode() (EndedNotice, error) {
+func (r *endedRow) decode() (notifier.EndedNotice, error) {
 	n, err := decodePayload(r.id, r.payload)
 	if err != nil {
-		return EndedNotice{}, fmt.Errorf("%w: %w", ErrCorruptArchive, err)
+		return notifier.EndedNotice{}, fmt.Errorf("%w: %w", notifier.ErrCorruptArchive, err)
 	}
-	return EndedNotice{
+	return notifier.EndedNotice{
 		Notice:   n,
 		Outcome:  notifier.Outcome(r.outcome),
 		Ended:    time.UnixMicro(r.endedUS),

@@ -14,20 +14,10 @@ import (
 // and never holds back a WAL checkpoint for long.
 const followBatch = 1000
 
-// Filter selects attempts. Zero values select everything.
-type Filter struct {
-	NoticeID string
-	Outcome  notifier.Outcome
-	Partner  string
-	// AfterSeq selects attempts with Seq > AfterSeq; it is how a tail
-	// resumes where it stopped.
-	AfterSeq int64
-}
-
-// where returns the WHERE clause for f. Conditions are left out rather than
-// written as (? = ” OR col = ?), which would keep SQLite from using the
-// (notice_id, seq), (outcome, seq) and (partner, seq) indexes.
-func (f Filter) where() *clause {
+// attemptsWhere returns the WHERE clause for f. Conditions are left out
+// rather than written as (? = ” OR col = ?), which would keep SQLite from
+// using the (notice_id, seq), (outcome, seq) and (partner, seq) indexes.
+func attemptsWhere(f notifier.AttemptFilter) *clause {
 	var c clause
 	c.and("seq > ?", f.AfterSeq)
 	if f.NoticeID != "" {
@@ -57,8 +47,8 @@ func (s *SQLite) selectSQL() string {
 
 // Last returns the last n attempts that match f (all of them if n <= 0),
 // oldest first.
-func (s *SQLite) Last(ctx context.Context, f Filter, n int) ([]notifier.Attempt, error) {
-	where := f.where()
+func (s *SQLite) Last(ctx context.Context, f notifier.AttemptFilter, n int) ([]notifier.Attempt, error) {
+	where := attemptsWhere(f)
 	if n <= 0 {
 		return s.query(ctx, s.selectSQL()+where.sql()+" ORDER BY seq", where.args...)
 	}
@@ -75,7 +65,7 @@ func (s *SQLite) Last(ctx context.Context, f Filter, n int) ([]notifier.Attempt,
 // without attempts gives an empty slice, not an error: it may still be
 // waiting for its first one.
 func (s *SQLite) NoticeAttempts(ctx context.Context, id string) ([]notifier.Attempt, error) {
-	return s.Last(ctx, Filter{NoticeID: id}, 0)
+	return s.Last(ctx, notifier.AttemptFilter{NoticeID: id}, 0)
 }
 
 // Follow calls fn for every attempt matching f, oldest first, then polls
@@ -84,14 +74,14 @@ func (s *SQLite) NoticeAttempts(ctx context.Context, id string) ([]notifier.Atte
 // short query of at most 1000 rows, and fn runs after the query has ended:
 // a read transaction held open would stop WAL checkpoints and let the WAL
 // grow without bound while a tail runs. A poll <= 0 means one second.
-func (s *SQLite) Follow(ctx context.Context, f Filter, poll time.Duration, fn func(notifier.Attempt) error) error {
+func (s *SQLite) Follow(ctx context.Context, f notifier.AttemptFilter, poll time.Duration, fn func(notifier.Attempt) error) error {
 	if poll <= 0 {
 		poll = time.Second
 	}
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
-		where := f.where()
+		where := attemptsWhere(f)
 		as, err := s.query(ctx, s.selectSQL()+where.sql()+" ORDER BY seq LIMIT ?", append(where.args, followBatch)...)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -123,9 +113,9 @@ func (s *SQLite) Follow(ctx context.Context, f Filter, poll time.Duration, fn fu
 // Each calls fn for every attempt matching f, oldest first, and returns at
 // the end of the log. Like Follow it reads pages of at most 1000 rows in
 // short queries, so a log of any size is printed in bounded memory.
-func (s *SQLite) Each(ctx context.Context, f Filter, fn func(notifier.Attempt) error) error {
+func (s *SQLite) Each(ctx context.Context, f notifier.AttemptFilter, fn func(notifier.Attempt) error) error {
 	for {
-		where := f.where()
+		where := attemptsWhere(f)
 		as, err := s.query(ctx, s.selectSQL()+where.sql()+" ORDER BY seq LIMIT ?", append(where.args, followBatch)...)
 		if err != nil {
 			return fmt.Errorf("read attempts: %w", err)

@@ -96,7 +96,7 @@ func (r *Redis) readHead(ctx context.Context, id string) ([]byte, error) {
 // ListPage entries at a time, and only their headers, so memory stays
 // bounded however many notices wait and however large their bodies.
 // Entries whose payload is gone or unreadable are skipped.
-func (r *Redis) EachPending(ctx context.Context, fn func(PendingNotice) error) error {
+func (r *Redis) EachPending(ctx context.Context, fn func(notifier.PendingNotice) error) error {
 	scan := func(key string, parked bool) error {
 		var cursor uint64
 		for {
@@ -139,7 +139,7 @@ func (r *Redis) EachPending(ctx context.Context, fn func(PendingNotice) error) e
 
 // pendingPage reads the headers of one page of ZSCAN's member, score pairs
 // and calls fn for each notice still pending.
-func (r *Redis) pendingPage(ctx context.Context, ms []string, parked bool, fn func(PendingNotice) error) error {
+func (r *Redis) pendingPage(ctx context.Context, ms []string, parked bool, fn func(notifier.PendingNotice) error) error {
 	var ts []notifier.Trigger
 	var scores, keys []string
 	for i := 0; i+1 < len(ms); i += 2 {
@@ -172,79 +172,56 @@ func (r *Redis) pendingPage(ctx context.Context, ms []string, parked bool, fn fu
 				due = armed
 			}
 		}
-		if err := fn(PendingNotice{Notice: n, N: t.N, Due: due, Parked: parked}); err != nil {
+		if err := fn(notifier.PendingNotice{Notice: n, N: t.N, Due: due, Parked: parked}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// PendingNotice is one notice listed by EachPending.
-type PendingNotice struct {
-	// Notice is the notice without its body.
-	Notice notifier.Notice
-	// N is the pending attempt and Due when it is armed to run (for a
-	// parked notice: its slot).
-	N   int
-	Due time.Time
-	// Parked is true while its partner is paused.
-	Parked bool
-}
-
-// Pending describes a notice that has an attempt pending.
-type Pending struct {
-	Notice notifier.Notice
-	// N is the pending attempt.
-	N int
-	// Due is when attempt N is due.
-	Due time.Time
-	// InFlight is true while a worker holds a claim on the attempt.
-	InFlight bool
-}
-
 // Pending returns the pending state of notice id, its body included, or an
 // error wrapping notifier.ErrNotFound if nothing is pending for it. It reads
 // the whole payload: what only shows the state uses PendingHeader.
-func (r *Redis) Pending(ctx context.Context, id string) (Pending, error) {
+func (r *Redis) Pending(ctx context.Context, id string) (notifier.Pending, error) {
 	p, err := r.rdb.Get(ctx, r.keys.Payload(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return Pending{}, fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
+		return notifier.Pending{}, fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
 	}
 	if err != nil {
-		return Pending{}, fmt.Errorf("read notice %s: %w", id, err)
+		return notifier.Pending{}, fmt.Errorf("read notice %s: %w", id, err)
 	}
 	if isTombstone(p) {
-		return Pending{}, fmt.Errorf("notice %s: %s: %w", id, p[1:], notifier.ErrNotFound)
+		return notifier.Pending{}, fmt.Errorf("notice %s: %s: %w", id, p[1:], notifier.ErrNotFound)
 	}
 	n, err := decodePayload(id, p)
 	if err != nil {
-		return Pending{}, err
+		return notifier.Pending{}, err
 	}
 	return r.pendingAttempt(ctx, n)
 }
 
 // PendingHeader is Pending without the body (Notice.Body is nil): it reads
 // only the payload's header line, whatever the body's size.
-func (r *Redis) PendingHeader(ctx context.Context, id string) (Pending, error) {
+func (r *Redis) PendingHeader(ctx context.Context, id string) (notifier.Pending, error) {
 	head, err := r.readHead(ctx, id)
 	if err != nil {
-		return Pending{}, fmt.Errorf("read notice %s: %w", id, err)
+		return notifier.Pending{}, fmt.Errorf("read notice %s: %w", id, err)
 	}
 	if head == nil {
-		return Pending{}, fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
+		return notifier.Pending{}, fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
 	}
 	if isTombstone(head) {
-		return Pending{}, fmt.Errorf("notice %s: %s: %w", id, head[1:], notifier.ErrNotFound)
+		return notifier.Pending{}, fmt.Errorf("notice %s: %s: %w", id, head[1:], notifier.ErrNotFound)
 	}
 	n, err := decodeHeader(id, head)
 	if err != nil {
-		return Pending{}, err
+		return notifier.Pending{}, err
 	}
 	return r.pendingAttempt(ctx, n)
 }
 
 // pendingAttempt finds the pending attempt of stored notice n.
-func (r *Redis) pendingAttempt(ctx context.Context, n notifier.Notice) (Pending, error) {
+func (r *Redis) pendingAttempt(ctx context.Context, n notifier.Notice) (notifier.Pending, error) {
 	id := n.ID
 	// The payload does not record which attempt is pending (so it never has
 	// to be rewritten); the candidates are few, so ask the index for each.
@@ -255,7 +232,7 @@ func (r *Redis) pendingAttempt(ctx context.Context, n notifier.Notice) (Pending,
 	}
 	lease := pipe.Exists(ctx, r.keys.Lease(id))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Pending{}, fmt.Errorf("read notice %s: %w", id, err)
+		return notifier.Pending{}, fmt.Errorf("read notice %s: %w", id, err)
 	}
 	for k, c := range scores {
 		if c.Err() == nil {
@@ -267,8 +244,8 @@ func (r *Redis) pendingAttempt(ctx context.Context, n notifier.Notice) (Pending,
 			if armed := time.UnixMilli(int64(c.Val())); !inFlight && armed.After(due) {
 				due = armed
 			}
-			return Pending{Notice: n, N: k + 1, Due: due, InFlight: inFlight}, nil
+			return notifier.Pending{Notice: n, N: k + 1, Due: due, InFlight: inFlight}, nil
 		}
 	}
-	return Pending{}, fmt.Errorf("notice %s: payload without a pending attempt: %w", id, notifier.ErrNotFound)
+	return notifier.Pending{}, fmt.Errorf("notice %s: payload without a pending attempt: %w", id, notifier.ErrNotFound)
 }

@@ -98,7 +98,7 @@ func TestEachPendingReadsHeadersOnly(t *testing.T) {
 	t.Run("EveryNoticeWithoutItsBody", func(t *testing.T) {
 		reads.start()
 		seen := map[string]bool{}
-		err := r.EachPending(ctx, func(p store.PendingNotice) error {
+		err := r.EachPending(ctx, func(p notifier.PendingNotice) error {
 			if p.Notice.Body != nil {
 				t.Errorf("%s: body of %d bytes, want none", p.Notice.ID, len(p.Notice.Body))
 			}
@@ -133,7 +133,7 @@ func TestEachPendingReadsHeadersOnly(t *testing.T) {
 		reads.start()
 		enough := errors.New("enough")
 		got := 0
-		err := r.EachPending(ctx, func(store.PendingNotice) error {
+		err := r.EachPending(ctx, func(notifier.PendingNotice) error {
 			got++
 			return enough
 		})
@@ -151,13 +151,13 @@ func TestEachPendingReadsHeadersOnly(t *testing.T) {
 		if err != nil || p.Notice.Body != nil || p.N != 1 || p.Notice.Header.Get("X-Long") == "" {
 			t.Fatalf("PendingHeader = %+v, %v", p, err)
 		}
-		if st, err := r.State(ctx, "n-005"); err != nil || st != store.StatePending {
+		if st, err := r.State(ctx, "n-005"); err != nil || st != notifier.StatePending {
 			t.Fatalf("State = %q, %v", st, err)
 		}
 		if err := r.Cancel(ctx, "n-006"); err != nil {
 			t.Fatalf("Cancel: %v", err)
 		}
-		if st, err := r.State(ctx, "n-006"); err != nil || st != store.StateCancelled {
+		if st, err := r.State(ctx, "n-006"); err != nil || st != notifier.StateCancelled {
 			t.Fatalf("State after Cancel = %q, %v", st, err)
 		}
 		if reads.names["get"] > 0 || reads.bytes > 64<<10 {

@@ -27,21 +27,12 @@ func (r *Redis) dedupWindow() time.Duration {
 
 func isTombstone(p []byte) bool { return len(p) > 0 && p[0] == '!' }
 
-// Notice states reported by State.
-const (
-	StatePending   = "pending"
-	StateParked    = "parked"
-	StateDelivered = "delivered"
-	StateGaveUp    = "gave-up"
-	StateCancelled = "cancelled"
-)
-
-// State says what Redis knows of notice id: StatePending (or StateParked)
-// while it waits, the tombstone's state (delivered, gave-up, cancelled) for
-// the dedup window after it ended, and an error wrapping
-// notifier.ErrNotFound when it knows nothing. It reads the payload's
-// header, never its body.
-func (r *Redis) State(ctx context.Context, id string) (string, error) {
+// State says what Redis knows of notice id: notifier.StatePending (or
+// StateParked) while it waits, the tombstone's state (StateDelivered,
+// StateGaveUp, StateCancelled) for the dedup window after it ended, and an
+// error wrapping notifier.ErrNotFound when it knows nothing. It reads the
+// payload's header, never its body.
+func (r *Redis) State(ctx context.Context, id string) (notifier.State, error) {
 	p, err := r.readHead(ctx, id)
 	if err != nil {
 		return "", fmt.Errorf("read notice %s: %w", id, err)
@@ -50,7 +41,7 @@ func (r *Redis) State(ctx context.Context, id string) (string, error) {
 		return "", fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
 	}
 	if isTombstone(p) {
-		return string(p[1:]), nil
+		return notifier.State(p[1:]), nil
 	}
 	n, err := decodeHeader(id, p)
 	if err != nil {
@@ -61,17 +52,14 @@ func (r *Redis) State(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	if parked != "" {
-		return StateParked, nil
+		return notifier.StateParked, nil
 	}
-	return StatePending, nil
+	return notifier.StatePending, nil
 }
 
-// ErrEnded is wrapped by Cancel for a notice that already ended.
-var ErrEnded = errors.New("notice already ended")
-
 // Cancel ends pending notice id without sending it again. It wraps
-// notifier.ErrNotFound if Redis knows no such notice and ErrEnded if it
-// already ended (the error names how).
+// notifier.ErrNotFound if Redis knows no such notice and notifier.ErrEnded
+// if it already ended (the error names how).
 func (r *Redis) Cancel(ctx context.Context, id string) error {
 	_, err := r.CancelInFlight(ctx, id)
 	return err
@@ -91,7 +79,7 @@ func (r *Redis) CancelInFlight(ctx context.Context, id string) (inFlight bool, e
 			return false, fmt.Errorf("cancel %s: %w", id, notifier.ErrNotFound)
 		}
 		if isTombstone(p) {
-			return false, fmt.Errorf("cancel %s: %s: %w", id, p[1:], ErrEnded)
+			return false, fmt.Errorf("cancel %s: %s: %w", id, p[1:], notifier.ErrEnded)
 		}
 		n, err := decodeHeader(id, p)
 		if err != nil {
@@ -124,7 +112,7 @@ func (r *Redis) CancelInFlight(ctx context.Context, id string) (inFlight bool, e
 		case 1, 2:
 			return v == 2, nil
 		case 0:
-			return false, fmt.Errorf("cancel %s: %w", id, ErrEnded)
+			return false, fmt.Errorf("cancel %s: %w", id, notifier.ErrEnded)
 		}
 	}
 	return false, fmt.Errorf("cancel %s: the notice keeps changing; try again", id)
@@ -217,20 +205,8 @@ func (r *Redis) unparkShard(ctx context.Context, s int, name string, now int64) 
 	}
 }
 
-// PartnerState is a partner's shared state in Redis.
-type PartnerState struct {
-	Paused bool
-	Reason string
-	// Since is when it was last paused or resumed.
-	Since time.Time
-	// Fails counts its failed attempts in a row.
-	Fails int
-	// Parked counts the attempts waiting for it to resume.
-	Parked int64
-}
-
 // PartnerStates reads the state of each named partner.
-func (r *Redis) PartnerStates(ctx context.Context, names []string) (map[string]PartnerState, error) {
+func (r *Redis) PartnerStates(ctx context.Context, names []string) (map[string]notifier.PartnerState, error) {
 	pipe := r.rdb.Pipeline()
 	hs := make([]*redis.MapStringStringCmd, len(names))
 	cs := make([]*redis.IntCmd, len(names)*r.keys.ShardCount())
@@ -243,10 +219,10 @@ func (r *Redis) PartnerStates(ctx context.Context, names []string) (map[string]P
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read partner states: %w", err)
 	}
-	out := make(map[string]PartnerState, len(names))
+	out := make(map[string]notifier.PartnerState, len(names))
 	for i, n := range names {
 		h := hs[i].Val()
-		st := PartnerState{Paused: h["paused"] == "1", Reason: h["reason"]}
+		st := notifier.PartnerState{Paused: h["paused"] == "1", Reason: h["reason"]}
 		for s := range r.keys.ShardCount() {
 			st.Parked += cs[i*r.keys.ShardCount()+s].Val()
 		}

@@ -35,14 +35,14 @@ func TestParkedForAPartnerThatLeftTheConfig(t *testing.T) {
 	if err := q.PublishPartners(ctx, map[string]string{}); err != nil {
 		t.Fatal(err)
 	}
-	var listed []store.PendingNotice
-	if err := q.EachPending(ctx, func(p store.PendingNotice) error { listed = append(listed, p); return nil }); err != nil {
+	var listed []notifier.PendingNotice
+	if err := q.EachPending(ctx, func(p notifier.PendingNotice) error { listed = append(listed, p); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(listed) != 1 || listed[0].Notice.ID != "p1" || !listed[0].Parked {
 		t.Fatalf("EachPending = %+v, want p1 parked", listed)
 	}
-	if st, err := q.State(ctx, "p1"); err != nil || st != store.StateParked {
+	if st, err := q.State(ctx, "p1"); err != nil || st != notifier.StateParked {
 		t.Errorf("State = %q, %v; want parked", st, err)
 	}
 	if names, err := q.ParkedPartners(ctx); err != nil || !slices.Equal(names, []string{"old"}) {
@@ -54,7 +54,7 @@ func TestParkedForAPartnerThatLeftTheConfig(t *testing.T) {
 	if names, err := q.ParkedPartners(ctx); err != nil || len(names) != 0 {
 		t.Errorf("ParkedPartners after Unpark = %v, %v; want none", names, err)
 	}
-	if st, err := q.State(ctx, "p1"); err != nil || st != store.StatePending {
+	if st, err := q.State(ctx, "p1"); err != nil || st != notifier.StatePending {
 		t.Errorf("State after Unpark = %q, %v; want pending", st, err)
 	}
 

@@ -46,8 +46,12 @@ type Redis struct {
 }
 
 var (
-	_ notifier.Queue  = (*Redis)(nil)
-	_ notifier.Events = (*Redis)(nil)
+	_ notifier.Queue        = (*Redis)(nil)
+	_ notifier.Events       = (*Redis)(nil)
+	_ notifier.Notices      = (*Redis)(nil)
+	_ notifier.PartnerAdmin = (*Redis)(nil)
+	_ notifier.Submitter    = (*Redis)(nil)
+	_ notifier.Published    = (*Redis)(nil)
 )
 
 // NewRedis returns a store on rdb whose keys start with prefix ("" means

@@ -58,7 +58,10 @@ type SQLite struct {
 	running  atomic.Bool
 }
 
-var _ notifier.AttemptLog = (*SQLite)(nil)
+var (
+	_ notifier.AttemptLog = (*SQLite)(nil)
+	_ notifier.History    = (*SQLite)(nil)
+)
 
 // OpenSQLite opens the attempt log at path for writing and reading, creating
 // the file with mode 0600 if needed (its directory must exist), and applies

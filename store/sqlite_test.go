@@ -129,7 +129,7 @@ func TestSQLiteRoundTrip(t *testing.T) {
 
 	ctx := context.Background()
 	for name, read := range map[string]func() ([]notifier.Attempt, error){
-		"Last":           func() ([]notifier.Attempt, error) { return s.Last(ctx, Filter{}, 0) },
+		"Last":           func() ([]notifier.Attempt, error) { return s.Last(ctx, notifier.AttemptFilter{}, 0) },
 		"NoticeAttempts": func() ([]notifier.Attempt, error) { return s.NoticeAttempts(ctx, "n1") },
 	} {
 		t.Run(name+"ReturnsEveryFieldAsRecorded", func(t *testing.T) {
@@ -147,7 +147,7 @@ func TestSQLiteRoundTrip(t *testing.T) {
 		})
 	}
 	t.Run("ZeroNextStaysZero", func(t *testing.T) {
-		got, err := s.Last(ctx, Filter{}, 1)
+		got, err := s.Last(ctx, notifier.AttemptFilter{}, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,20 +174,20 @@ func TestSQLiteFilters(t *testing.T) {
 	)
 	tests := []struct {
 		name string
-		f    Filter
+		f    notifier.AttemptFilter
 		n    int
 		want []int64
 	}{
-		{"ZeroFilterSelectsAll", Filter{}, 0, []int64{1, 2, 3, 4, 5}},
-		{"NoticeIDSelectsOneNotice", Filter{NoticeID: "b"}, 0, []int64{2, 5}},
-		{"OutcomeSelectsOneOutcome", Filter{Outcome: notifier.GaveUp}, 0, []int64{4, 5}},
-		{"AfterSeqSkipsUpToAndIncludingIt", Filter{AfterSeq: 3}, 0, []int64{4, 5}},
-		{"FiltersCombine", Filter{NoticeID: "a", Outcome: notifier.Retry}, 0, []int64{1}},
-		{"NoMatchIsEmpty", Filter{NoticeID: "a", Outcome: notifier.GaveUp}, 0, nil},
-		{"LastNGivesNewestNOldestFirst", Filter{}, 2, []int64{4, 5}},
-		{"LastNAppliesAfterFilter", Filter{Outcome: notifier.Retry}, 1, []int64{2}},
-		{"LastNAboveCountGivesAll", Filter{NoticeID: "a"}, 10, []int64{1, 3}},
-		{"NegativeNGivesAll", Filter{NoticeID: "c"}, -1, []int64{4}},
+		{"ZeroFilterSelectsAll", notifier.AttemptFilter{}, 0, []int64{1, 2, 3, 4, 5}},
+		{"NoticeIDSelectsOneNotice", notifier.AttemptFilter{NoticeID: "b"}, 0, []int64{2, 5}},
+		{"OutcomeSelectsOneOutcome", notifier.AttemptFilter{Outcome: notifier.GaveUp}, 0, []int64{4, 5}},
+		{"AfterSeqSkipsUpToAndIncludingIt", notifier.AttemptFilter{AfterSeq: 3}, 0, []int64{4, 5}},
+		{"FiltersCombine", notifier.AttemptFilter{NoticeID: "a", Outcome: notifier.Retry}, 0, []int64{1}},
+		{"NoMatchIsEmpty", notifier.AttemptFilter{NoticeID: "a", Outcome: notifier.GaveUp}, 0, nil},
+		{"LastNGivesNewestNOldestFirst", notifier.AttemptFilter{}, 2, []int64{4, 5}},
+		{"LastNAppliesAfterFilter", notifier.AttemptFilter{Outcome: notifier.Retry}, 1, []int64{2}},
+		{"LastNAboveCountGivesAll", notifier.AttemptFilter{NoticeID: "a"}, 10, []int64{1, 3}},
+		{"NegativeNGivesAll", notifier.AttemptFilter{NoticeID: "c"}, -1, []int64{4}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,7 +202,7 @@ func TestSQLiteFilters(t *testing.T) {
 
 // follow runs Follow on r in a goroutine and returns the attempts it reports,
 // a cancel function, and the channel Follow's result arrives on.
-func follow(t *testing.T, r *SQLite, f Filter) (<-chan notifier.Attempt, context.CancelFunc, <-chan error) {
+func follow(t *testing.T, r *SQLite, f notifier.AttemptFilter) (<-chan notifier.Attempt, context.CancelFunc, <-chan error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan notifier.Attempt, 100)
@@ -248,7 +248,7 @@ func TestSQLiteFollow(t *testing.T) {
 	t.Run("DeliversExistingThenNewAttemptsInOrder", func(t *testing.T) {
 		s := startLog(t, tempLog(t))
 		record(t, s, attempt("old", 1, notifier.Retry))
-		got, cancel, errc := follow(t, s, Filter{})
+		got, cancel, errc := follow(t, s, notifier.AttemptFilter{})
 		assertSeqs(t, receive(t, got, 1), 1)
 		for i := 1; i <= 20; i++ {
 			if err := s.Record(context.Background(), attempt("new", i, notifier.Retry)); err != nil {
@@ -267,7 +267,7 @@ func TestSQLiteFollow(t *testing.T) {
 	t.Run("AppliesFilterAndAfterSeq", func(t *testing.T) {
 		s := startLog(t, tempLog(t))
 		record(t, s, attempt("x", 1, notifier.Retry), attempt("y", 1, notifier.Retry), attempt("x", 2, notifier.Retry))
-		got, cancel, errc := follow(t, s, Filter{NoticeID: "x", AfterSeq: 1})
+		got, cancel, errc := follow(t, s, notifier.AttemptFilter{NoticeID: "x", AfterSeq: 1})
 		record(t, s, attempt("y", 2, notifier.Retry), attempt("x", 3, notifier.Delivered))
 		assertSeqs(t, receive(t, got, 2), 3, 5)
 		cancel()
@@ -283,7 +283,7 @@ func TestSQLiteFollow(t *testing.T) {
 		record(t, s, attempt("a", 1, notifier.Retry), attempt("a", 2, notifier.Retry))
 		stop := errors.New("stop")
 		calls := 0
-		err := s.Follow(context.Background(), Filter{}, 5*time.Millisecond, func(notifier.Attempt) error {
+		err := s.Follow(context.Background(), notifier.AttemptFilter{}, 5*time.Millisecond, func(notifier.Attempt) error {
 			calls++
 			return stop
 		})
@@ -300,7 +300,7 @@ func TestSQLiteFollow(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Close() })
-		got, cancel, errc := follow(t, r, Filter{})
+		got, cancel, errc := follow(t, r, notifier.AttemptFilter{})
 		assertSeqs(t, receive(t, got, 1), 1)
 		record(t, w, attempt("a", 2, notifier.Retry), attempt("a", 3, notifier.GaveUp))
 		as := receive(t, got, 2)
@@ -420,7 +420,7 @@ func TestSQLiteReopen(t *testing.T) {
 	t.Run("KeepsRowsAndAppendsAfterThem", func(t *testing.T) {
 		s := startLog(t, path)
 		record(t, s, attempt("a", 2, notifier.Retry))
-		got, err := s.Last(context.Background(), Filter{}, 0)
+		got, err := s.Last(context.Background(), notifier.AttemptFilter{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -502,7 +502,7 @@ func at(s, us int) time.Time {
 	return time.UnixMicro(1_700_000_100_000_000 + int64(s)*1e6 + int64(us))
 }
 
-func assertEnded(t *testing.T, got EndedNotice, want notifier.Attempt) {
+func assertEnded(t *testing.T, got notifier.EndedNotice, want notifier.Attempt) {
 	t.Helper()
 	g, w := got.Notice, want.Ended
 	if g.ID != w.ID || g.URL != w.URL || !bytes.Equal(g.Body, w.Body) ||
@@ -517,10 +517,10 @@ func assertEnded(t *testing.T, got EndedNotice, want notifier.Attempt) {
 }
 
 // eachEnded returns the ids EachEnded visits, in order, and its error.
-func eachEnded(t *testing.T, s *SQLite, f NoticeFilter) ([]string, error) {
+func eachEnded(t *testing.T, s *SQLite, f notifier.NoticeFilter) ([]string, error) {
 	t.Helper()
 	var ids []string
-	err := s.EachEnded(context.Background(), f, func(e EndedNotice) error {
+	err := s.EachEnded(context.Background(), f, func(e notifier.EndedNotice) error {
 		ids = append(ids, e.Notice.ID)
 		return nil
 	})
@@ -550,7 +550,7 @@ func TestSQLiteArchive(t *testing.T) {
 		}
 	})
 	t.Run("PartnerRoundTripsThroughLast", func(t *testing.T) {
-		got, err := s.Last(ctx, Filter{}, 0)
+		got, err := s.Last(ctx, notifier.AttemptFilter{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -564,14 +564,14 @@ func TestSQLiteArchive(t *testing.T) {
 		assertAttempt(t, got[1], delivered)
 	})
 	t.Run("FilterPartnerSelectsOnePartner", func(t *testing.T) {
-		got, err := s.Last(ctx, Filter{Partner: "acme"}, 0)
+		got, err := s.Last(ctx, notifier.AttemptFilter{Partner: "acme"}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		assertSeqs(t, got, 1, 2)
 	})
 	t.Run("OnlyEndingAttemptsAreArchived", func(t *testing.T) {
-		n, err := s.CountEnded(ctx, NoticeFilter{})
+		n, err := s.CountEnded(ctx, notifier.NoticeFilter{})
 		if err != nil || n != 1 {
 			t.Fatalf("CountEnded: got %d, %v; want 1, nil", n, err)
 		}
@@ -590,21 +590,21 @@ func TestSQLiteEachEnded(t *testing.T) {
 	)
 	tests := []struct {
 		name string
-		f    NoticeFilter
+		f    notifier.NoticeFilter
 		want []string
 	}{
-		{"ZeroFilterSelectsAllOldestEndFirst", NoticeFilter{}, []string{"a", "b", "c", "d", "e"}},
-		{"OutcomeSelectsOneOutcome", NoticeFilter{Outcome: notifier.GaveUp}, []string{"c", "e"}},
-		{"PartnerSelectsOnePartner", NoticeFilter{Partner: "globex"}, []string{"b", "e"}},
-		{"SinceIsInclusive", NoticeFilter{Since: at(3, 0)}, []string{"c", "d", "e"}},
-		{"SinceBetweenMicrosecondsRoundsUp", NoticeFilter{Since: at(3, 0).Add(-time.Nanosecond)}, []string{"c", "d", "e"}},
-		{"SinceJustAfterAnEndExcludesIt", NoticeFilter{Since: at(3, 0).Add(time.Nanosecond)}, []string{"d", "e"}},
-		{"UntilIsExclusive", NoticeFilter{Until: at(3, 0)}, []string{"a", "b"}},
-		{"UntilJustAfterAnEndIncludesIt", NoticeFilter{Until: at(3, 0).Add(time.Nanosecond)}, []string{"a", "b", "c"}},
-		{"SinceAndUntilBoundAWindow", NoticeFilter{Since: at(2, 0), Until: at(4, 0)}, []string{"b", "c"}},
-		{"FiltersCombine", NoticeFilter{Since: at(2, 0), Outcome: notifier.Delivered, Partner: "globex"}, []string{"b"}},
-		{"NoMatchIsEmpty", NoticeFilter{Since: at(3, 0), Outcome: notifier.Delivered}, nil},
-		{"UntilBeforeSinceIsEmpty", NoticeFilter{Since: at(4, 0), Until: at(2, 0)}, nil},
+		{"ZeroFilterSelectsAllOldestEndFirst", notifier.NoticeFilter{}, []string{"a", "b", "c", "d", "e"}},
+		{"OutcomeSelectsOneOutcome", notifier.NoticeFilter{Outcome: notifier.GaveUp}, []string{"c", "e"}},
+		{"PartnerSelectsOnePartner", notifier.NoticeFilter{Partner: "globex"}, []string{"b", "e"}},
+		{"SinceIsInclusive", notifier.NoticeFilter{Since: at(3, 0)}, []string{"c", "d", "e"}},
+		{"SinceBetweenMicrosecondsRoundsUp", notifier.NoticeFilter{Since: at(3, 0).Add(-time.Nanosecond)}, []string{"c", "d", "e"}},
+		{"SinceJustAfterAnEndExcludesIt", notifier.NoticeFilter{Since: at(3, 0).Add(time.Nanosecond)}, []string{"d", "e"}},
+		{"UntilIsExclusive", notifier.NoticeFilter{Until: at(3, 0)}, []string{"a", "b"}},
+		{"UntilJustAfterAnEndIncludesIt", notifier.NoticeFilter{Until: at(3, 0).Add(time.Nanosecond)}, []string{"a", "b", "c"}},
+		{"SinceAndUntilBoundAWindow", notifier.NoticeFilter{Since: at(2, 0), Until: at(4, 0)}, []string{"b", "c"}},
+		{"FiltersCombine", notifier.NoticeFilter{Since: at(2, 0), Outcome: notifier.Delivered, Partner: "globex"}, []string{"b"}},
+		{"NoMatchIsEmpty", notifier.NoticeFilter{Since: at(3, 0), Outcome: notifier.Delivered}, nil},
+		{"UntilBeforeSinceIsEmpty", notifier.NoticeFilter{Since: at(4, 0), Until: at(2, 0)}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -624,7 +624,7 @@ func TestSQLiteEachEnded(t *testing.T) {
 	t.Run("ReturnsTheCallbackErrorAndStops", func(t *testing.T) {
 		stop := errors.New("stop")
 		calls := 0
-		err := s.EachEnded(context.Background(), NoticeFilter{}, func(EndedNotice) error {
+		err := s.EachEnded(context.Background(), notifier.NoticeFilter{}, func(notifier.EndedNotice) error {
 			calls++
 			return stop
 		})
@@ -646,7 +646,7 @@ func TestSQLiteEachEndedPages(t *testing.T) {
 	as[0] = endedAt("n0000", 1, notifier.Delivered, "", at(2, 0)) // the last to end
 	record(t, s, as...)
 
-	got, err := eachEnded(t, s, NoticeFilter{})
+	got, err := eachEnded(t, s, notifier.NoticeFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -680,12 +680,12 @@ func TestSQLiteArchiveLaterEndReplaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertEnded(t, got, second)
-	for _, f := range []NoticeFilter{{}, {Outcome: notifier.Delivered}} {
+	for _, f := range []notifier.NoticeFilter{{}, {Outcome: notifier.Delivered}} {
 		if n, err := s.CountEnded(ctx, f); err != nil || n != 1 {
 			t.Errorf("CountEnded(%+v): got %d, %v; want 1, nil", f, n, err)
 		}
 	}
-	if n, err := s.CountEnded(ctx, NoticeFilter{Outcome: notifier.GaveUp}); err != nil || n != 0 {
+	if n, err := s.CountEnded(ctx, notifier.NoticeFilter{Outcome: notifier.GaveUp}); err != nil || n != 0 {
 		t.Errorf("CountEnded(gave-up): got %d, %v; want 0, nil", n, err)
 	}
 }
@@ -703,17 +703,17 @@ func TestSQLiteCorruptArchive(t *testing.T) {
 	}
 
 	t.Run("EndedWrapsErrCorruptArchive", func(t *testing.T) {
-		if _, err := s.Ended(ctx, "bad"); !errors.Is(err, ErrCorruptArchive) {
-			t.Fatalf("got %v, want an error wrapping %v", err, ErrCorruptArchive)
+		if _, err := s.Ended(ctx, "bad"); !errors.Is(err, notifier.ErrCorruptArchive) {
+			t.Fatalf("got %v, want an error wrapping %v", err, notifier.ErrCorruptArchive)
 		}
 	})
 	t.Run("EachEndedSkipsItThenReportsIt", func(t *testing.T) {
-		got, err := eachEnded(t, s, NoticeFilter{})
+		got, err := eachEnded(t, s, notifier.NoticeFilter{})
 		if !slices.Equal(got, []string{"a", "c"}) {
 			t.Errorf("visited %q, want [a c]", got)
 		}
-		if !errors.Is(err, ErrCorruptArchive) {
-			t.Errorf("got %v, want an error wrapping %v", err, ErrCorruptArchive)
+		if !errors.Is(err, notifier.ErrCorruptArchive) {
+			t.Errorf("got %v, want an error wrapping %v", err, notifier.ErrCorruptArchive)
 		}
 	})
 	t.Run("OtherNoticesStillRead", func(t *testing.T) {
@@ -771,22 +771,22 @@ func TestSQLiteVersion1(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Close() })
-		got, err := r.Last(ctx, Filter{}, 0)
+		got, err := r.Last(ctx, notifier.AttemptFilter{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		assertSeqs(t, got, 1)
 		assertAttempt(t, got[0], old)
-		if got, err := r.Last(ctx, Filter{Partner: "acme"}, 0); err != nil || len(got) != 0 {
+		if got, err := r.Last(ctx, notifier.AttemptFilter{Partner: "acme"}, 0); err != nil || len(got) != 0 {
 			t.Errorf("Last(partner acme): got %d attempts, %v; want none, nil", len(got), err)
 		}
 		if _, err := r.Ended(ctx, "old"); !errors.Is(err, notifier.ErrNotFound) {
 			t.Errorf("Ended: got %v, want an error wrapping %v", err, notifier.ErrNotFound)
 		}
-		if ids, err := eachEnded(t, r, NoticeFilter{}); err != nil || len(ids) != 0 {
+		if ids, err := eachEnded(t, r, notifier.NoticeFilter{}); err != nil || len(ids) != 0 {
 			t.Errorf("EachEnded: got %q, %v; want none, nil", ids, err)
 		}
-		if n, err := r.CountEnded(ctx, NoticeFilter{}); err != nil || n != 0 {
+		if n, err := r.CountEnded(ctx, notifier.NoticeFilter{}); err != nil || n != 0 {
 			t.Errorf("CountEnded: got %d, %v; want 0, nil", n, err)
 		}
 	})
@@ -797,7 +797,7 @@ func TestSQLiteVersion1(t *testing.T) {
 		}
 		end := endedAt("new", 2, notifier.Delivered, "acme", at(1, 0))
 		record(t, s, end)
-		got, err := s.Last(ctx, Filter{}, 0)
+		got, err := s.Last(ctx, notifier.AttemptFilter{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

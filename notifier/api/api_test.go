@@ -158,7 +158,7 @@ func TestEnqueue(t *testing.T) {
 		if loc != "/v1/notices/shop%2Forder%232" {
 			t.Fatalf("Location %q, want /v1/notices/shop%%2Forder%%232", loc)
 		}
-		if st := e.get("shop%2Forder%232").Status; st.ID != "shop/order#2" || st.State != notifier.Pending {
+		if st := e.get("shop%2Forder%232").Status; st.ID != "shop/order#2" || st.State != notifier.StatePending {
 			t.Errorf("GET Location: %+v, want shop/order#2 pending", st)
 		}
 	})
@@ -306,7 +306,7 @@ func TestStatusAndCancel(t *testing.T) {
 	t.Run("PendingShowsNextDue", func(t *testing.T) {
 		got := e.get("order-7")
 		st := got.Status
-		if st.State != notifier.Pending || st.MaxAttempts != 2 || st.NextAttempt != 1 || st.Stamp == nil || st.NextDue == nil {
+		if st.State != notifier.StatePending || st.MaxAttempts != 2 || st.NextAttempt != 1 || st.Stamp == nil || st.NextDue == nil {
 			t.Fatalf("status %+v, want pending, attempt 1 of 2 with stamp and next_due", st)
 		}
 		if st.Stamp.Before(before) {
@@ -324,7 +324,7 @@ func TestStatusAndCancel(t *testing.T) {
 		if _, b := e.expect(http.StatusNoContent, "DELETE", "/v1/notices/order-7", ""); len(b) != 0 {
 			t.Errorf("204 with body %s", b)
 		}
-		if st := e.get("order-7").Status; st.State != notifier.Cancelled {
+		if st := e.get("order-7").Status; st.State != notifier.StateCancelled {
 			t.Errorf("state %s after DELETE, want cancelled", st.State)
 		}
 	})
@@ -395,7 +395,7 @@ func TestRetry(t *testing.T) {
 			t.Fatalf("body %s, want id gone-1", b)
 		}
 		state, err := e.q.State(ctx, "gone-1")
-		if err != nil || state != store.StatePending {
+		if err != nil || state != notifier.StatePending {
 			t.Fatalf("Redis state %q (%v), want pending", state, err)
 		}
 		p, err := e.q.Pending(ctx, "gone-1")
@@ -408,7 +408,7 @@ func TestRetry(t *testing.T) {
 		if string(p.Notice.Body) != `{"n":1}` || p.N != 1 {
 			t.Errorf("pending %q attempt %d, want the archived body at attempt 1", p.Notice.Body, p.N)
 		}
-		if st := e.get("gone-1"); st.Status.State != notifier.Pending || len(st.Attempts) != 0 {
+		if st := e.get("gone-1"); st.Status.State != notifier.StatePending || len(st.Attempts) != 0 {
 			t.Errorf("GET after retry: %+v, want pending without the old generation's attempts", st)
 		}
 	})

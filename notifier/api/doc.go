@@ -4,10 +4,13 @@
 //
 // It owns the routes, their authentication (one bearer token), the mapping
 // of domain errors to HTTP statuses and the metric names. It does not own
-// what a notice is or how it is stored: requests are turned into the same
-// notifier and store calls the CLI makes (enqueue, status, cancel, retry), so
-// the API and the CLI agree on every rule. It starts no goroutines of its
-// own; Serve runs an http.Server until its context ends.
+// what a notice is or how it is stored: it depends only on package notifier,
+// whose interfaces (Notices, Submitter, Published, History) the store
+// implements and main wires in, and it never imports package store.
+// Requests become the same notifier calls the CLI makes (Intake to enqueue
+// and retry, NoticeStatus, Notices.Cancel), so the API and the CLI agree on
+// every rule. It starts no goroutines of its own; Serve runs an http.Server
+// until its context ends.
 //
 // Routes (all errors are {"error":"one line"}):
 //

@@ -18,7 +18,6 @@ import (
 
 	"github.com/notifier/notifier/backoff"
 	"github.com/notifier/notifier/notifier"
-	"github.com/notifier/notifier/store"
 )
 
 // MaxRequestBytes bounds the body of POST /v1/notices: room for the largest
@@ -32,14 +31,24 @@ const MinTokenLen = 16
 // readyTimeout bounds one call of Server.Ready.
 const readyTimeout = 5 * time.Second
 
+// Queue is what the API needs of the store of pending notices: status and
+// cancel (Notices), new and re-sent notices (Submitter), and what the
+// running serve published for new ones (Published). store.Redis
+// implements it.
+type Queue interface {
+	notifier.Notices
+	notifier.Submitter
+	notifier.Published
+}
+
 // Server is the configuration of the handler New returns. Its fields are
 // read-only once New has returned.
 type Server struct {
 	// Queue holds pending notices: enqueue, state, cancel and resend.
-	Queue *store.Redis
+	Queue Queue
 	// Log is the attempt log and its archive of ended notices, read by
 	// status and retry; a read-only handle is enough.
-	Log *store.SQLite
+	Log notifier.History
 	// Token is the bearer token every /v1 request (and /metrics, unless
 	// PublicMetrics) must present. New refuses one shorter than
 	// MinTokenLen: without a token the API is off.
@@ -66,6 +75,8 @@ type Server struct {
 
 type handler struct {
 	s Server
+	// intake enqueues and re-sends notices as every other entry point does.
+	intake notifier.Intake
 	// token is the SHA-256 of Server.Token: comparing digests takes the
 	// same time whatever the presented token's length.
 	token [sha256.Size]byte
@@ -89,10 +100,12 @@ func New(s Server) (http.Handler, error) {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
-	if s.DefaultSchedule == nil {
-		s.DefaultSchedule = s.Queue.DefaultSchedule
+	var published notifier.Published = s.Queue
+	if s.DefaultSchedule != nil {
+		published = defaultSchedule{s.Queue, s.DefaultSchedule}
 	}
-	h := &handler{s: s, token: sha256.Sum256([]byte(s.Token))}
+	h := &handler{s: s, token: sha256.Sum256([]byte(s.Token)),
+		intake: notifier.Intake{Queue: s.Queue, Published: published, Now: s.Now}}
 
 	mux := http.NewServeMux()
 	// Each path also gets a pattern without a method, which the mux ranks
@@ -179,9 +192,9 @@ type created struct {
 	Stamp time.Time `json:"stamp"`
 }
 
-// enqueue stores one notice, resolved as `notifier enqueue` resolves it:
-// its partner from the published summaries, its schedule its own, else its
-// partner's, else the default.
+// enqueue stores one notice through the Intake, resolved as `notifier
+// enqueue` resolves it: its partner from the published summaries, its
+// schedule its own, else its partner's, else the default.
 func (h *handler) enqueue(w http.ResponseWriter, r *http.Request) {
 	var l notifier.Line
 	if code, msg := decodeStrict(w, r, &l); code != 0 {
@@ -195,45 +208,37 @@ func (h *handler) enqueue(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	ctx := r.Context()
-	// What serve published is not the client's fault if it is wrong.
 	if l.Schedule == "" {
-		if n.Schedule, err = h.s.DefaultSchedule(ctx); err != nil {
-			h.unavailable(w, r, err)
-			return
-		}
+		n.Schedule = nil // its partner's, else the published default
 	}
-	raw, err := h.s.Queue.PublishedPartners(ctx)
-	if err != nil {
-		h.unavailable(w, r, err)
-		return
-	}
-	published, err := notifier.ParseSummaries(raw)
-	if err != nil {
-		h.internal(w, r, err)
-		return
-	}
-	if err := notifier.ApplyPartner(&n, published, l.Schedule != ""); err != nil {
-		// An unknown partner, or a URL outside the named partner's prefixes.
-		if errors.Is(err, notifier.ErrUnknownPartner) || errors.Is(err, notifier.ErrInvalidNotice) {
-			writeError(w, http.StatusBadRequest, err.Error())
-		} else {
-			h.internal(w, r, err) // a published schedule that does not parse
-		}
-		return
-	}
-	// The stamp is when the notice is stored, not when the request came.
-	n.Stamp = h.s.Now().Truncate(time.Millisecond)
-	errs, err := h.s.Queue.Enqueue(ctx, []notifier.Notice{n})
+	ns := []notifier.Notice{n}
+	errs, err := h.intake.Enqueue(r.Context(), ns)
 	if err == nil {
 		err = errs[0]
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, notifier.ErrPublished):
+		// What serve published is not the client's fault if it is wrong.
+		h.internal(w, r, err)
+	case err != nil && errs == nil:
+		h.unavailable(w, r, err) // what serve published could not be read
+	case err != nil:
 		h.fail(w, r, err)
-		return
+	default:
+		w.Header().Set("Location", "/v1/notices/"+url.PathEscape(n.ID))
+		writeJSON(w, http.StatusCreated, created{ID: n.ID, Stamp: ns[0].Stamp.UTC()})
 	}
-	w.Header().Set("Location", "/v1/notices/"+url.PathEscape(n.ID))
-	writeJSON(w, http.StatusCreated, created{ID: n.ID, Stamp: n.Stamp.UTC()})
+}
+
+// defaultSchedule is Published with Server.DefaultSchedule in place of
+// its own.
+type defaultSchedule struct {
+	notifier.Published
+	def func(ctx context.Context) (backoff.Schedule, error)
+}
+
+func (d defaultSchedule) DefaultSchedule(ctx context.Context) (backoff.Schedule, error) {
+	return d.def(ctx)
 }
 
 // noticeJSON is the body of GET /v1/notices/{id}.
@@ -249,7 +254,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st, attempts, err := store.NoticeStatus(r.Context(), h.s.Queue, h.s.Log, id)
+	st, attempts, err := notifier.NoticeStatus(r.Context(), h.s.Queue, h.s.Log, id)
 	switch {
 	case errors.Is(err, notifier.ErrNotFound):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("notice %s: %v", id, notifier.ErrNotFound))
@@ -284,7 +289,7 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 		switch state, serr := h.s.Queue.State(ctx, id); {
 		case serr != nil && !errors.Is(serr, notifier.ErrNotFound):
 			h.unavailable(w, r, serr)
-		case serr == nil && (state == store.StatePending || state == store.StateParked):
+		case serr == nil && (state == notifier.StatePending || state == notifier.StateParked):
 			writeError(w, http.StatusConflict, fmt.Sprintf("notice %s is %s: it has not ended", id, state))
 		default:
 			writeError(w, http.StatusNotFound, fmt.Sprintf("notice %s: no ended notice to send again", id))
@@ -294,8 +299,8 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, r, err)
 		return
 	}
-	e.Notice.Stamp = h.s.Now().Truncate(time.Millisecond)
-	errs, err := h.s.Queue.Resend(ctx, []notifier.Notice{e.Notice})
+	ns := []notifier.Notice{e.Notice}
+	errs, err := h.intake.Resend(ctx, ns)
 	if err == nil {
 		err = errs[0]
 	}
@@ -303,7 +308,7 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, created{ID: id, Stamp: e.Notice.Stamp.UTC()})
+	writeJSON(w, http.StatusOK, created{ID: id, Stamp: ns[0].Stamp.UTC()})
 }
 
 // cancel ends a pending notice, as `notifier cancel`.
@@ -352,7 +357,7 @@ func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
 // generic message.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, notifier.ErrDuplicate), errors.Is(err, store.ErrEnded):
+	case errors.Is(err, notifier.ErrDuplicate), errors.Is(err, notifier.ErrEnded):
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, notifier.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -12,22 +11,22 @@ import (
 	"github.com/notifier/notifier/store"
 )
 
-// pingTimeout bounds New's first PING when ctx has no earlier deadline.
-const pingTimeout = 5 * time.Second
-
 // Client enqueues notices into the Redis a notifier serve uses. It is safe
 // for concurrent use; create one and reuse it.
 type Client struct {
-	rdb   *redis.Client
-	q     *store.Redis
-	owned bool // New made rdb, so Close closes it
-	now   func() time.Time
+	rdb    redis.UniversalClient
+	q      *store.Redis
+	intake notifier.Intake
+	owned  bool // New made rdb, so Close closes it
 }
 
 // Options configures New.
 type Options struct {
-	// RedisURL is the serve's Redis: redis://[user:password@]host:port/db,
-	// rediss://... or unix:///path/to/redis.sock[?db=N]. Required.
+	// RedisURL is the serve's Redis, in any form `notifier --redis` takes
+	// (see store.Connect): redis://[user:password@]host:port/db,
+	// rediss://..., unix:///path/to/redis.sock[?db=N],
+	// redis+cluster://host:port,host:port (Redis Cluster) or
+	// redis+sentinel://host:port,host:port/master. Required.
 	RedisURL string
 	// Prefix starts every Redis key; it must match the serve's --prefix.
 	// Empty: "noticeId", the serve's default.
@@ -42,16 +41,12 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	if o.RedisURL == "" {
 		return nil, errors.New("client: Options.RedisURL is required")
 	}
-	opt, err := store.ParseURL(o.RedisURL) // its errors hide the password
-	if err != nil {
+	rdb, err := store.Connect(ctx, o.RedisURL) // its errors hide the password
+	if errors.Is(err, store.ErrBadRedisURL) {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
-	rdb := redis.NewClient(opt)
-	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis %s unreachable: %w", opt.Addr, err)
+	if err != nil {
+		return nil, err
 	}
 	c := NewFromRedis(rdb, o.Prefix)
 	c.owned = true
@@ -60,9 +55,11 @@ func New(ctx context.Context, o Options) (*Client, error) {
 
 // NewFromRedis returns a Client on rdb, whose keys start with prefix (""
 // means "noticeId"). It does not ping, and Close leaves rdb open: the
-// caller owns it.
-func NewFromRedis(rdb *redis.Client, prefix string) *Client {
-	return &Client{rdb: rdb, q: store.NewRedis(rdb, prefix, nil), now: time.Now}
+// caller owns it. A cluster client (*redis.ClusterClient) uses the sharded
+// key layout a serve on the same cluster uses.
+func NewFromRedis(rdb redis.UniversalClient, prefix string) *Client {
+	q := store.NewRedis(rdb, prefix, nil)
+	return &Client{rdb: rdb, q: q, intake: notifier.Intake{Queue: q, Published: q}}
 }
 
 // Enqueue stores n and arms its first attempt, as `notifier enqueue` does,
@@ -77,9 +74,11 @@ func NewFromRedis(rdb *redis.Client, prefix string) *Client {
 // notifier.ErrUnknownPartner as well) and notifier.ErrDuplicate if a notice
 // with its id is pending or was delivered within the dedup window (24 h by
 // default; a gave-up or cancelled id may be enqueued again).
-// Any other error is a Redis failure, after which the notice may or may
-// not be stored; the id is returned with it, so State can tell, and
-// enqueueing the notice again with that id is safe.
+// notifier.ErrPublished if what the serve published (its partners) does
+// not parse: the notice was not stored. Any other error is a Redis
+// failure, after which the notice may or may not be stored; the id is
+// returned with it, so State can tell, and enqueueing the notice again
+// with that id is safe.
 func (c *Client) Enqueue(ctx context.Context, n notifier.Notice) (string, error) {
 	ns := []notifier.Notice{n}
 	errs, err := c.EnqueueBatch(ctx, ns)
@@ -102,52 +101,23 @@ func (c *Client) Enqueue(ctx context.Context, n notifier.Notice) (string, error)
 // a Redis failure: some notices may then have been stored, and enqueueing
 // the same slice again is safe (those come back as duplicates).
 func (c *Client) EnqueueBatch(ctx context.Context, ns []notifier.Notice) ([]error, error) {
-	errs := make([]error, len(ns))
 	for i := range ns {
 		if ns[i].ID == "" {
 			ns[i].ID = notifier.NewID()
 		}
 	}
 	if len(ns) == 0 {
-		return errs, nil
+		return []error{}, nil
 	}
-	def, err := c.q.DefaultSchedule(ctx)
-	if err != nil {
-		return errs, err
+	errs, err := c.intake.Enqueue(ctx, ns)
+	if errs == nil { // nothing was read or stored
+		return make([]error, len(ns)), err
 	}
-	raw, err := c.q.PublishedPartners(ctx)
-	if err != nil {
-		return errs, err
-	}
-	published, err := notifier.ParseSummaries(raw)
-	if err != nil {
-		return errs, err
-	}
-	// The stamp is when the notices are stored, not when they were read.
-	stamp := c.now().Truncate(time.Millisecond)
-	keep := make([]notifier.Notice, 0, len(ns))
-	idx := make([]int, 0, len(ns))
-	for i := range ns {
-		n := &ns[i]
-		n.Stamp = stamp
-		if err := notifier.ApplyPartner(n, published, n.Schedule != nil); err != nil {
-			if errors.Is(err, notifier.ErrUnknownPartner) {
-				err = fmt.Errorf("%w: %w", notifier.ErrInvalidNotice, err)
-			}
-			errs[i] = err
-			continue
+	for i, e := range errs {
+		// A partner the serve does not know makes the notice invalid here.
+		if errors.Is(e, notifier.ErrUnknownPartner) {
+			errs[i] = fmt.Errorf("%w: %w", notifier.ErrInvalidNotice, e)
 		}
-		if n.Schedule == nil {
-			n.Schedule = def
-		}
-		keep, idx = append(keep, *n), append(idx, i)
-	}
-	if len(keep) == 0 {
-		return errs, nil
-	}
-	kerrs, err := c.q.Enqueue(ctx, keep)
-	for j, e := range kerrs {
-		errs[idx[j]] = e
 	}
 	return errs, err
 }
@@ -156,15 +126,15 @@ func (c *Client) EnqueueBatch(ctx context.Context, ns []notifier.Notice) ([]erro
 // its partner is paused) until it ends, then "delivered", "gave-up" or
 // "cancelled" for the dedup window (24 h by default). It returns an error wrapping
 // notifier.ErrNotFound when Redis knows nothing of id. The constants are
-// store.StatePending and its siblings.
-func (c *Client) State(ctx context.Context, id string) (string, error) {
+// notifier.StatePending and its siblings.
+func (c *Client) State(ctx context.Context, id string) (notifier.State, error) {
 	return c.q.State(ctx, id)
 }
 
 // Cancel ends pending notice id: no further attempt is made, and State
 // reports "cancelled". An attempt already in flight is not recalled. It
 // wraps notifier.ErrNotFound if Redis knows no such notice and
-// store.ErrEnded if it already ended.
+// notifier.ErrEnded if it already ended.
 func (c *Client) Cancel(ctx context.Context, id string) error {
 	return c.q.Cancel(ctx, id)
 }

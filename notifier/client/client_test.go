@@ -68,7 +68,7 @@ func TestEnqueue(t *testing.T) {
 			t.Errorf("id = %q, want order-1", id)
 		}
 		state, err := c.State(ctx, id)
-		if err != nil || state != store.StatePending {
+		if err != nil || state != notifier.StatePending {
 			t.Fatalf("State = %q, %v; want pending", state, err)
 		}
 		n := pending(t, q, id)
@@ -96,7 +96,7 @@ func TestEnqueue(t *testing.T) {
 		if !strings.HasPrefix(id, "n_") {
 			t.Errorf("id = %q, want a notifier.NewID", id)
 		}
-		if state, err := c.State(ctx, id); err != nil || state != store.StatePending {
+		if state, err := c.State(ctx, id); err != nil || state != notifier.StatePending {
 			t.Errorf("State = %q, %v; want pending", state, err)
 		}
 	})
@@ -134,10 +134,10 @@ func TestEnqueue(t *testing.T) {
 		if err := c.Cancel(ctx, id); err != nil {
 			t.Fatalf("Cancel: %v", err)
 		}
-		if state, err := c.State(ctx, id); err != nil || state != store.StateCancelled {
+		if state, err := c.State(ctx, id); err != nil || state != notifier.StateCancelled {
 			t.Errorf("State = %q, %v; want cancelled", state, err)
 		}
-		if err := c.Cancel(ctx, id); !errors.Is(err, store.ErrEnded) {
+		if err := c.Cancel(ctx, id); !errors.Is(err, notifier.ErrEnded) {
 			t.Errorf("second Cancel: err = %v, want ErrEnded", err)
 		}
 		if err := c.Cancel(ctx, "never-enqueued"); !errors.Is(err, notifier.ErrNotFound) {
@@ -181,7 +181,7 @@ func TestEnqueueBatch(t *testing.T) {
 			t.Errorf("errs[%d] = %v, want nil", i, errs[i])
 			continue
 		}
-		if state, err := c.State(ctx, ns[i].ID); err != nil || state != store.StatePending {
+		if state, err := c.State(ctx, ns[i].ID); err != nil || state != notifier.StatePending {
 			t.Errorf("State(%s) = %q, %v; want pending", ns[i].ID, state, err)
 		}
 		if got := pending(t, q, ns[i].ID); !got.Stamp.Equal(ns[i].Stamp) {
@@ -287,6 +287,14 @@ func TestNew(t *testing.T) {
 			t.Errorf("err = %v, want invalid port without the password", err)
 		}
 	})
+	t.Run("ClusterURLIsRead", func(t *testing.T) {
+		// As `notifier --redis` takes it: the URL is read, the seed is
+		// dialled (and here refuses).
+		_, err := client.New(ctx, client.Options{RedisURL: "redis+cluster://127.0.0.1:1,127.0.0.1:2"})
+		if err == nil || errors.Is(err, store.ErrBadRedisURL) {
+			t.Errorf("err = %v, want a dial error, not ErrBadRedisURL", err)
+		}
+	})
 	t.Run("Unreachable", func(t *testing.T) {
 		_, err := client.New(ctx, client.Options{RedisURL: "unix://" + t.TempDir() + "/none.sock"})
 		if err == nil || !strings.Contains(err.Error(), "unreachable") {
@@ -306,7 +314,7 @@ func TestNew(t *testing.T) {
 			t.Fatal(err)
 		}
 		q := store.NewRedis(srv.Client(), "acme", nil)
-		if state, err := q.State(ctx, id); err != nil || state != store.StatePending {
+		if state, err := q.State(ctx, id); err != nil || state != notifier.StatePending {
 			t.Errorf("State under prefix acme = %q, %v; want pending", state, err)
 		}
 	})

@@ -21,8 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/notifier/notifier/notifier"
 	"github.com/notifier/notifier/notifier/api"
-	"github.com/notifier/notifier/store"
 )
 
 // SessionTTL is how long a login lasts.
@@ -40,14 +40,26 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
+// Queue is what the console needs of the store of pending notices: to list,
+// show and cancel them (Notices), to re-send ended ones (Submitter), and
+// the partners: their pause state (PartnerAdmin) and, when
+// Options.Partners is nil, the names the running serve published
+// (Published). store.Redis implements it.
+type Queue interface {
+	notifier.Notices
+	notifier.Submitter
+	notifier.PartnerAdmin
+	notifier.Published
+}
+
 // Options configure the handler New returns. They are read-only once New
 // has returned.
 type Options struct {
 	// Queue holds pending notices: listed, cancelled and re-sent.
-	Queue *store.Redis
+	Queue Queue
 	// Log is the attempt log and its archive of ended notices; a read-only
 	// handle is enough.
-	Log *store.SQLite
+	Log notifier.History
 	// Token grants full access: the same token as the API (at least
 	// api.MinTokenLen characters).
 	Token string
@@ -91,6 +103,8 @@ type session struct {
 
 type handler struct {
 	o Options
+	// intake re-sends ended notices as every other entry point does.
+	intake notifier.Intake
 	// keys[a] is the HMAC key of sessions with access a, derived from its
 	// token; nil when that token is not configured.
 	keys [3][]byte
@@ -129,7 +143,8 @@ func New(o Options) (http.Handler, error) {
 	if o.ListWait <= 0 {
 		o.ListWait = defaultListWait
 	}
-	h := &handler{o: o, pages: map[string]*template.Template{}, lists: make(chan struct{}, o.ListSlots)}
+	h := &handler{o: o, pages: map[string]*template.Template{}, lists: make(chan struct{}, o.ListSlots),
+		intake: notifier.Intake{Queue: o.Queue, Published: o.Queue, Now: o.Now}}
 	h.keys[fullAccess], h.sums[fullAccess] = deriveKey(o.Token), sha256.Sum256([]byte(o.Token))
 	if o.ReadToken != "" {
 		h.keys[readAccess], h.sums[readAccess] = deriveKey(o.ReadToken), sha256.Sum256([]byte(o.ReadToken))

@@ -222,11 +222,11 @@ func (e *env) park(id, partner string) {
 	}
 }
 
-func state(t *testing.T, q *store.Redis, id string) string {
+func state(t *testing.T, q *store.Redis, id string) notifier.State {
 	t.Helper()
 	st, err := q.State(context.Background(), id)
 	if err != nil {
-		return err.Error()
+		return notifier.State(err.Error())
 	}
 	return st
 }
@@ -376,10 +376,10 @@ func TestReadOnlyToken(t *testing.T) {
 				t.Errorf("POST %s: %d, want 403", path, resp.StatusCode)
 			}
 		}
-		if st := state(t, e.q, "gone-1"); st == store.StatePending {
+		if st := state(t, e.q, "gone-1"); st == notifier.StatePending {
 			t.Error("a read-only POST sent gone-1 again")
 		}
-		if st := state(t, e.q, "wait-1"); st != store.StatePending {
+		if st := state(t, e.q, "wait-1"); st != notifier.StatePending {
 			t.Errorf("wait-1 is %s after a read-only cancel, want pending", st)
 		}
 		if ps, _ := e.q.PartnerStates(context.Background(), []string{"shop"}); ps["shop"].Paused {
@@ -407,7 +407,7 @@ func TestCSRF(t *testing.T) {
 			if resp, _ := full.post("/ui/notices/wait-1/cancel", tc.form); resp.StatusCode != http.StatusForbidden {
 				t.Errorf("status %d, want 403", resp.StatusCode)
 			}
-			if st := state(t, e.q, "wait-1"); st != store.StatePending {
+			if st := state(t, e.q, "wait-1"); st != notifier.StatePending {
 				t.Errorf("wait-1 is %s, want still pending", st)
 			}
 		})
@@ -418,7 +418,7 @@ func TestCSRF(t *testing.T) {
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("status %d, want 303", resp.StatusCode)
 		}
-		if st := state(t, e.q, "wait-1"); st != store.StateCancelled {
+		if st := state(t, e.q, "wait-1"); st != notifier.StateCancelled {
 			t.Errorf("wait-1 is %s, want cancelled", st)
 		}
 		if body := full.page(resp.Header.Get("Location")); !strings.Contains(body, `data-state="cancelled"`) || !strings.Contains(body, `id="flash"`) {

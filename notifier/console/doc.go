@@ -4,9 +4,13 @@
 // It owns the pages (the notices list with counts per state, a notice's
 // schedule drawn as a timeline, a live attempt feed, the partners), their
 // browser authentication and their buttons (retry, cancel, pause, resume).
-// It does not own how notices are stored or sent: every page is a read of
-// store.Redis and store.SQLite, and every button is the same store call the
-// CLI makes, so the console and `notifier` agree on every rule.
+// It does not own how notices are stored or sent: it depends only on
+// package notifier, never on package store. Every page is a read through
+// notifier's interfaces (Notices, PartnerAdmin and Published for what
+// waits, History for attempts and ended notices), which the store
+// implements and main wires in, and every button is the call the CLI makes
+// (Intake.Resend, Notices.Cancel, PartnerAdmin.Pause and Resume), so the
+// console and `notifier` agree on every rule.
 //
 // Authentication: a login form takes the API token (full access) or the
 // read-only token. A good token sets an HttpOnly, SameSite=Strict cookie

@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/notifier/notifier/notifier"
-	"github.com/notifier/notifier/store"
 )
 
 const (
@@ -64,9 +63,9 @@ func feedRowOf(a notifier.Attempt) feedRow {
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
 
 // feedFilter reads the id and outcome filters of the feed, as `tail`'s.
-func feedFilter(r *http.Request) (store.Filter, error) {
+func feedFilter(r *http.Request) (notifier.AttemptFilter, error) {
 	q := r.URL.Query()
-	f := store.Filter{NoticeID: q.Get("id")}
+	f := notifier.AttemptFilter{NoticeID: q.Get("id")}
 	if o := q.Get("outcome"); o != "" {
 		out, err := notifier.ParseOutcome(o)
 		if err != nil {
@@ -113,7 +112,7 @@ func (h *handler) feed(w http.ResponseWriter, r *http.Request, s session) {
 
 // lastSeq is the Seq of the newest attempt in the log, 0 if none.
 func (h *handler) lastSeq(ctx context.Context) (int64, error) {
-	last, err := h.o.Log.Last(ctx, store.Filter{}, 1)
+	last, err := h.o.Log.Last(ctx, notifier.AttemptFilter{}, 1)
 	if err != nil || len(last) == 0 {
 		return 0, err
 	}
@@ -209,7 +208,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, s session) {
 }
 
 // eventsURL is the feed's stream with the page's filters, from after seq.
-func eventsURL(f store.Filter) string {
+func eventsURL(f notifier.AttemptFilter) string {
 	q := url.Values{}
 	q.Set("after", itoa64(f.AfterSeq))
 	if f.NoticeID != "" {

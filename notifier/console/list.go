@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/notifier/notifier/notifier"
-	"github.com/notifier/notifier/store"
 )
 
 const (
@@ -23,19 +22,22 @@ const (
 var errEnough = errors.New("enough")
 
 // states are the notice states the list filters by, in display order.
-var states = []string{store.StatePending, store.StateParked, store.StateDelivered, store.StateGaveUp}
+var states = []notifier.State{notifier.StatePending, notifier.StateParked, notifier.StateDelivered, notifier.StateGaveUp}
 
 // listRow is one notice in the list.
 type listRow struct {
-	ID, State, Partner, URL string
-	Stamp                   time.Time
-	Attempt, Of             int
+	ID          string
+	State       notifier.State
+	Partner     string
+	URL         string
+	Stamp       time.Time
+	Attempt, Of int
 	// When is the next due time (waiting) or the end (ended).
 	When time.Time
 }
 
 type stateCount struct {
-	State string
+	State notifier.State
 	Count int
 	// More is set when the count stopped at pendingScanCap.
 	More bool
@@ -44,7 +46,7 @@ type stateCount struct {
 type listData struct {
 	State, Partner, Since, Until string
 	Partners                     []string
-	States                       []string
+	States                       []notifier.State
 	Counts                       []stateCount
 	Waiting, Ended               []listRow
 	Capped                       bool
@@ -60,12 +62,12 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 	q := r.URL.Query()
 	d := listData{State: q.Get("state"), Partner: q.Get("partner"), Since: q.Get("since"), Until: q.Get("until"),
 		States: states, Limit: listLimit}
-	if d.State != "" && !slices.Contains(states, d.State) {
+	if d.State != "" && !slices.Contains(states, notifier.State(d.State)) {
 		h.message(w, r, s, http.StatusBadRequest, "Unknown state: want pending, parked, delivered or gave-up.")
 		return
 	}
 	now := h.o.Now()
-	var f store.NoticeFilter
+	var f notifier.NoticeFilter
 	var err error
 	if f.Since, err = notifier.ParseWhen(d.Since, now); err == nil {
 		f.Until, err = notifier.ParseWhen(d.Until, now)
@@ -81,9 +83,9 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 
-	counts := map[string]int{}
+	counts := map[notifier.State]int{}
 	scanned := 0
-	err = h.o.Queue.EachPending(ctx, func(p store.PendingNotice) error {
+	err = h.o.Queue.EachPending(ctx, func(p notifier.PendingNotice) error {
 		if scanned++; scanned > pendingScanCap {
 			d.Capped = true
 			return errEnough
@@ -93,12 +95,12 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 			!f.Until.IsZero() && !n.Stamp.Before(f.Until) {
 			return nil
 		}
-		st := store.StatePending
+		st := notifier.StatePending
 		if p.Parked {
-			st = store.StateParked
+			st = notifier.StateParked
 		}
 		counts[st]++
-		if d.State == "" || d.State == st {
+		if d.State == "" || notifier.State(d.State) == st {
 			d.Waiting = append(d.Waiting, listRow{ID: n.ID, State: st, Partner: n.Partner, URL: notifier.RedactURL(n.URL),
 				Stamp: n.Stamp, Attempt: p.N, Of: len(n.Schedule), When: p.Due})
 		}
@@ -111,7 +113,7 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 	slices.SortFunc(d.Waiting, func(a, b listRow) int { return a.When.Compare(b.When) })
 	d.Waiting = d.Waiting[:min(len(d.Waiting), listLimit)]
 	exact := !d.Capped
-	if d.Capped && f == (store.NoticeFilter{}) {
+	if d.Capped && f == (notifier.NoticeFilter{}) {
 		// Counting without filters needs no scan.
 		if counts, err = h.waitingCounts(ctx, d.Partners); err != nil {
 			h.fail(w, r, s, err)
@@ -122,16 +124,16 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 	for _, o := range []notifier.Outcome{notifier.Delivered, notifier.GaveUp} {
 		g := f
 		g.Outcome = o
-		if counts[string(o)], err = h.o.Log.CountEnded(ctx, g); err != nil {
+		if counts[notifier.State(o)], err = h.o.Log.CountEnded(ctx, g); err != nil {
 			h.fail(w, r, s, err)
 			return
 		}
 	}
 	for _, st := range states {
 		d.Counts = append(d.Counts, stateCount{State: st, Count: counts[st],
-			More: !exact && (st == store.StatePending || st == store.StateParked)})
+			More: !exact && (st == notifier.StatePending || st == notifier.StateParked)})
 	}
-	if d.State == "" || d.State == store.StateDelivered || d.State == store.StateGaveUp {
+	if st := notifier.State(d.State); st == "" || st == notifier.StateDelivered || st == notifier.StateGaveUp {
 		f.Outcome = notifier.Outcome(d.State)
 		ended, err := h.recentEnded(ctx, f, listLimit)
 		if err != nil {
@@ -139,7 +141,7 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 			return
 		}
 		for _, e := range ended {
-			d.Ended = append(d.Ended, listRow{ID: e.Notice.ID, State: string(e.Outcome), Partner: e.Partner,
+			d.Ended = append(d.Ended, listRow{ID: e.Notice.ID, State: notifier.State(e.Outcome), Partner: e.Partner,
 				URL: notifier.RedactURL(e.Notice.URL), Stamp: e.Notice.Stamp, Attempt: e.Attempts,
 				Of: len(e.Notice.Schedule), When: e.Ended})
 		}
@@ -148,7 +150,7 @@ func (h *handler) notices(w http.ResponseWriter, r *http.Request, s session) {
 }
 
 // waitingCounts counts pending and parked notices without reading them.
-func (h *handler) waitingCounts(ctx context.Context, partners []string) (map[string]int, error) {
+func (h *handler) waitingCounts(ctx context.Context, partners []string) (map[notifier.State]int, error) {
 	due, err := h.o.Queue.PendingCount(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -157,9 +159,9 @@ func (h *handler) waitingCounts(ctx context.Context, partners []string) (map[str
 	if err != nil {
 		return nil, err
 	}
-	counts := map[string]int{store.StatePending: int(due)}
+	counts := map[notifier.State]int{notifier.StatePending: int(due)}
 	for _, p := range ps {
-		counts[store.StateParked] += int(p.Parked)
+		counts[notifier.StateParked] += int(p.Parked)
 	}
 	return counts, nil
 }
@@ -171,7 +173,7 @@ var recentWindows = []time.Duration{time.Minute, time.Hour, 24 * time.Hour, 30 *
 // first. The archive is read oldest first, so it reads the shortest recent
 // window that holds n notices (counting one is an index count), which keeps
 // the payloads it decodes near n however large the archive is.
-func (h *handler) recentEnded(ctx context.Context, f store.NoticeFilter, n int) ([]store.EndedNotice, error) {
+func (h *handler) recentEnded(ctx context.Context, f notifier.NoticeFilter, n int) ([]notifier.EndedNotice, error) {
 	end := f.Until
 	if end.IsZero() {
 		end = h.o.Now()
@@ -193,9 +195,9 @@ func (h *handler) recentEnded(ctx context.Context, f store.NoticeFilter, n int) 
 			break
 		}
 	}
-	ring := make([]store.EndedNotice, 0, n)
+	ring := make([]notifier.EndedNotice, 0, n)
 	next := 0
-	err := h.o.Log.EachEnded(ctx, g, func(e store.EndedNotice) error {
+	err := h.o.Log.EachEnded(ctx, g, func(e notifier.EndedNotice) error {
 		e.Notice.Body, e.Notice.Header, e.Notice.Secrets = nil, nil, nil // never shown
 		if len(ring) < n {
 			ring = append(ring, e)
@@ -205,7 +207,7 @@ func (h *handler) recentEnded(ctx context.Context, f store.NoticeFilter, n int) 
 		next = (next + 1) % n
 		return nil
 	})
-	if err != nil && !errors.Is(err, store.ErrCorruptArchive) {
+	if err != nil && !errors.Is(err, notifier.ErrCorruptArchive) {
 		return nil, err
 	}
 	if len(ring) == n {

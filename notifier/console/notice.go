@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/notifier/notifier/notifier"
-	"github.com/notifier/notifier/store"
 )
 
 // noticeData is the notice page.
@@ -78,7 +77,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 	}
 	ended, err := h.o.Log.Ended(ctx, id)
 	archived := err == nil
-	if err != nil && !errors.Is(err, notifier.ErrNotFound) && !errors.Is(err, store.ErrCorruptArchive) {
+	if err != nil && !errors.Is(err, notifier.ErrNotFound) && !errors.Is(err, notifier.ErrCorruptArchive) {
 		h.fail(w, r, s, err)
 		return
 	}
@@ -107,7 +106,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 		}
 	}
 	st, ok := notifier.StatusOf(id, pending, p.N, p.InFlight, attempts)
-	st, ok = st.WithStoreState(notifier.State(redisState), ok)
+	st, ok = st.WithStoreState(redisState, ok)
 	if !ok {
 		h.message(w, r, s, http.StatusNotFound, "No such notice: neither Redis nor the attempt log knows it.")
 		return
@@ -125,7 +124,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 	case pending != nil:
 		d.Next, d.NextDue, d.InFlight = p.N, p.Due, p.InFlight
 		next = &nextMark{N: p.N, Due: p.Due}
-	case st.State == notifier.Parked && len(attempts) > 0 && !attempts[len(attempts)-1].Next.IsZero():
+	case st.State == notifier.StateParked && len(attempts) > 0 && !attempts[len(attempts)-1].Next.IsZero():
 		last := attempts[len(attempts)-1]
 		d.NextDue = last.Next
 		next = &nextMark{N: last.N + 1, Due: last.Next}
@@ -135,15 +134,15 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 		d.Attempts = append(d.Attempts, attemptRow{Attempt: a, Slot: a.Due, Late: a.Lateness()})
 	}
 	var now time.Time
-	if st.State == notifier.Pending || st.State == notifier.Parked {
+	if st.State == notifier.StatePending || st.State == notifier.StateParked {
 		now = h.o.Now()
 	}
 	if !d.Stamp.IsZero() {
 		tl := drawTimeline(d.Stamp, sched, attempts, next, now)
 		d.Timeline = &tl
 	}
-	d.CanRetry = archived && st.State != notifier.Pending && st.State != notifier.Parked
-	d.CanCancel = st.State == notifier.Pending || st.State == notifier.Parked
+	d.CanRetry = archived && st.State != notifier.StatePending && st.State != notifier.StateParked
+	d.CanCancel = st.State == notifier.StatePending || st.State == notifier.StateParked
 	h.render(w, r, s, http.StatusOK, "notice", "Notice "+id, d)
 }
 
@@ -168,8 +167,7 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request, s session) {
 		h.fail(w, r, s, err)
 		return
 	}
-	e.Notice.Stamp = h.o.Now().Truncate(time.Millisecond)
-	errs, err := h.o.Queue.Resend(ctx, []notifier.Notice{e.Notice})
+	errs, err := h.intake.Resend(ctx, []notifier.Notice{e.Notice})
 	if err == nil {
 		err = errs[0]
 	}
@@ -190,7 +188,7 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request, s session) {
 	switch err := h.o.Queue.Cancel(r.Context(), id); {
 	case errors.Is(err, notifier.ErrNotFound):
 		h.message(w, r, s, http.StatusNotFound, "Redis knows no such pending notice.")
-	case errors.Is(err, store.ErrEnded):
+	case errors.Is(err, notifier.ErrEnded):
 		h.message(w, r, s, http.StatusConflict, "This notice has ended already.")
 	case err != nil:
 		h.fail(w, r, s, err)

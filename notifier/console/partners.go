@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/notifier/notifier/notifier"
-	"github.com/notifier/notifier/store"
 )
 
 // partnerWindow is how many recent attempts a partner's success rate
@@ -16,7 +15,7 @@ const partnerWindow = 500
 // partnerRow is one partner on the partners page.
 type partnerRow struct {
 	Name    string
-	State   store.PartnerState
+	State   notifier.PartnerState
 	Sampled int
 	// Success is the share of the sampled attempts that delivered.
 	Success    float64
@@ -41,7 +40,7 @@ func (h *handler) partners(w http.ResponseWriter, r *http.Request, s session) {
 	}
 	rows := make([]partnerRow, 0, len(names))
 	for _, n := range names {
-		as, err := h.o.Log.Last(ctx, store.Filter{Partner: n}, partnerWindow)
+		as, err := h.o.Log.Last(ctx, notifier.AttemptFilter{Partner: n}, partnerWindow)
 		if err != nil {
 			h.fail(w, r, s, err)
 			return
