@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/notifier/notifier/notifier"
+	"github.com/notifier/notifier/notifier/cli"
 	"github.com/notifier/notifier/store"
 	"github.com/notifier/notifier/store/redistest"
 	"github.com/redis/go-redis/v9"
@@ -44,6 +45,13 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// The CLI's exit codes, as the tests name them.
+const (
+	exitError     = cli.ExitError
+	exitBadInput  = cli.ExitBadInput
+	exitDuplicate = cli.ExitDuplicate
+)
 
 // cli runs one notifier command in-process and returns its exit code,
 // stdout and stderr.

@@ -1,7 +1,9 @@
 // Package notifier owns the domain of webhook delivery: notices, attempts and
 // their outcomes, the rule that says whether an attempt succeeded, the HTTP
-// delivery of one attempt, and the Dispatcher that turns due triggers into
-// attempts with a bounded worker pool.
+// delivery of one attempt, Decide (the pure decision of what follows an
+// attempt), and the Dispatcher that turns due triggers into attempts with a
+// bounded worker pool and applies those decisions. RunInOrder runs a
+// process's long-running parts and stops them in reverse order.
 //
 // It also owns what the operators' tools share, so that the CLI, the API,
 // the console and package client agree on every rule: the states of a

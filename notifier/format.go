@@ -95,6 +95,13 @@ func FormatAttempt(a Attempt) string {
 	return b.String()
 }
 
+// FleetAttempt is one entry of the fleet stream that `serve --fleet-log`
+// writes: an attempt and the serve host that made it.
+type FleetAttempt struct {
+	Host    string
+	Attempt Attempt
+}
+
 // FormatFleetAttempt renders a line of `notifier tail --fleet`: the serve
 // host that made attempt a, two spaces, and FormatAttempt(a). The host comes
 // from the shared stream, so it is escaped like the rest.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -205,4 +207,26 @@ func Describe(rdb redis.UniversalClient) string {
 		return c.Options().Addr
 	}
 	return "redis"
+}
+
+// ErrNoServe is returned by ConnectTo when no URL is given and no serve runs
+// with the data dir.
+var ErrNoServe = errors.New("no Redis")
+
+// ConnectTo is ConnectPool for a command line's --redis and --data-dir:
+// rawURL, or if it is empty the embedded redis-server of the serve using
+// dataDir (an error wrapping ErrNoServe if there is none).
+func ConnectTo(ctx context.Context, rawURL, dataDir string, poolSize int) (redis.UniversalClient, error) {
+	if rawURL == "" {
+		dir, err := filepath.Abs(dataDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w: data dir: %v", ErrBadRedisURL, err)
+		}
+		sock := SocketPath(dir)
+		if _, err := os.Stat(sock); err != nil {
+			return nil, fmt.Errorf("%w: no serve is running with data dir %s (start `notifier serve`, or pass --redis URL)", ErrNoServe, dataDir)
+		}
+		rawURL = "unix://" + sock
+	}
+	return ConnectPool(ctx, rawURL, poolSize)
 }

@@ -115,16 +115,10 @@ func (f *FleetLog) Run(ctx context.Context) error {
 	}
 }
 
-// FleetAttempt is one entry of the fleet stream.
-type FleetAttempt struct {
-	Host    string
-	Attempt notifier.Attempt
-}
-
 // FollowFleet calls fn with the last n attempts of the fleet stream (0:
 // none), oldest first, then, if follow is set, with every new one until ctx
 // ends (it then returns nil) or fn fails.
-func (r *Redis) FollowFleet(ctx context.Context, n int64, follow bool, fn func(FleetAttempt) error) error {
+func (r *Redis) FollowFleet(ctx context.Context, n int64, follow bool, fn func(notifier.FleetAttempt) error) error {
 	// Follow from the newest entry's id rather than "$": "$" at each
 	// blocking read would skip what arrived between two reads.
 	last := "0-0"
@@ -169,14 +163,14 @@ func (r *Redis) FollowFleet(ctx context.Context, n int64, follow bool, fn func(F
 
 // fleetAttempt decodes a stream entry; a malformed one (another writer's)
 // comes back with only its host and an error outcome.
-func fleetAttempt(m redis.XMessage) FleetAttempt {
+func fleetAttempt(m redis.XMessage) notifier.FleetAttempt {
 	host, _ := m.Values["host"].(string)
 	raw, _ := m.Values["attempt"].(string)
 	var j notifier.AttemptJSON
 	if err := json.Unmarshal([]byte(raw), &j); err != nil {
-		return FleetAttempt{Host: host, Attempt: notifier.Attempt{Outcome: notifier.Error, Error: "unreadable fleet log entry " + m.ID}}
+		return notifier.FleetAttempt{Host: host, Attempt: notifier.Attempt{Outcome: notifier.Error, Error: "unreadable fleet log entry " + m.ID}}
 	}
 	a := j.Attempt()
 	a.Partner, _ = m.Values["partner"].(string)
-	return FleetAttempt{Host: host, Attempt: a}
+	return notifier.FleetAttempt{Host: host, Attempt: a}
 }

@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
+	"github.com/notifier/notifier/backoff"
+	"github.com/notifier/notifier/notifier"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -78,4 +81,34 @@ func (r *Redis) parkingPartners(ctx context.Context) ([]string, error) {
 	names := append(published, parked...)
 	slices.Sort(names)
 	return slices.Compact(names), nil
+}
+
+// Settings is what serve publishes to Redis for enqueue, the CLI and other
+// serves: its default schedule, its URL policy and its partners' summaries
+// (name -> JSON).
+type Settings struct {
+	Schedule backoff.Schedule
+	Policy   notifier.PolicySummary
+	Partners map[string]string
+}
+
+// Publish checks that Redis publishes expired events (turning them on if it
+// may) and publishes s. The partners of the previous config are made
+// findable first, in case they have attempts parked.
+func (r *Redis) Publish(ctx context.Context, s Settings) error {
+	if err := r.CheckEvents(ctx, true); err != nil {
+		return err
+	}
+	if err := r.SetDefaultSchedule(ctx, s.Schedule); err != nil {
+		return err
+	}
+	if err := r.SetURLPolicy(ctx, s.Policy); err != nil {
+		return err
+	}
+	if old, err := r.PublishedPartners(ctx); err == nil {
+		if err := r.RegisterParked(ctx, slices.Collect(maps.Keys(old))); err != nil {
+			return err
+		}
+	}
+	return r.PublishPartners(ctx, s.Partners)
 }

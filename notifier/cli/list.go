@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/notifier/notifier/notifier"
+	ucli "github.com/urfave/cli/v2"
+)
+
+func listCommand(env Env) *ucli.Command {
+	return &ucli.Command{
+		OnUsageError: usageError,
+		Name:         "list",
+		Usage:        "list notices by state: pending (from Redis), delivered or gave-up (from the archive)",
+		ArgsUsage:    " ",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "state", Value: "pending", Usage: "pending, delivered or gave-up"},
+			&ucli.StringFlag{Name: "partner", Usage: "only this partner's"},
+			&ucli.StringFlag{Name: "since", Usage: "delivered/gave-up: ended at or after T"},
+			&ucli.StringFlag{Name: "until", Usage: "delivered/gave-up: ended before T"},
+			&ucli.IntFlag{Name: "n", Value: 100, Usage: "at most N notices (0: all)"},
+			&ucli.BoolFlag{Name: "json", Usage: "one JSON object per notice"},
+			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(env),
+		},
+		Action: func(c *ucli.Context) error { return list(c, env) },
+	}
+}
+
+// listed is one line of `notifier list`.
+type listed struct {
+	ID      string     `json:"id"`
+	State   string     `json:"state"`
+	Partner string     `json:"partner,omitempty"`
+	Stamp   time.Time  `json:"stamp"`
+	Attempt int        `json:"attempt"`
+	Of      int        `json:"of"`
+	Due     *time.Time `json:"due,omitempty"`
+	Ended   *time.Time `json:"ended,omitempty"`
+	URL     string     `json:"url"`
+}
+
+var errEnough = errors.New("enough")
+
+func list(c *ucli.Context, env Env) error {
+	if c.NArg() > 0 || c.Int("n") < 0 {
+		return fmt.Errorf("%w: list takes flags only, and -n must be >= 0", ErrBadInput)
+	}
+	limit, count := c.Int("n"), 0
+	emit := func(l listed) error {
+		if c.Bool("json") {
+			b, err := json.Marshal(l)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s\n", b)
+		} else {
+			when := ""
+			switch {
+			case l.Due != nil:
+				when = "due " + l.Due.UTC().Format("2006-01-02T15:04:05.000Z")
+			case l.Ended != nil:
+				when = "ended " + l.Ended.UTC().Format("2006-01-02T15:04:05.000Z")
+			}
+			partner := l.Partner
+			if partner == "" {
+				partner = "-"
+			}
+			p := notifier.Printable
+			fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t#%d/%d\t%s\t%s\n", p(l.ID), p(l.State), p(partner), l.Attempt, l.Of, when, p(l.URL))
+		}
+		count++
+		if limit > 0 && count >= limit {
+			return errEnough
+		}
+		return nil
+	}
+	var err error
+	switch state := c.String("state"); state {
+	case "pending":
+		if c.IsSet("since") || c.IsSet("until") {
+			return fmt.Errorf("%w: --since and --until apply to delivered and gave-up notices", ErrBadInput)
+		}
+		q, oerr := open(c, env)
+		if oerr != nil {
+			return oerr
+		}
+		defer q.Close()
+		err = q.EachPending(c.Context, func(p notifier.PendingNotice) error {
+			if f := c.String("partner"); f != "" && p.Notice.Partner != f {
+				return nil
+			}
+			st, due := notifier.StatePending, p.Due.UTC()
+			if p.Parked {
+				st = notifier.StateParked
+			}
+			return emit(listed{ID: p.Notice.ID, State: string(st), Partner: p.Notice.Partner, Stamp: p.Notice.Stamp.UTC(), Attempt: p.N,
+				Of: len(p.Notice.Schedule), Due: &due, URL: notifier.RedactURL(p.Notice.URL)})
+		})
+	case "delivered", "gave-up":
+		f, ferr := endedFilter(c, state)
+		if ferr != nil {
+			return ferr
+		}
+		alog, oerr := env.History(dbPath(c))
+		if oerr != nil {
+			return oerr
+		}
+		defer alog.Close()
+		err = alog.EachEnded(c.Context, f, func(e notifier.EndedNotice) error {
+			ended := e.Ended.UTC()
+			return emit(listed{ID: e.Notice.ID, State: string(e.Outcome), Partner: e.Partner, Stamp: e.Notice.Stamp.UTC(),
+				Attempt: e.Attempts, Of: len(e.Notice.Schedule), Ended: &ended, URL: notifier.RedactURL(e.Notice.URL)})
+		})
+	default:
+		return fmt.Errorf("%w: --state %q: want pending, delivered or gave-up", ErrBadInput, state)
+	}
+	if errors.Is(err, errEnough) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/notifier/notifier/notifier"
+	ucli "github.com/urfave/cli/v2"
+)
+
+func partnerCommand(env Env) *ucli.Command {
+	flags := []ucli.Flag{redisFlag(), dataDirFlag(), prefixFlag(env)}
+	name := func(c *ucli.Context) (string, error) {
+		if c.NArg() != 1 {
+			return "", fmt.Errorf("%w: %s takes one partner name", ErrBadInput, c.Command.Name)
+		}
+		if err := notifier.ValidatePartnerName(c.Args().First()); err != nil {
+			return "", fmt.Errorf("%w: %v", ErrBadInput, err)
+		}
+		return c.Args().First(), nil
+	}
+	return &ucli.Command{
+		OnUsageError: usageError,
+		Name:         "partner",
+		Usage:        "show partners' state, pause and resume them",
+		Subcommands: []*ucli.Command{
+			{
+				OnUsageError: usageError,
+				Name:         "list",
+				Usage:        "each partner of the running serve's config: paused or not, failures in a row, parked notices",
+				Flags:        append([]ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "one JSON object per partner"}}, flags...),
+				Action: withStore(env, func(c *ucli.Context, q Store) error {
+					raw, err := q.PublishedPartners(c.Context)
+					if err != nil {
+						return err
+					}
+					sums, err := notifier.ParseSummaries(raw)
+					if err != nil {
+						return err
+					}
+					names := make([]string, 0, len(sums))
+					for n := range sums {
+						names = append(names, n)
+					}
+					slices.Sort(names)
+					states, err := q.PartnerStates(c.Context, names)
+					if err != nil {
+						return err
+					}
+					for _, n := range names {
+						st := states[n]
+						if c.Bool("json") {
+							b, err := json.Marshal(struct {
+								notifier.PartnerSummary
+								Paused bool   `json:"paused"`
+								Reason string `json:"reason,omitempty"`
+								Fails  int    `json:"fails_in_a_row"`
+								Parked int64  `json:"parked"`
+							}{sums[n], st.Paused, st.Reason, st.Fails, st.Parked})
+							if err != nil {
+								return err
+							}
+							fmt.Fprintf(c.App.Writer, "%s\n", b)
+							continue
+						}
+						state := "active"
+						if st.Paused {
+							state = "paused (" + st.Reason + ")"
+						}
+						fmt.Fprintf(c.App.Writer, "%s\t%s\tfails-in-a-row=%d\tparked=%d\n", notifier.Printable(n), notifier.Printable(state), st.Fails, st.Parked)
+					}
+					if len(names) == 0 {
+						fmt.Fprintln(c.App.ErrWriter, "notifier: no partners: the running serve has no --config partners")
+					}
+					return nil
+				}),
+			},
+			{
+				OnUsageError: usageError,
+				Name:         "pause",
+				Usage:        "pause a partner: its notices wait (parked) until resume",
+				ArgsUsage:    "NAME",
+				Flags:        append([]ucli.Flag{&ucli.StringFlag{Name: "reason", Value: "paused by an operator"}}, flags...),
+				Action: withStore(env, func(c *ucli.Context, q Store) error {
+					n, err := name(c)
+					if err != nil {
+						return err
+					}
+					if err := q.Pause(c.Context, n, c.String("reason")); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "paused %s\n", n)
+					return nil
+				}),
+			},
+			{
+				OnUsageError: usageError,
+				Name:         "resume",
+				Usage:        "resume a paused partner: its parked notices are sent now",
+				ArgsUsage:    "NAME",
+				Flags:        flags,
+				Action: withStore(env, func(c *ucli.Context, q Store) error {
+					n, err := name(c)
+					if err != nil {
+						return err
+					}
+					k, err := q.Resume(c.Context, n)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "resumed %s: %d parked notices re-armed\n", n, k)
+					return nil
+				}),
+			},
+		},
+	}
+}

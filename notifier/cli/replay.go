@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/notifier/notifier/notifier"
+	ucli "github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+func replayCommand(env Env) *ucli.Command {
+	return &ucli.Command{
+		OnUsageError: usageError,
+		Name:         "replay",
+		Usage:        "send ended notices again, in bulk, each with a fresh stamp (pending ones are skipped)",
+		ArgsUsage:    " ",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "since", Usage: "notices that ended at or after T (RFC 3339, a date, or a duration ago such as 2h); required"},
+			&ucli.StringFlag{Name: "until", Usage: "and before T"},
+			&ucli.StringFlag{Name: "outcome", Usage: "only gave-up or delivered ones"},
+			&ucli.StringFlag{Name: "partner", Usage: "only this partner's"},
+			&ucli.BoolFlag{Name: "dry-run", Usage: "list what would be sent, send nothing"},
+			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(env),
+		},
+		Action: func(c *ucli.Context) error { return replay(c, env) },
+	}
+}
+
+func replay(c *ucli.Context, env Env) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", ErrBadInput, c.Args().First())
+	}
+	if c.String("since") == "" {
+		return fmt.Errorf("%w: --since is required (replaying every notice ever is rarely meant)", ErrBadInput)
+	}
+	f, err := endedFilter(c, c.String("outcome"))
+	if err != nil {
+		return err
+	}
+	// A replayed notice that ends again moves to the end of the archive:
+	// without an end to the range, a replay would meet it again and again.
+	if f.Until.IsZero() {
+		f.Until = time.Now()
+	}
+	alog, err := env.History(dbPath(c))
+	if err != nil {
+		return err
+	}
+	defer alog.Close()
+	total, err := alog.CountEnded(c.Context, f)
+	if err != nil {
+		return err
+	}
+	if c.Bool("dry-run") {
+		err := alog.EachEnded(c.Context, f, func(e notifier.EndedNotice) error {
+			_, err := fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t%s\n", notifier.Printable(e.Notice.ID), notifier.Printable(string(e.Outcome)),
+				e.Ended.UTC().Format(time.RFC3339), notifier.Printable(notifier.RedactURL(e.Notice.URL)))
+			return err
+		})
+		fmt.Fprintf(c.App.Writer, "would replay %d\n", total)
+		return err
+	}
+	q, err := open(c, env)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	in := notifier.Intake{Queue: q}
+	bar := newProgress(c.App.ErrWriter, total)
+	var sent, skipped, done int
+	batch := make([]notifier.Notice, 0, 500)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		errs, err := in.Resend(c.Context, batch)
+		if err != nil {
+			return err
+		}
+		for i, e := range errs {
+			if e != nil {
+				skipped++
+				fmt.Fprintf(c.App.ErrWriter, "notifier: skipped %s\n", notifier.Printable(batch[i].ID+": "+e.Error()))
+			} else {
+				sent++
+			}
+		}
+		done += len(batch)
+		bar.set(done)
+		batch = batch[:0]
+		return nil
+	}
+	seen := map[string]bool{} // the archive may list a notice twice while it changes under the cursor
+	err = alog.EachEnded(c.Context, f, func(e notifier.EndedNotice) error {
+		if seen[e.Notice.ID] {
+			return nil
+		}
+		seen[e.Notice.ID] = true
+		batch = append(batch, e.Notice)
+		if len(batch) == cap(batch) {
+			return flush()
+		}
+		return nil
+	})
+	err = errors.Join(err, flush())
+	bar.finish()
+	fmt.Fprintf(c.App.Writer, "replayed %d, skipped %d\n", sent, skipped)
+	return err
+}
+
+// progress draws a one-line progress bar on a terminal, and nothing
+// elsewhere (logs and pipes get the summary line only).
+type progress struct {
+	w     io.Writer
+	total int
+	on    bool
+	last  time.Time
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	f, ok := w.(*os.File)
+	return &progress{w: w, total: total, on: ok && term.IsTerminal(int(f.Fd())) && total > 0}
+}
+
+func (p *progress) set(done int) {
+	if !p.on || (time.Since(p.last) < 100*time.Millisecond && done < p.total) {
+		return
+	}
+	p.last = time.Now()
+	const width = 30
+	filled := width * done / p.total
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, p.total)
+}
+
+func (p *progress) finish() {
+	if p.on {
+		fmt.Fprintln(p.w)
+	}
+}
