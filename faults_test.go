@@ -157,7 +157,7 @@ func waitDrained(t *testing.T, rdb *redis.Client) {
 // pendingKeys lists the keys that hold pending work: everything of the
 // default prefix but the tombstones that remember ended notices, and
 // bookkeeping that outlives notices (the published schedule and partners,
-// partner states, the wake flag).
+// partner states, the wake flag, enqueue receipts, which live a minute).
 func pendingKeys(t *testing.T, rdb *redis.Client) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -168,7 +168,8 @@ func pendingKeys(t *testing.T, rdb *redis.Client) []string {
 	var left []string
 	for _, k := range all {
 		switch {
-		case k == "noticeId:schedule", k == "noticeId:urlpolicy", k == "noticeId:partners", k == "noticeId:wakeflag", strings.HasPrefix(k, "noticeId:partner:"):
+		case k == "noticeId:schedule", k == "noticeId:urlpolicy", k == "noticeId:partners", k == "noticeId:wakeflag",
+			strings.HasPrefix(k, "noticeId:partner:"), strings.HasPrefix(k, "noticeId:e:"):
 			continue
 		case strings.HasPrefix(k, "noticeId:p:"):
 			if v, err := rdb.Get(ctx, k).Result(); err == nil && strings.HasPrefix(v, "!") {

@@ -85,7 +85,8 @@ var env = cli.Env{
 		err := bench.RunOn(ctx, c.RedisURL, c.ClusterURL, bench.Config{Serves: c.Serves, Backlogs: c.Backlogs, Due: c.Due,
 			Window: c.Window, Throughput: c.Throughput, File: c.File, Body: c.Body, Concurrency: c.Concurrency, Log: c.Log}, c.Out)
 		if errors.Is(err, store.ErrBadRedisURL) {
-			return fmt.Errorf("%w: %v", cli.ErrBadInput, err)
+			flag := map[bool]string{true: "--cluster", false: "--redis"}[c.ClusterURL != ""]
+			return fmt.Errorf("%w: %s: %v", cli.ErrBadInput, flag, err)
 		}
 		return err
 	},
@@ -162,7 +163,10 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 		})
 		parts = append(parts, notifier.Part{Name: "embedded redis-server", Run: func(ctx context.Context) error {
 			close(supervised)
-			return srv.Run(ctx, log)
+			if err := srv.Run(ctx, log); err != nil {
+				log.Error("stop embedded redis-server", "err", err)
+			}
+			return nil
 		}})
 		log.Info("started embedded redis-server", "socket", srv.Socket, "appendfsync", cfg.AppendFsync)
 	}
@@ -203,14 +207,14 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 		d.AddObserver(fl.Observe)
 		parts = append(parts, notifier.Part{Name: "fleet log", Run: fl.Run})
 	}
-	parts = append(parts, notifier.Part{Name: "dispatcher", Run: d.Run})
-	if cfg.Listen != "" {
+	if cfg.Listen != "" { // stopped after the dispatcher: readiness and metrics last to the end
 		p, err := apiPart(ctx, cfg, q, rdb, alog, d)
 		if err != nil {
 			return err
 		}
 		parts = append(parts, p)
 	}
+	parts = append(parts, notifier.Part{Name: "dispatcher", Run: d.Run})
 	if addr := os.Getenv("NOTIFIER_PPROF"); addr != "" {
 		parts = append(parts, pprofPart(addr, log))
 	}

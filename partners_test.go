@@ -248,6 +248,7 @@ func TestBadConfigIsRefused(t *testing.T) {
 		{"UnknownKey", "[[partner]]\nname = \"a\"\nsucess = \"2xx\"\n", "unknown key"},
 		{"BadRule", "[[partner]]\nname = \"a\"\nsuccess = \"status:99\"\n", "success"},
 		{"BadSecret", "[[partner]]\nname = \"a\"\nsecrets = [\"whsec_short\"]\n", "secrets[0]"},
+		{"SecretsWithoutPrefix", "[[partner]]\nname = \"a\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n", "url_prefix"},
 		{"BadSchedule", "[[partner]]\nname = \"a\"\nschedule = \"alipy\"\n", "schedule"},
 		{"Duplicate", "[[partner]]\nname = \"a\"\n[[partner]]\nname = \"a\"\n", "twice"},
 		{"NotTOML", "[[partner", "invalid config"},
@@ -283,6 +284,13 @@ func TestLeaseShorterThanATimeoutIsRefused(t *testing.T) {
 	if code != exitBadInput || !strings.Contains(errOut, "--timeout") {
 		t.Errorf("serve --timeout 20s --lease 20s = %d %q; want exit 2 naming --timeout", code, errOut)
 	}
+
+	t.Run("DefaultLeaseFollowsALongPartnerTimeout", func(t *testing.T) {
+		srv := redistest.Start(t)
+		s := spawnServe(t, "--redis", srv.URL(), "--config", path, "--db", filepath.Join(dir, "a.db"))
+		t.Cleanup(s.stop)
+		s.waitSubscribed(srv.Client(), 1)
+	})
 }
 
 func writeFile(t *testing.T, path, body string) {
@@ -364,6 +372,9 @@ func TestParkedNoticeOfARemovedPartnerIsDelivered(t *testing.T) {
 			t.Fatalf("p1 never parked: %q", out)
 		}
 		time.Sleep(20 * time.Millisecond) // parking happens in serve; polled through the CLI
+	}
+	if code, out, errOut := runCLI(t, "", "list", "--state", "parked", "--redis", srv.URL()); code != 0 || !strings.HasPrefix(out, "p1\tparked\t") {
+		t.Errorf("list --state parked = %d %q %q; want p1 parked", code, out, errOut)
 	}
 	first.stop()
 

@@ -126,8 +126,8 @@ func (s *stack) assertRedisEmpty() {
 	}
 	var keys []string
 	for _, k := range all {
-		if k == "noticeId:wakeflag" || k == "noticeId:partners" || strings.HasPrefix(k, "noticeId:partner:") {
-			continue // lives 2 ms after a wake message; a partner's state
+		if k == "noticeId:wakeflag" || k == "noticeId:partners" || strings.HasPrefix(k, "noticeId:partner:") || strings.HasPrefix(k, "noticeId:e:") {
+			continue // lives 2 ms after a wake message; a partner's state; an enqueue receipt (a minute)
 		}
 		if v, err := s.rdb.Get(context.Background(), k).Result(); err == nil && strings.HasPrefix(v, "!") && strings.HasPrefix(k, "noticeId:p:") {
 			continue

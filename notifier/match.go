@@ -29,7 +29,8 @@ import (
 // A notice that names its partner must have a URL under one of the
 // partner's prefixes, or it would carry the partner's signatures to any
 // host: enqueue refuses it (ApplyPartner). A partner without url_prefix
-// claims no URL and may be named for any. At delivery, a notice stored
+// claims no URL and may be named for any; the config refuses secrets for
+// such a partner, so its notices are never signed. At delivery, a notice stored
 // before that check, naming a partner its URL is not under, is sent as a
 // notice of no partner (Resolve): unsigned by the partner, not held to its
 // limits or rules, and logged without its name.

@@ -176,6 +176,10 @@ func (rp rawPartner) build() (*Partner, error) {
 		}
 		p.Secrets = append(p.Secrets, sec)
 	}
+	if len(p.Secrets) > 0 && len(p.Prefixes) == 0 {
+		// Its signatures would go to whatever URL a notice naming it has.
+		return nil, errors.New("secrets need url_prefix: a partner's signatures go only to its own URLs")
+	}
 	if rp.Success != "" {
 		r, err := ParseSuccessRule(rp.Success)
 		if err != nil {

@@ -130,8 +130,8 @@ type Pauser interface {
 	// Paused reports, for each named partner, whether it is paused and
 	// how many attempts are parked for it.
 	Paused(ctx context.Context, names []string) (map[string]PauseState, error)
-	// ParkedPartners names every partner with attempts parked, including
-	// partners no longer configured.
+	// ParkedPartners names the partners with attempts parked that the
+	// fleet's published config no longer names.
 	ParkedPartners(ctx context.Context) ([]string, error)
 	// Unpark re-arms the attempts parked for partner, due now.
 	Unpark(ctx context.Context, partner string) (int, error)

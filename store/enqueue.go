@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/notifier/notifier/notifier"
@@ -15,6 +16,11 @@ import (
 // Pipelines of a few MiB keep every round trip well inside the timeouts
 // while still carrying thousands of small notices each.
 const enqueuePipelineBytes = 4 << 20
+
+// receiptTTL is how long an enqueue's receipt lives: well past the last
+// re-send of its call (the timeouts plus enqueueResends), short enough to
+// cost little memory.
+const receiptTTL = time.Minute
 
 // enqueueResends is how often a pipeline of enqueue scripts whose
 // connection failed is sent again. The script recognises a payload it
@@ -67,19 +73,29 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 				continue
 			}
 		}
-		p, err := encodePayload(n)
+		call, err := r.enqueueCall(n, forced)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		t := notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}
-		due, _ := n.Schedule.Due(n.Stamp, 1)
-		calls = append(calls, scriptCall{enqueueScript,
-			[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID)},
-			[]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake(), "0"}})
+		calls = append(calls, call)
 		idx = append(idx, i)
 	}
 	return errs, r.storeNotices(ctx, calls, idx, notices, errs)
+}
+
+// enqueueCall is the script call that stores n, with a token of its own.
+func (r *Redis) enqueueCall(n *notifier.Notice, forced string) (scriptCall, error) {
+	p, err := encodePayload(n)
+	if err != nil {
+		return scriptCall{}, err
+	}
+	t := notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}
+	due, _ := n.Schedule.Due(n.Stamp, 1)
+	return scriptCall{enqueueScript,
+		[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID), r.keys.Receipt(n.ID)},
+		[]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake(), "0",
+			r.instance + ":e" + strconv.FormatUint(r.claims.Add(1), 36), receiptTTL.Milliseconds()}}, nil
 }
 
 // storeNotices runs the enqueue calls in pipelines of at most
@@ -110,6 +126,10 @@ func payloadLen(c scriptCall) int {
 	return len(p)
 }
 
+// resentArg is the index in an enqueue call's args of ARGV[6], the flag
+// of a call sent again.
+const resentArg = 5
+
 // storeBatch runs one pipeline of enqueue calls, sending again those whose
 // reply was lost to a connection failure.
 func (r *Redis) storeBatch(ctx context.Context, calls []scriptCall, idx []int, notices []notifier.Notice, errs []error) error {
@@ -126,15 +146,16 @@ func (r *Redis) storeBatch(ctx context.Context, calls []scriptCall, idx []int, n
 				// Sent again: the script may find this call's own
 				// payload, stored by the send whose reply was lost.
 				args := slices.Clone(calls[j].args)
-				args[len(args)-1] = "1"
+				args[resentArg] = "1"
 				batch[k].args = args
 			}
 		}
-		cmds, err := r.evalPipelined(ctx, batch)
+		cmds, pipeErr := r.evalPipelined(ctx, batch)
+		err := pipeErr
 		var left []int
 		for k, j := range todo {
 			i := idx[j]
-			if err != nil {
+			if pipeErr != nil {
 				left = append(left, j)
 				continue
 			}

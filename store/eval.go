@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"net"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -55,32 +57,49 @@ func (c scriptCall) add(ctx context.Context, pipe redis.Pipeliner, sha bool) *re
 }
 
 // evalPipelined runs calls in one round trip with EVALSHA, each sent at most
-// once (see noRetry). Calls that failed with NOSCRIPT (the node restarted,
-// was promoted or flushed its scripts) did nothing, so they are sent again
-// with EVAL, which also caches the script on that node; no other node has to
-// answer for that. Each command carries its own result: on a cluster one
-// master may be down while the others answer. The error is set only when no
-// command got through; a command whose own error is not a reply from Redis
-// may or may not have run.
+// once blindly (see noRetry). Calls that Redis refused without running
+// them are sent again: NOSCRIPT (the node restarted, was promoted or
+// flushed its scripts) with EVAL, which also caches the script on that node,
+// so no other node has to answer for that; LOADING, TRYAGAIN, CLUSTERDOWN,
+// MASTERDOWN and READONLY (a node starting or failing over), and a pipeline
+// that could not even connect, after a short pause, a few times. Each
+// command carries its own result: on a cluster one master may be down while
+// the others answer. The error is set only when no command got through; a
+// command whose own error is not a reply from Redis may or may not have run.
 func (r *Redis) evalPipelined(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
 	cmds := make([]*redis.Cmd, len(calls))
-	pipe := r.rdb.Pipeline()
-	for i, c := range calls {
-		cmds[i] = c.add(ctx, pipe, true)
+	todo := make([]int, len(calls))
+	for i := range todo {
+		todo[i] = i
 	}
-	_, err := pipe.Exec(ctx)
-	var again []int
-	for i := range cmds {
-		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
-			again = append(again, i)
-		}
-	}
-	if len(again) > 0 {
+	sha := true
+	var err error
+	for try := 0; ; try++ {
 		pipe := r.rdb.Pipeline()
-		for _, i := range again {
-			cmds[i] = calls[i].add(ctx, pipe, false)
+		for _, i := range todo {
+			cmds[i] = calls[i].add(ctx, pipe, sha)
 		}
 		_, err = pipe.Exec(ctx)
+		var again []int
+		sha = true
+		for _, i := range todo {
+			switch e := cmds[i].Err(); {
+			case redis.HasErrorPrefix(e, "NOSCRIPT"):
+				again, sha = append(again, i), false
+			case notRun(e) || (e != nil && notSent(err)):
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 || try == len(notRunPauses) || ctx.Err() != nil {
+			break
+		}
+		if sha { // only refusals that call for a pause
+			select {
+			case <-ctx.Done():
+			case <-time.After(notRunPauses[try]):
+			}
+		}
+		todo = again
 	}
 	if err == nil || isReplyError(err) {
 		return cmds, nil
@@ -91,6 +110,28 @@ func (r *Redis) evalPipelined(ctx context.Context, calls []scriptCall) ([]*redis
 		}
 	}
 	return nil, err
+}
+
+// notRunPauses are the pauses before sending again calls Redis refused
+// without running them.
+var notRunPauses = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond}
+
+// notRun tells a reply that says the command was not run and may be sent
+// again.
+func notRun(err error) bool {
+	for _, p := range []string{"LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// notSent tells a pipeline that failed before it reached Redis: it could
+// not connect.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // isReplyError tells a command's error reply (reported per command) from a

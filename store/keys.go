@@ -135,6 +135,11 @@ func (k Keys) TriggerPrefix() string { return k.prefix() + "_" }
 // Payload is the key holding notice id's payload.
 func (k Keys) Payload(id string) string { return k.scope(k.ShardOf(id)) + ":p:" + id }
 
+// Receipt is the key an enqueue of notice id leaves for a minute, holding
+// that call's token, so the same call sent again after its reply was lost
+// knows it stored the notice (however it has ended since).
+func (k Keys) Receipt(id string) string { return k.scope(k.ShardOf(id)) + ":e:" + id }
+
 // Lease is the key holding the claim on notice id's pending attempt.
 func (k Keys) Lease(id string) string { return k.scope(k.ShardOf(id)) + ":l:" + id }
 

@@ -11,9 +11,25 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ParkedPartners implements notifier.Pauser: the names of every partner
-// with attempts parked, configured or not.
+// ParkedPartners implements notifier.Pauser: the names of the partners with
+// attempts parked that the published config (the last serve started) does
+// not name. Serves sharing a Redis should share a config; while they do
+// not (a rolling change), a partner still published is left to the serves
+// that know it.
 func (r *Redis) ParkedPartners(ctx context.Context) ([]string, error) {
+	names, err := r.parkedNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	published, err := r.rdb.HKeys(ctx, r.keys.Partners()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read partners: %w", err)
+	}
+	return slices.DeleteFunc(names, func(n string) bool { return slices.Contains(published, n) }), nil
+}
+
+// parkedNames returns every name in the shards' parked names.
+func (r *Redis) parkedNames(ctx context.Context) ([]string, error) {
 	pipe := r.rdb.Pipeline()
 	cmds := make([]*redis.StringSliceCmd, r.keys.ShardCount())
 	for s := range cmds {
@@ -74,7 +90,7 @@ func (r *Redis) parkingPartners(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read partners: %w", err)
 	}
-	parked, err := r.ParkedPartners(ctx)
+	parked, err := r.parkedNames(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -36,21 +36,24 @@ end
 //	KEYS[2] -> due index        ARGV[2] -> due-index member of attempt n
 //	KEYS[3] -> trigger key      ARGV[3] -> due time, Unix ms (the member's score)
 //	KEYS[4] -> wake flag        ARGV[4] -> '1' to replace a delivered tombstone
-//	                                       (an operator's explicit re-send)
+//	KEYS[5] -> receipt key                 (an operator's explicit re-send)
 //	                            ARGV[5] -> wake channel (a channel, not a key)
 //	                            ARGV[6] -> '1' when this call is sent again
 //	                                       after its reply was lost
+//	                            ARGV[7] -> this call's token
+//	                            ARGV[8] -> the receipt's TTL, ms
 //
-// Returns 1; 3, for a call sent again, if this very payload is stored
-// already (the first send ran but its reply was lost: the stamp in the
-// payload makes it this enqueue's own); 0 if a notice with this id is
-// pending; 2 if one was delivered within the dedup window (its tombstone is
-// still there). Nothing is written but for 1. A given-up or cancelled id may
-// be enqueued again: it was never delivered, so sending it is no duplicate.
+// Returns 1; 3, for a call sent again, if the receipt holds this call's
+// token (the first send stored the notice, which may have been delivered,
+// given up or cancelled since: it is not stored again, nor called a
+// duplicate); 0 if a notice with this id is pending; 2 if one was delivered
+// within the dedup window (its tombstone is still there). Nothing is
+// written but for 1. A given-up or cancelled id may be enqueued again: it
+// was never delivered, so sending it is no duplicate.
 var enqueueScript = newScript(pxUntil + `
+if ARGV[6] == '1' and redis.call('GET', KEYS[5]) == ARGV[7] then return 3 end
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  if ARGV[6] == '1' and cur == ARGV[1] then return 3 end
   if string.sub(cur, 1, 1) ~= '!' then return 0 end
   if cur == '` + tombDelivered + `' and ARGV[4] ~= '1' then return 2 end
 end
@@ -58,6 +61,7 @@ redis.call('SET', KEYS[1], ARGV[1])
 local px = px_until(ARGV[3])
 redis.call('SET', KEYS[3], 1, 'PX', px)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('SET', KEYS[5], ARGV[7], 'PX', ARGV[8])
 wake_if_due(px, ARGV[5], KEYS[4])
 return 1
 `)

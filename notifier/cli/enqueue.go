@@ -69,7 +69,10 @@ func enqueue(c *ucli.Context, env Env) error {
 		if err != nil {
 			return err
 		}
-		if errs[0] != nil {
+		switch {
+		case errors.Is(errs[0], notifier.ErrUnknownPartner), errors.Is(errs[0], notifier.ErrPublished):
+			return fmt.Errorf("%w: %v", ErrBadInput, errs[0])
+		case errs[0] != nil:
 			return errs[0]
 		}
 		fmt.Fprintln(c.App.Writer, single.ID)

@@ -14,10 +14,10 @@ func listCommand(env Env) *ucli.Command {
 	return &ucli.Command{
 		OnUsageError: usageError,
 		Name:         "list",
-		Usage:        "list notices by state: pending (from Redis), delivered or gave-up (from the archive)",
+		Usage:        "list notices by state: pending or parked (from Redis), delivered or gave-up (from the archive)",
 		ArgsUsage:    " ",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "state", Value: "pending", Usage: "pending, delivered or gave-up"},
+			&ucli.StringFlag{Name: "state", Value: "pending", Usage: "pending (parked ones included), parked, delivered or gave-up"},
 			&ucli.StringFlag{Name: "partner", Usage: "only this partner's"},
 			&ucli.StringFlag{Name: "since", Usage: "delivered/gave-up: ended at or after T"},
 			&ucli.StringFlag{Name: "until", Usage: "delivered/gave-up: ended before T"},
@@ -79,7 +79,7 @@ func list(c *ucli.Context, env Env) error {
 	}
 	var err error
 	switch state := c.String("state"); state {
-	case "pending":
+	case "pending", "parked":
 		if c.IsSet("since") || c.IsSet("until") {
 			return fmt.Errorf("%w: --since and --until apply to delivered and gave-up notices", ErrBadInput)
 		}
@@ -89,7 +89,7 @@ func list(c *ucli.Context, env Env) error {
 		}
 		defer q.Close()
 		err = q.EachPending(c.Context, func(p notifier.PendingNotice) error {
-			if f := c.String("partner"); f != "" && p.Notice.Partner != f {
+			if f := c.String("partner"); (f != "" && p.Notice.Partner != f) || (state == "parked" && !p.Parked) {
 				return nil
 			}
 			st, due := notifier.StatePending, p.Due.UTC()
@@ -115,7 +115,7 @@ func list(c *ucli.Context, env Env) error {
 				Attempt: e.Attempts, Of: len(e.Notice.Schedule), Ended: &ended, URL: notifier.RedactURL(e.Notice.URL)})
 		})
 	default:
-		return fmt.Errorf("%w: --state %q: want pending, delivered or gave-up", ErrBadInput, state)
+		return fmt.Errorf("%w: --state %q: want pending, parked, delivered or gave-up", ErrBadInput, state)
 	}
 	if errors.Is(err, errEnough) {
 		return nil

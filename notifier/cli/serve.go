@@ -128,7 +128,7 @@ func serveConfig(c *ucli.Context, env Env) (ServeConfig, error) {
 	if lease == 0 {
 		lease, slack = timeout+leaseSlack, leaseSlack
 	}
-	if longest, who := cfg.Config.LongestTimeout(timeout); lease <= longest {
+	if longest, who := cfg.Config.LongestTimeout(timeout); slack == 0 && lease <= longest {
 		return ServeConfig{}, fmt.Errorf("%w: --lease %s must be longer than the longest attempt timeout (%s, %s), or left unset to follow each attempt's timeout", ErrBadInput, lease, longest, who)
 	}
 	perPartner := c.Int("partner-concurrency")

@@ -1,0 +1,93 @@
+package store
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/notifier/notifier/backoff"
+	"github.com/notifier/notifier/notifier"
+	"github.com/redis/go-redis/v9"
+)
+
+// TestEnqueueSentAgainKnowsItsOwnNotice: an enqueue call whose reply was
+// lost is sent again; by then the notice it stored may have been delivered
+// (or given up, or cancelled). The call sent again must say "stored", not
+// "duplicate", and must not store the notice a second time; another call
+// for the id is still a duplicate.
+func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
+	dir, err := os.MkdirTemp("", "rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	srv, err := StartServer(context.Background(), ServerConfig{Dir: dir, AppendFsync: "always"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	opt, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	r := NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	run := func(c scriptCall, resent bool) int {
+		t.Helper()
+		if resent {
+			c.args = append([]any(nil), c.args...)
+			c.args[resentArg] = "1"
+		}
+		cmds, err := r.evalPipelined(ctx, []scriptCall{c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := cmds[0].Int()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, ended := range []struct{ name, payload string }{
+		{"Delivered", tombDelivered}, {"Cancelled", tombCancelled}, {"GaveUp", ""},
+	} {
+		t.Run(ended.name, func(t *testing.T) {
+			n := notifier.Notice{ID: "n-" + ended.name, URL: "https://p.example/n", Schedule: backoff.Schedule{0},
+				Stamp: time.Now().Truncate(time.Millisecond)}
+			call, err := r.enqueueCall(&n, "0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := run(call, false); v != 1 {
+				t.Fatalf("first send = %d, want 1 (stored)", v)
+			}
+			// Delivered (or ended otherwise) before the reply's loss was noticed.
+			rdb.ZRem(ctx, r.keys.DueOf(n.ID), r.keys.Member(notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}))
+			if ended.payload == "" {
+				rdb.Del(ctx, r.keys.Payload(n.ID))
+			} else {
+				rdb.Set(ctx, r.keys.Payload(n.ID), ended.payload, time.Hour)
+			}
+			if v := run(call, true); v != 3 {
+				t.Fatalf("the same call sent again = %d, want 3 (stored by its first send)", v)
+			}
+			if rdb.Exists(ctx, r.keys.Payload(n.ID)).Val() == 1 && rdb.Get(ctx, r.keys.Payload(n.ID)).Val() != ended.payload {
+				t.Errorf("the call sent again stored the notice again")
+			}
+			other, err := r.enqueueCall(&n, "0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 1 // a given-up or cancelled id may be enqueued again
+			if ended.payload == tombDelivered {
+				want = 2
+			}
+			if v := run(other, true); v != want {
+				t.Errorf("another call for the id = %d, want %d", v, want)
+			}
+		})
+	}
+}
