@@ -10,19 +10,21 @@
 // The Redis side, type Redis, by what each file owns:
 //
 //	redis.go    the type, NewRedis, CheckEvents and the published default schedule
-//	enqueue.go  Enqueue and Resend: storing new notices, in bounded pipelines
+//	enqueue.go  Enqueue and Resend: storing new notices, in bounded pipelines,
+//	            sent again after a lost reply (the receipt makes that safe)
 //	queue.go    notifier.Queue: claims, completions, releases, leases, and
 //	            reading the due index (Overdue, NextDue, Nudge)
 //	listen.go   notifier.Events: the expired-event subscription and its canary
 //	cluster.go  listening to every master of a Redis Cluster
 //	ops.go      notice state and cancel, parking, partner pause, resume and
 //	            unpark, shared partner state, published partners, URL policy
-//	park.go     the partners with parked attempts, configured or not
+//	park.go     the partners with parked attempts, configured or not, and
+//	            Publish: what serve publishes for enqueue and other serves
 //	listing.go  listing pending notices by reading payload headers only
-//	status.go   NoticeStatus: a notice's status from Redis and the attempt log
 //	fleet.go    FleetLog: the capped attempt stream shared by every serve
 //	payload.go  the payload encoding (header line, then the raw body)
-//	eval.go     running scripts pipelined, loading them when Redis lost them
+//	eval.go     running scripts pipelined, each sent once (never re-sent
+//	            blindly by go-redis), again only when Redis did not run it
 //	connect.go  Redis URLs (single node, Sentinel, Cluster) and clients
 //	server.go   the embedded redis-server and the data-dir lock
 //
@@ -32,8 +34,9 @@
 //	sqlite.go   opening, migrations (migrations/*.sql), Close, and the WHERE
 //	            clause builder the attempt and archive queries share
 //	writer.go   Record and Sync, and Run: the one writer, committing batches
-//	attempts.go attempt queries: Last, Follow, Each (Filter)
-//	archive.go  archive queries: Ended, EachEnded, CountEnded (NoticeFilter)
+//	attempts.go attempt queries: Last, Follow, Each (notifier.AttemptFilter)
+//	archive.go  archive queries: Ended, EachEnded, CountEnded
+//	            (notifier.NoticeFilter)
 //
 // Packages under store: redistest starts private redis-servers and local
 // clusters for tests, storetest gives tests a running attempt log, and bench
