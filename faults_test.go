@@ -376,6 +376,16 @@ func TestSecondSignalExitsNow(t *testing.T) {
 		t.Fatalf("serve exited on the first SIGTERM with an attempt in flight: %v", err)
 	case <-time.After(300 * time.Millisecond): // it must still be waiting for the attempt
 	}
+	// It says at once what it waits for, and how to stop waiting.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.logs.String(), "in_flight=1"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not say it lets 1 attempt finish: %s", s.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond) // serve's log, polled
+	}
+	if !strings.Contains(s.logs.String(), "second signal") {
+		t.Errorf("serve did not say a second signal exits at once: %s", s.logs.String())
+	}
 	start := time.Now()
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {

@@ -87,9 +87,11 @@ func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeIt
 					d.Logger.Debug("sweep took an attempt whose expiry event never came", "id", job.Notice.ID, "n", job.N)
 				}
 				workers.Add(1)
+				d.inFlight.Add(1)
 				go func() {
 					defer workers.Done()
 					defer func() { <-sem }()
+					defer d.inFlight.Add(-1)
 					d.attempt(workCtx, job)
 				}()
 				continue

@@ -90,6 +90,8 @@ type Dispatcher struct {
 	// limit: they already hold a reservation, so they skip the limiter once.
 	rateHeld  sync.Map // Trigger -> time.Time the reservation is for
 	rateHolds atomic.Int64
+	// inFlight counts the attempts workers are making.
+	inFlight atomic.Int64
 
 	stats Stats
 }
@@ -202,6 +204,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		go func() { defer loops.Done(); loop() }()
 	}
 	<-ctx.Done()
+	// Said at once, so an operator watching a stop knows what it waits for.
+	if n := d.inFlight.Load(); n > 0 {
+		d.Logger.Info("stopping: letting attempts in flight finish (a second signal exits at once)",
+			"in_flight", n, "grace", d.ShutdownGrace)
+	}
 	loops.Wait()
 
 	done := make(chan struct{})
