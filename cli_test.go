@@ -189,3 +189,21 @@ func TestHumanOutputIsEscaped(t *testing.T) {
 		})
 	}
 }
+
+// TestEnqueueWarnsWithoutServe: enqueue into a Redis no serve has published
+// its settings to succeeds, and says on stderr that nothing is delivered
+// until one runs; once one has, it says nothing.
+func TestEnqueueWarnsWithoutServe(t *testing.T) {
+	srv := redistest.Start(t)
+	code, out, errOut := runCLI(t, "", "enqueue", "--redis", srv.URL(), "--url", "http://127.0.0.1:1/n", "--id", "w1")
+	if code != 0 || out != "w1\n" || !strings.Contains(errOut, "no serve has published") {
+		t.Errorf("enqueue without serve = %d %q %q; want exit 0 and a warning", code, out, errOut)
+	}
+	if err := srv.Client().Set(context.Background(), "noticeId:schedule", "0,10s", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runCLI(t, "", "enqueue", "--redis", srv.URL(), "--url", "http://127.0.0.1:1/n", "--id", "w2")
+	if code != 0 || errOut != "" {
+		t.Errorf("enqueue with a serve's settings = %d %q; want exit 0 and no warning", code, errOut)
+	}
+}

@@ -194,7 +194,13 @@ func (s Status) Format(now time.Time) string {
 	}
 	b.WriteString("\n")
 	if s.NextDue != nil {
-		fmt.Fprintf(&b, "next:     #%d due %s (in %s)", s.NextAttempt, stamp(*s.NextDue), ms(max(s.NextDue.Sub(now), 0)))
+		// A second past due with no attempt in flight means no serve is
+		// making it: say so, rather than "in 0s" for ever.
+		if late := now.Sub(*s.NextDue); late >= time.Second && !s.InFlight {
+			fmt.Fprintf(&b, "next:     #%d due %s (overdue by %s)", s.NextAttempt, stamp(*s.NextDue), late.Round(time.Second))
+		} else {
+			fmt.Fprintf(&b, "next:     #%d due %s (in %s)", s.NextAttempt, stamp(*s.NextDue), ms(max(s.NextDue.Sub(now), 0)))
+		}
 		if s.InFlight {
 			b.WriteString(", in flight")
 		}

@@ -234,3 +234,31 @@ func statusString(s Status) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestStatusFormatSaysOverdue: a next attempt past due with nothing in
+// flight (no serve is making it) reads "overdue by", not "in 0s" for ever.
+func TestStatusFormatSaysOverdue(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	due := now.Add(-130 * time.Second)
+	soon := now.Add(1500 * time.Millisecond)
+	tests := []struct {
+		name     string
+		next     time.Time
+		inFlight bool
+		want     string
+	}{
+		{"Overdue", due, false, "(overdue by 2m10s)"},
+		{"InFlightIsNotOverdue", due, true, "(in 0s), in flight"},
+		{"Soon", soon, false, "(in 1.5s)"},
+		{"JustDue", now.Add(-200 * time.Millisecond), false, "(in 0s)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			next := tt.next
+			st := Status{ID: "o1", State: StatePending, Attempts: 0, MaxAttempts: 6, NextAttempt: 1, NextDue: &next, InFlight: tt.inFlight}
+			if got := st.Format(now); !strings.Contains(got, tt.want) {
+				t.Errorf("Format = %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
+}

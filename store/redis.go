@@ -140,6 +140,16 @@ func (r *Redis) SetDefaultSchedule(ctx context.Context, s backoff.Schedule) erro
 	return nil
 }
 
+// Served reports whether a serve has published its settings to this Redis
+// (its default schedule): without one, nothing enqueued is delivered.
+func (r *Redis) Served(ctx context.Context) (bool, error) {
+	n, err := r.rdb.Exists(ctx, r.keys.DefaultSchedule()).Result()
+	if err != nil {
+		return false, fmt.Errorf("read default schedule: %w", err)
+	}
+	return n == 1, nil
+}
+
 // DefaultSchedule returns the schedule published by serve, or backoff.Default
 // if none was.
 func (r *Redis) DefaultSchedule(ctx context.Context) (backoff.Schedule, error) {

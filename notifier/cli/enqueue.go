@@ -63,6 +63,9 @@ func enqueue(c *ucli.Context, env Env) error {
 		return err
 	}
 	defer q.Close()
+	if served, err := q.Served(c.Context); err == nil && !served {
+		fmt.Fprintln(c.App.ErrWriter, "notifier: warning: no serve has published its settings to this Redis: notices wait until one runs")
+	}
 	in := notifier.Intake{Queue: q, Published: q}
 	if single != nil {
 		errs, err := in.Enqueue(c.Context, []notifier.Notice{*single})

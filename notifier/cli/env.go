@@ -44,6 +44,9 @@ type Store interface {
 	// oldest first, then, if follow is set, with every new one until ctx
 	// ends or fn fails.
 	FollowFleet(ctx context.Context, n int64, follow bool, fn func(notifier.FleetAttempt) error) error
+	// Served reports whether a serve has published its settings to this
+	// Redis.
+	Served(ctx context.Context) (bool, error)
 	// Close releases the connection.
 	Close() error
 }
