@@ -91,7 +91,7 @@ func withStore(env Env, f func(c *ucli.Context, q Store) error) ucli.ActionFunc 
 // Flags shared by every command that reads or writes state.
 func redisFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "redis", EnvVars: []string{"NOTIFIER_REDIS_URL"},
-		Usage: "Redis URL: redis://, rediss://, unix://, redis+cluster://h1:p1,h2:p2 (Redis Cluster seeds) or redis+sentinel://h1:p1,h2:p2/master; default: the private redis-server of the serve using --data-dir"}
+		Usage: "Redis URL: redis://, rediss://, unix://, host:port (as redis://host:port), redis+cluster://h1:p1,h2:p2 (Redis Cluster seeds) or redis+sentinel://h1:p1,h2:p2/master; default: the private redis-server of the serve using --data-dir"}
 }
 func dataDirFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "data-dir", Value: "./notifier-data", EnvVars: []string{"NOTIFIER_DATA_DIR"},
