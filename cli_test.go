@@ -189,3 +189,44 @@ func TestHumanOutputIsEscaped(t *testing.T) {
 		})
 	}
 }
+
+// TestHelpText: serve --help shows one default per flag, no bogus value
+// placeholder, a description for every flag, and enqueue --file names
+// every JSON line field.
+func TestHelpText(t *testing.T) {
+	code, out, _ := runCLI(t, "", "serve", "--help")
+	if code != 0 {
+		t.Fatalf("serve --help = %d", code)
+	}
+	for _, want := range []string{
+		"(default: 0,10s,30s,1m,2m,5m)",
+		"(default: each attempt's timeout (--timeout or its partner's) + 10s)",
+		"(default: half of --concurrency)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serve --help lacks %q", want)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "--") {
+			continue
+		}
+		switch {
+		case f[0] == "--fleet-log" && len(f) > 1 && f[1] == "notifier":
+			t.Errorf("--fleet-log shows a value placeholder: %q", line)
+		case strings.Count(line, "default:") > 1:
+			t.Errorf("two defaults: %q", line)
+		case len(f) < 3 && f[0] != "--help":
+			t.Errorf("no description: %q", line)
+		case (f[0] == "--log-level" || f[0] == "--log-format") && strings.HasPrefix(f[2], "(default"):
+			t.Errorf("no description: %q", line)
+		}
+	}
+	_, out, _ = runCLI(t, "", "enqueue", "--help")
+	for _, field := range []string{"id", "url", "body", "headers", "schedule", "partner", "success", "secrets"} {
+		if !strings.Contains(out, `"`+field+`"`) {
+			t.Errorf("enqueue --help: --file does not name %q", field)
+		}
+	}
+}

@@ -104,6 +104,6 @@ func prefixFlag(env Env) ucli.Flag {
 	return &ucli.StringFlag{Name: "prefix", Value: env.Prefix, EnvVars: []string{"NOTIFIER_PREFIX"},
 		Usage: "prefix of every Redis key; trigger keys are <prefix>_<id>_<stamp>_<n>"}
 }
-func scheduleFlag(usage string) ucli.Flag {
-	return &ucli.StringFlag{Name: "schedule", Usage: usage}
+func scheduleFlag(usage, defaultText string) ucli.Flag {
+	return &ucli.StringFlag{Name: "schedule", Usage: usage, DefaultText: defaultText}
 }
