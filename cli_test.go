@@ -230,3 +230,19 @@ func TestHelpText(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagsFromEnvironment: NOTIFIER_<FLAG> sets a flag that had no
+// environment variable before, and --help names it.
+func TestFlagsFromEnvironment(t *testing.T) {
+	_, out, _ := runCLI(t, "", "serve", "--help")
+	for _, v := range []string{"NOTIFIER_TIMEOUT", "NOTIFIER_SCHEDULE", "NOTIFIER_NO_WAKE", "NOTIFIER_PARTNER_CONCURRENCY", "NOTIFIER_REDIS_URL"} {
+		if !strings.Contains(out, "[$"+v+"]") {
+			t.Errorf("serve --help does not name $%s", v)
+		}
+	}
+	t.Setenv("NOTIFIER_TIMEOUT", "-1s")
+	code, _, errOut := runCLI(t, "", "serve", "--data-dir", filepath.Join(t.TempDir(), "none"))
+	if code != exitBadInput || !strings.Contains(errOut, "--timeout") {
+		t.Errorf("serve with NOTIFIER_TIMEOUT=-1s = %d %q, want exit 2 about --timeout", code, errOut)
+	}
+}

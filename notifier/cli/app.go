@@ -91,7 +91,7 @@ func dbPath(c *ucli.Context) string {
 }
 
 func newApp(env Env, stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
-	return &ucli.App{
+	app := &ucli.App{
 		Name:            "notifier",
 		Usage:           "deliver webhook notices and retry them on a schedule anchored to their first enqueue",
 		Version:         env.Version,
@@ -118,5 +118,48 @@ func newApp(env Env, stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 			versionCommand(env),
 			completionCommand(),
 		},
+	}
+	addEnvVars(app.Commands)
+	return app
+}
+
+// EnvVar is the environment variable of flag name: NOTIFIER_<NAME>, upper
+// case, '-' as '_'. Flags that already name one keep theirs
+// (NOTIFIER_REDIS_URL, NOTIFIER_SECRETS).
+func EnvVar(name string) string {
+	return "NOTIFIER_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// addEnvVars gives every flag of cmds and their subcommands without an
+// environment variable its EnvVar, which --help shows as [$NOTIFIER_X].
+func addEnvVars(cmds []*ucli.Command) {
+	for _, cmd := range cmds {
+		for _, f := range cmd.Flags {
+			var vars *[]string
+			switch f := f.(type) {
+			case *ucli.StringFlag:
+				vars = &f.EnvVars
+			case *ucli.StringSliceFlag:
+				vars = &f.EnvVars
+			case *ucli.BoolFlag:
+				vars = &f.EnvVars
+			case *ucli.IntFlag:
+				vars = &f.EnvVars
+			case *ucli.Int64Flag:
+				vars = &f.EnvVars
+			case *ucli.Float64Flag:
+				vars = &f.EnvVars
+			case *ucli.DurationFlag:
+				vars = &f.EnvVars
+			case *ucli.GenericFlag:
+				vars = &f.EnvVars
+			default:
+				panic(fmt.Sprintf("addEnvVars: flag %s of %s has type %T", f.Names()[0], cmd.Name, f))
+			}
+			if len(*vars) == 0 {
+				*vars = []string{EnvVar(f.Names()[0])}
+			}
+		}
+		addEnvVars(cmd.Subcommands)
 	}
 }
