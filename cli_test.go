@@ -246,3 +246,31 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		t.Errorf("serve with NOTIFIER_TIMEOUT=-1s = %d %q, want exit 2 about --timeout", code, errOut)
 	}
 }
+
+// TestHelpAndUnknownCommands: `help` and `help CMD` print help and exit 0;
+// an unknown command is one line and exit 2; flags after the arguments
+// work.
+func TestHelpAndUnknownCommands(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"help", "status"}, {"partner", "help", "pause"}, {"status", "--help"}} {
+		code, out, errOut := runCLI(t, "", args...)
+		if code != 0 || !strings.Contains(out, "USAGE:") || errOut != "" {
+			t.Errorf("%v = %d %q %q, want help and exit 0", args, code, out, errOut)
+		}
+	}
+	for _, args := range [][]string{{"bogus"}, {"help", "bogus"}, {"bogus", "--json"}} {
+		code, out, errOut := runCLI(t, "", args...)
+		if code != exitBadInput || out != "" || errOut != "notifier: unknown command \"bogus\"\n" {
+			t.Errorf("%v = %d %q %q, want exit 2 and one line", args, code, out, errOut)
+		}
+	}
+	srv := redistest.Start(t)
+	code, _, errOut := runCLI(t, `{"id":"order-1","url":"http://p.example/n"}`, "enqueue", "--redis", srv.URL(), "--file", "-")
+	if code != 0 {
+		t.Fatalf("enqueue = %d %q", code, errOut)
+	}
+	db := filepath.Join(t.TempDir(), "attempts.db")
+	code, out, errOut := runCLI(t, "", "status", "order-1", "--json", "--redis", srv.URL(), "--db", db)
+	if code != 0 || !strings.HasPrefix(out, "{") {
+		t.Errorf("status order-1 --json --redis URL = %d %q %q, want JSON", code, out, errOut)
+	}
+}

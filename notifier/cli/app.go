@@ -38,7 +38,17 @@ var (
 // Run runs the CLI with args and returns the exit code; errors are printed
 // here, as one line, and nowhere else.
 func Run(ctx context.Context, env Env, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	err := newApp(env, stdin, stdout, stderr).RunContext(ctx, args)
+	app := newApp(env, stdin, stdout, stderr)
+	// urfave/cli calls CommandNotFound (for `notifier bogus` and `notifier
+	// help bogus`) and then returns no error: keep it here.
+	var notFound error
+	app.CommandNotFound = func(_ *ucli.Context, name string) {
+		notFound = badInput(fmt.Sprintf("unknown command %q", name))
+	}
+	err := app.RunContext(ctx, flagsFirst(app.Commands, args))
+	if err == nil {
+		err = notFound
+	}
 	if err == nil {
 		return 0
 	}
@@ -60,6 +70,13 @@ func ExitCode(err error) int {
 	}
 	return ExitError
 }
+
+// badInput is an error that reads as its message alone and is bad input
+// (exit 2).
+type badInput string
+
+func (e badInput) Error() string { return string(e) }
+func (e badInput) Unwrap() error { return ErrBadInput }
 
 // usageError turns a flag parsing error into a one-line bad-input error
 // (exit 2) instead of urfave/cli's help dump on stdout, which scripts reading
@@ -92,15 +109,14 @@ func dbPath(c *ucli.Context) string {
 
 func newApp(env Env, stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 	app := &ucli.App{
-		Name:            "notifier",
-		Usage:           "deliver webhook notices and retry them on a schedule anchored to their first enqueue",
-		Version:         env.Version,
-		Reader:          stdin,
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
-		ExitErrHandler:  func(*ucli.Context, error) {}, // Run reports errors
-		OnUsageError:    usageError,
+		Name:           "notifier",
+		Usage:          "deliver webhook notices and retry them on a schedule anchored to their first enqueue",
+		Version:        env.Version,
+		Reader:         stdin,
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		ExitErrHandler: func(*ucli.Context, error) {}, // Run reports errors
+		OnUsageError:   usageError,
 		// Hidden --generate-bash-completion, which `notifier completion`
 		// scripts call.
 		EnableBashCompletion: true,

@@ -36,3 +36,25 @@ func TestEveryFlagHasAnEnvVar(t *testing.T) {
 	}
 	walk("", newApp(Env{}, strings.NewReader(""), io.Discard, io.Discard).Commands)
 }
+
+// TestFlagsFirst: flags after a command's arguments move before them, with
+// their values; bool flags take none; "--" ends flags.
+func TestFlagsFirst(t *testing.T) {
+	app := newApp(Env{}, strings.NewReader(""), io.Discard, io.Discard)
+	tests := []struct{ in, want string }{
+		{"status order-1 --json", "status --json order-1"},
+		{"status order-1 --json --redis 127.0.0.1:1", "status --json --redis 127.0.0.1:1 order-1"},
+		{"partner pause local --reason x", "partner pause --reason x local"},
+		{"partner pause local --reason=x", "partner pause --reason=x local"},
+		{"cancel --redis u a -- --b", "cancel --redis u a -- --b"},
+		{"tail -n 5 -f", "tail -n 5 -f"},
+		{"bogus x --json", "bogus x --json"},
+		{"status x --generate-bash-completion", "status x --generate-bash-completion"},
+	}
+	for _, tt := range tests {
+		got := strings.Join(flagsFirst(app.Commands, append([]string{"notifier"}, strings.Fields(tt.in)...))[1:], " ")
+		if got != tt.want {
+			t.Errorf("flagsFirst(%s) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
