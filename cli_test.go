@@ -207,3 +207,88 @@ func TestEnqueueWarnsWithoutServe(t *testing.T) {
 		t.Errorf("enqueue with a serve's settings = %d %q; want exit 0 and no warning", code, errOut)
 	}
 }
+
+// TestHelpText: serve --help shows one default per flag, no bogus value
+// placeholder, a description for every flag, and enqueue --file names
+// every JSON line field.
+func TestHelpText(t *testing.T) {
+	code, out, _ := runCLI(t, "", "serve", "--help")
+	if code != 0 {
+		t.Fatalf("serve --help = %d", code)
+	}
+	for _, want := range []string{
+		"(default: 0,10s,30s,1m,2m,5m)",
+		"(default: each attempt's timeout (--timeout or its partner's) + 10s)",
+		"(default: half of --concurrency)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serve --help lacks %q", want)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "--") {
+			continue
+		}
+		switch {
+		case f[0] == "--fleet-log" && len(f) > 1 && f[1] == "notifier":
+			t.Errorf("--fleet-log shows a value placeholder: %q", line)
+		case strings.Count(line, "default:") > 1:
+			t.Errorf("two defaults: %q", line)
+		case len(f) < 3 && f[0] != "--help":
+			t.Errorf("no description: %q", line)
+		case (f[0] == "--log-level" || f[0] == "--log-format") && strings.HasPrefix(f[2], "(default"):
+			t.Errorf("no description: %q", line)
+		}
+	}
+	_, out, _ = runCLI(t, "", "enqueue", "--help")
+	for _, field := range []string{"id", "url", "body", "headers", "schedule", "partner", "success", "secrets"} {
+		if !strings.Contains(out, `"`+field+`"`) {
+			t.Errorf("enqueue --help: --file does not name %q", field)
+		}
+	}
+}
+
+// TestFlagsFromEnvironment: NOTIFIER_<FLAG> sets a flag that had no
+// environment variable before, and --help names it.
+func TestFlagsFromEnvironment(t *testing.T) {
+	_, out, _ := runCLI(t, "", "serve", "--help")
+	for _, v := range []string{"NOTIFIER_TIMEOUT", "NOTIFIER_SCHEDULE", "NOTIFIER_NO_WAKE", "NOTIFIER_PARTNER_CONCURRENCY", "NOTIFIER_REDIS_URL"} {
+		if !strings.Contains(out, "[$"+v+"]") {
+			t.Errorf("serve --help does not name $%s", v)
+		}
+	}
+	t.Setenv("NOTIFIER_TIMEOUT", "-1s")
+	code, _, errOut := runCLI(t, "", "serve", "--data-dir", filepath.Join(t.TempDir(), "none"))
+	if code != exitBadInput || !strings.Contains(errOut, "--timeout") {
+		t.Errorf("serve with NOTIFIER_TIMEOUT=-1s = %d %q, want exit 2 about --timeout", code, errOut)
+	}
+}
+
+// TestHelpAndUnknownCommands: `help` and `help CMD` print help and exit 0;
+// an unknown command is one line and exit 2; flags after the arguments
+// work.
+func TestHelpAndUnknownCommands(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"help", "status"}, {"partner", "help", "pause"}, {"status", "--help"}} {
+		code, out, errOut := runCLI(t, "", args...)
+		if code != 0 || !strings.Contains(out, "USAGE:") || errOut != "" {
+			t.Errorf("%v = %d %q %q, want help and exit 0", args, code, out, errOut)
+		}
+	}
+	for _, args := range [][]string{{"bogus"}, {"help", "bogus"}, {"bogus", "--json"}} {
+		code, out, errOut := runCLI(t, "", args...)
+		if code != exitBadInput || out != "" || errOut != "notifier: unknown command \"bogus\"\n" {
+			t.Errorf("%v = %d %q %q, want exit 2 and one line", args, code, out, errOut)
+		}
+	}
+	srv := redistest.Start(t)
+	code, _, errOut := runCLI(t, `{"id":"order-1","url":"http://p.example/n"}`, "enqueue", "--redis", srv.URL(), "--file", "-")
+	if code != 0 {
+		t.Fatalf("enqueue = %d %q", code, errOut)
+	}
+	db := filepath.Join(t.TempDir(), "attempts.db")
+	code, out, errOut := runCLI(t, "", "status", "order-1", "--json", "--redis", srv.URL(), "--db", db)
+	if code != 0 || !strings.HasPrefix(out, "{") {
+		t.Errorf("status order-1 --json --redis URL = %d %q %q, want JSON", code, out, errOut)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ var ErrBadRedisURL = errors.New("bad Redis URL")
 //	redis+cluster://[user:pass@]host:port,host:port[/]                 Redis Cluster seeds
 //	rediss+cluster://…                                                 the same over TLS
 //	redis+sentinel://[user:pass@]host:port,host:port/<master>[/<db>]  Sentinel
+//	host:port                                                         redis://host:port (the redis-cli habit)
 //
 // A cluster client makes NewRedis use the sharded key layout (see Keys).
 // No error contains the password: a URL that cannot be read is reported as
@@ -53,6 +55,7 @@ func ConnectPool(ctx context.Context, rawURL string, poolSize int) (redis.Univer
 // ParseURL is redis.ParseURL (redis://, rediss://, unix://) whose errors
 // wrap ErrBadRedisURL and, like Connect's, never contain the password.
 func ParseURL(rawURL string) (*redis.Options, error) {
+	rawURL = withScheme(rawURL)
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, redactParseError(rawURL, fmt.Errorf("%w: %v", ErrBadRedisURL, err), func(u string) error {
@@ -69,6 +72,7 @@ func ParseURL(rawURL string) (*redis.Options, error) {
 // a pool of poolSize connections per server (0: the default, or the URL's
 // pool_size).
 func parse(rawURL string) (func(poolSize int) redis.UniversalClient, error) {
+	rawURL = withScheme(rawURL)
 	switch {
 	case strings.HasPrefix(rawURL, "redis+cluster://"), strings.HasPrefix(rawURL, "rediss+cluster://"):
 		u, hosts, err := splitHosts(rawURL)
@@ -129,6 +133,22 @@ func parse(rawURL string) (func(poolSize int) redis.UniversalClient, error) {
 			return redis.NewClient(opt)
 		}, nil
 	}
+}
+
+// withScheme reads a bare host:port, as redis-cli -h/-p users write it, as
+// redis://host:port; anything else is returned unchanged.
+func withScheme(raw string) string {
+	if strings.Contains(raw, "://") {
+		return raw
+	}
+	host, port, err := net.SplitHostPort(raw)
+	if err != nil || host == "" || strings.ContainsAny(host, "/@?#") {
+		return raw
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return raw
+	}
+	return "redis://" + raw
 }
 
 // redactParseError returns err, what parsing rawURL came to, unless rawURL

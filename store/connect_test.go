@@ -161,3 +161,22 @@ func TestConnectErrorsHideThePassword(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectAcceptsHostPort: a bare host:port, as redis-cli users write it,
+// is redis://host:port: nothing listens on port 1, so Connect fails to reach
+// it rather than refusing the URL.
+func TestConnectAcceptsHostPort(t *testing.T) {
+	for raw, addr := range map[string]string{"127.0.0.1:1": "127.0.0.1:1", "localhost:1": "localhost:1", "[::1]:1": "[::1]:1"} {
+		opt, err := store.ParseURL(raw)
+		if err != nil || opt.Addr != addr {
+			t.Errorf("ParseURL(%q) = %v, %v; want Addr %s", raw, opt, err, addr)
+		}
+	}
+	_, err := store.Connect(context.Background(), "127.0.0.1:1")
+	if err == nil || errors.Is(err, store.ErrBadRedisURL) || !strings.Contains(err.Error(), "unreachable") {
+		t.Errorf("Connect(127.0.0.1:1) = %v, want unreachable", err)
+	}
+	if _, err := store.Connect(context.Background(), "127.0.0.1:notaport"); !errors.Is(err, store.ErrBadRedisURL) {
+		t.Errorf("Connect(127.0.0.1:notaport) = %v, want ErrBadRedisURL", err)
+	}
+}

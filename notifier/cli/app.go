@@ -38,7 +38,17 @@ var (
 // Run runs the CLI with args and returns the exit code; errors are printed
 // here, as one line, and nowhere else.
 func Run(ctx context.Context, env Env, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	err := newApp(env, stdin, stdout, stderr).RunContext(ctx, args)
+	app := newApp(env, stdin, stdout, stderr)
+	// urfave/cli calls CommandNotFound (for `notifier bogus` and `notifier
+	// help bogus`) and then returns no error: keep it here.
+	var notFound error
+	app.CommandNotFound = func(_ *ucli.Context, name string) {
+		notFound = badInput(fmt.Sprintf("unknown command %q", name))
+	}
+	err := app.RunContext(ctx, flagsFirst(app.Commands, args))
+	if err == nil {
+		err = notFound
+	}
 	if err == nil {
 		return 0
 	}
@@ -60,6 +70,13 @@ func ExitCode(err error) int {
 	}
 	return ExitError
 }
+
+// badInput is an error that reads as its message alone and is bad input
+// (exit 2).
+type badInput string
+
+func (e badInput) Error() string { return string(e) }
+func (e badInput) Unwrap() error { return ErrBadInput }
 
 // usageError turns a flag parsing error into a one-line bad-input error
 // (exit 2) instead of urfave/cli's help dump on stdout, which scripts reading
@@ -91,16 +108,15 @@ func dbPath(c *ucli.Context) string {
 }
 
 func newApp(env Env, stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
-	return &ucli.App{
-		Name:            "notifier",
-		Usage:           "deliver webhook notices and retry them on a schedule anchored to their first enqueue",
-		Version:         env.Version,
-		Reader:          stdin,
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
-		ExitErrHandler:  func(*ucli.Context, error) {}, // Run reports errors
-		OnUsageError:    usageError,
+	app := &ucli.App{
+		Name:           "notifier",
+		Usage:          "deliver webhook notices and retry them on a schedule anchored to their first enqueue",
+		Version:        env.Version,
+		Reader:         stdin,
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		ExitErrHandler: func(*ucli.Context, error) {}, // Run reports errors
+		OnUsageError:   usageError,
 		// Hidden --generate-bash-completion, which `notifier completion`
 		// scripts call.
 		EnableBashCompletion: true,
@@ -118,5 +134,48 @@ func newApp(env Env, stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 			versionCommand(env),
 			completionCommand(),
 		},
+	}
+	addEnvVars(app.Commands)
+	return app
+}
+
+// EnvVar is the environment variable of flag name: NOTIFIER_<NAME>, upper
+// case, '-' as '_'. Flags that already name one keep theirs
+// (NOTIFIER_REDIS_URL, NOTIFIER_SECRETS).
+func EnvVar(name string) string {
+	return "NOTIFIER_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// addEnvVars gives every flag of cmds and their subcommands without an
+// environment variable its EnvVar, which --help shows as [$NOTIFIER_X].
+func addEnvVars(cmds []*ucli.Command) {
+	for _, cmd := range cmds {
+		for _, f := range cmd.Flags {
+			var vars *[]string
+			switch f := f.(type) {
+			case *ucli.StringFlag:
+				vars = &f.EnvVars
+			case *ucli.StringSliceFlag:
+				vars = &f.EnvVars
+			case *ucli.BoolFlag:
+				vars = &f.EnvVars
+			case *ucli.IntFlag:
+				vars = &f.EnvVars
+			case *ucli.Int64Flag:
+				vars = &f.EnvVars
+			case *ucli.Float64Flag:
+				vars = &f.EnvVars
+			case *ucli.DurationFlag:
+				vars = &f.EnvVars
+			case *ucli.GenericFlag:
+				vars = &f.EnvVars
+			default:
+				panic(fmt.Sprintf("addEnvVars: flag %s of %s has type %T", f.Names()[0], cmd.Name, f))
+			}
+			if len(*vars) == 0 {
+				*vars = []string{EnvVar(f.Names()[0])}
+			}
+		}
+		addEnvVars(cmd.Subcommands)
 	}
 }

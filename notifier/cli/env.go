@@ -94,7 +94,7 @@ func withStore(env Env, f func(c *ucli.Context, q Store) error) ucli.ActionFunc 
 // Flags shared by every command that reads or writes state.
 func redisFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "redis", EnvVars: []string{"NOTIFIER_REDIS_URL"},
-		Usage: "Redis URL: redis://, rediss://, unix://, redis+cluster://h1:p1,h2:p2 (Redis Cluster seeds) or redis+sentinel://h1:p1,h2:p2/master; default: the private redis-server of the serve using --data-dir"}
+		Usage: "Redis URL: redis://, rediss://, unix://, host:port (as redis://host:port), redis+cluster://h1:p1,h2:p2 (Redis Cluster seeds) or redis+sentinel://h1:p1,h2:p2/master; default: the private redis-server of the serve using --data-dir"}
 }
 func dataDirFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "data-dir", Value: "./notifier-data", EnvVars: []string{"NOTIFIER_DATA_DIR"},
@@ -107,6 +107,6 @@ func prefixFlag(env Env) ucli.Flag {
 	return &ucli.StringFlag{Name: "prefix", Value: env.Prefix, EnvVars: []string{"NOTIFIER_PREFIX"},
 		Usage: "prefix of every Redis key; trigger keys are <prefix>_<id>_<stamp>_<n>"}
 }
-func scheduleFlag(usage string) ucli.Flag {
-	return &ucli.StringFlag{Name: "schedule", Usage: usage}
+func scheduleFlag(usage, defaultText string) ucli.Flag {
+	return &ucli.StringFlag{Name: "schedule", Usage: usage, DefaultText: defaultText}
 }
