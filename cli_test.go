@@ -108,8 +108,8 @@ func TestVersionAndCompletion(t *testing.T) {
 	}
 	for _, sh := range []string{"bash", "zsh"} {
 		code, out, _ = runCLI(t, "", "completion", sh)
-		if code != 0 || !strings.Contains(out, "--generate-bash-completion") {
-			t.Errorf("completion %s = %d %q", sh, code, out)
+		if code != 0 || !strings.Contains(out, "--generate-bash-completion") || !strings.Contains(out, "notifier bin/notifier ./bin/notifier\n") {
+			t.Errorf("completion %s = %d %q, want it registered for notifier, bin/notifier and ./bin/notifier", sh, code, out)
 		}
 	}
 	if code, _, _ = runCLI(t, "", "completion", "fish"); code != exitBadInput {

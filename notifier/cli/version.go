@@ -34,7 +34,7 @@ const bashCompletion = `_notifier_complete() {
   COMPREPLY=( $(compgen -W "${opts}" -- "$cur") )
   return 0
 }
-complete -o bashdefault -o default -F _notifier_complete notifier
+complete -o bashdefault -o default -F _notifier_complete notifier bin/notifier ./bin/notifier
 `
 
 const zshCompletion = `#compdef notifier
@@ -52,7 +52,7 @@ _notifier() {
     _files
   fi
 }
-compdef _notifier notifier
+compdef _notifier notifier bin/notifier ./bin/notifier
 `
 
 func completionCommand() *ucli.Command {
