@@ -171,7 +171,7 @@ pause_after = 3
 	// Replay of everything delivered sends order-1 again.
 	deadline := time.Now()
 	code, out, errOut = cli("replay", "--since", "1h", "--outcome", "delivered", "--partner", "shop")
-	if code != 0 || out != "replayed 1, skipped 0\n" {
+	if code != 0 || out != "order-1\nreplayed 1, skipped 0\n" {
 		t.Errorf("replay = %d %q %q", code, out, errOut)
 	}
 	deadline = time.Now().Add(10 * time.Second)
@@ -325,8 +325,8 @@ func TestReplayLargeArchiveSendsEachOnce(t *testing.T) {
 		t.Fatalf("enqueue --file = %d %q %q", code, out, errOut)
 	}
 	waitRows(t, db, total)
-	code, out, errOut := runCLI(t, "", "replay", "--redis", srv.URL(), "--db", db, "--since", "1h")
-	if code != 0 || out != fmt.Sprintf("replayed %d, skipped 0\n", total) {
+	code, out, errOut := runCLI(t, "", "replay", "--redis", srv.URL(), "--db", db, "--since", "1h", "--outcome", "delivered")
+	if code != 0 || strings.Count(out, "\n") != total+1 || !strings.HasSuffix(out, fmt.Sprintf("replayed %d, skipped 0\n", total)) {
 		t.Fatalf("replay = %d %q %q", code, out, errOut)
 	}
 	waitRows(t, db, 2*total)

@@ -102,6 +102,11 @@ type FleetAttempt struct {
 	Attempt Attempt
 }
 
+// ErrNoFleetStream is returned by FollowFleet, when it is not to follow,
+// if the fleet stream does not exist: no serve with --fleet-log has made
+// an attempt on that Redis.
+var ErrNoFleetStream = errors.New("no serve writes the fleet stream (start serve with --fleet-log)")
+
 // FormatFleetAttempt renders a line of `notifier tail --fleet`: the serve
 // host that made attempt a, two spaces, and FormatAttempt(a). The host comes
 // from the shared stream, so it is escaped like the rest.

@@ -202,9 +202,28 @@ func (r *Partners) Resolve(n *Notice) *Partner {
 	return nil
 }
 
-// ErrUnknownPartner is returned by ApplyPartner for a partner that serve
-// has not published.
+// ErrUnknownPartner is returned by ApplyPartner and KnownPartner for a
+// partner that serve has not published.
 var ErrUnknownPartner = errors.New("unknown partner")
+
+// KnownPartner is the one rule for naming a partner, whoever names it
+// (enqueue by flag or by file, the API, partner pause): it must be one the
+// running serve published. Else the error wraps ErrUnknownPartner and
+// lists the names serve published, or says it published none.
+func KnownPartner(published map[string]PartnerSummary, name string) error {
+	if _, ok := published[name]; ok {
+		return nil
+	}
+	if len(published) == 0 {
+		return fmt.Errorf("partner %q: %w: no serve has published any partner (serve --config names them)", name, ErrUnknownPartner)
+	}
+	names := make([]string, 0, len(published))
+	for n := range published {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return fmt.Errorf("partner %q: %w; known: %s", name, ErrUnknownPartner, strings.Join(names, ", "))
+}
 
 // ApplyPartner resolves n's partner for enqueue from the summaries serve
 // published: the one n names, else the longest URL prefix match. It sets
@@ -229,10 +248,10 @@ func publishedPrefixes(published map[string]PartnerSummary) *prefixIndex {
 func applyPartner(n *Notice, published map[string]PartnerSummary, x *prefixIndex, keepSchedule bool) error {
 	var s *PartnerSummary
 	if n.Partner != "" {
-		ps, ok := published[n.Partner]
-		if !ok {
-			return fmt.Errorf("notice %s: partner %q: %w (not in the config of the running serve)", n.ID, n.Partner, ErrUnknownPartner)
+		if err := KnownPartner(published, n.Partner); err != nil {
+			return fmt.Errorf("notice %s: %w", n.ID, err)
 		}
+		ps := published[n.Partner]
 		if !x.owns(n.Partner, n.URL) {
 			return fmt.Errorf("%w: notice %s: url %s is not under a url_prefix of partner %q (%s)",
 				ErrInvalidNotice, n.ID, RedactURL(n.URL), n.Partner, strings.Join(ps.URLPrefix, ", "))
@@ -260,12 +279,10 @@ func applyPartner(n *Notice, published map[string]PartnerSummary, x *prefixIndex
 // (ApplyPartner) before handing it to q; a notice whose line named no
 // schedule gets its partner's. Notices ApplyPartner refuses (an unknown
 // partner, a URL outside the named partner's prefixes) are refused one by
-// one. Intake does the same, reading what serve published itself, and
-// stamps the notices when they are stored: new callers use Intake.
+// one, also when serve published no partner. Intake does the same, reading
+// what serve published itself, and stamps the notices when they are
+// stored: new callers use Intake.
 func WithPartners(q Enqueuer, published map[string]PartnerSummary) Enqueuer {
-	if len(published) == 0 {
-		return q
-	}
 	return partnerEnqueuer{q, published, publishedPrefixes(published)}
 }
 
@@ -285,6 +302,9 @@ func (p partnerEnqueuer) Enqueue(ctx context.Context, ns []Notice) ([]error, err
 			continue
 		}
 		keep, idx = append(keep, ns[i]), append(idx, i)
+	}
+	if len(keep) == 0 {
+		return errs, nil
 	}
 	kerrs, err := p.q.Enqueue(ctx, keep)
 	for j, e := range kerrs {

@@ -159,6 +159,32 @@ func TestNamedPartnerMustOwnTheURL(t *testing.T) {
 	})
 }
 
+// TestKnownPartnerIsOneRule: a partner serve did not publish is refused
+// with the names it did publish, or the news that it published none, and
+// WithPartners applies the rule also when serve published no partner.
+func TestKnownPartnerIsOneRule(t *testing.T) {
+	published := map[string]notifier.PartnerSummary{"shop": {Name: "shop"}, "bank": {Name: "bank"}}
+	if err := notifier.KnownPartner(published, "shop"); err != nil {
+		t.Errorf("KnownPartner(shop) = %v", err)
+	}
+	err := notifier.KnownPartner(published, "shpo")
+	if !errors.Is(err, notifier.ErrUnknownPartner) || !strings.HasSuffix(err.Error(), "known: bank, shop") {
+		t.Errorf("KnownPartner(shpo) = %v, want ErrUnknownPartner listing bank, shop", err)
+	}
+	err = notifier.KnownPartner(nil, "shop")
+	if !errors.Is(err, notifier.ErrUnknownPartner) || !strings.Contains(err.Error(), "no serve has published any partner") {
+		t.Errorf("KnownPartner with none published = %v", err)
+	}
+	q := enqueuerFunc(func(_ context.Context, ns []notifier.Notice) ([]error, error) {
+		t.Errorf("stored %v, want nothing", ns)
+		return make([]error, len(ns)), nil
+	})
+	errs, err := notifier.WithPartners(q, nil).Enqueue(context.Background(), []notifier.Notice{{ID: "x", URL: "https://a.example/", Partner: "nosuch"}})
+	if err != nil || !errors.Is(errs[0], notifier.ErrUnknownPartner) {
+		t.Errorf("WithPartners(none) = %v, %v; want ErrUnknownPartner", errs, err)
+	}
+}
+
 type enqueuerFunc func(context.Context, []notifier.Notice) ([]error, error)
 
 func (f enqueuerFunc) Enqueue(ctx context.Context, ns []notifier.Notice) ([]error, error) {

@@ -117,7 +117,8 @@ func (f *FleetLog) Run(ctx context.Context) error {
 
 // FollowFleet calls fn with the last n attempts of the fleet stream (0:
 // none), oldest first, then, if follow is set, with every new one until ctx
-// ends (it then returns nil) or fn fails.
+// ends (it then returns nil) or fn fails. Not following, it returns
+// notifier.ErrNoFleetStream if the stream does not exist.
 func (r *Redis) FollowFleet(ctx context.Context, n int64, follow bool, fn func(notifier.FleetAttempt) error) error {
 	// Follow from the newest entry's id rather than "$": "$" at each
 	// blocking read would skip what arrived between two reads.
@@ -126,6 +127,13 @@ func (r *Redis) FollowFleet(ctx context.Context, n int64, follow bool, fn func(n
 		return fmt.Errorf("read fleet log: %w", err)
 	} else if len(newest) > 0 {
 		last = newest[0].ID
+	} else if !follow {
+		switch n, err := r.rdb.Exists(ctx, r.keys.Attempts()).Result(); {
+		case err != nil:
+			return fmt.Errorf("read fleet log: %w", err)
+		case n == 0:
+			return notifier.ErrNoFleetStream
+		}
 	}
 	if n > 0 {
 		msgs, err := r.rdb.XRevRangeN(ctx, r.keys.Attempts(), "+", "-", n).Result()

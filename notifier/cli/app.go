@@ -20,12 +20,15 @@ import (
 	ucli "github.com/urfave/cli/v2"
 )
 
-// Exit codes: 2 for input notifier refuses, 3 when the only problem is ids
-// that are already pending (scripts retrying an enqueue can treat it as done).
+// Exit codes: 1 for any other error (Redis unreachable, for one), 2 for
+// input notifier refuses, 3 when the only problem is ids that are already
+// pending (scripts retrying an enqueue can treat it as done), 4 when the
+// notice named is not found (cancel, status, retry of an unknown id).
 const (
 	ExitError     = 1
 	ExitBadInput  = 2
 	ExitDuplicate = 3
+	ExitNotFound  = 4
 )
 
 var (
@@ -67,6 +70,8 @@ func ExitCode(err error) int {
 		errors.Is(err, notifier.ErrInvalidRule), errors.Is(err, notifier.ErrInvalidSecret), errors.Is(err, notifier.ErrConfig),
 		errors.Is(err, notifier.ErrUnknownPartner), errors.Is(err, notifier.ErrBadTime):
 		return ExitBadInput
+	case errors.Is(err, notifier.ErrNotFound):
+		return ExitNotFound
 	}
 	return ExitError
 }

@@ -20,6 +20,32 @@ func partnerCommand(env Env) *ucli.Command {
 		}
 		return c.Args().First(), nil
 	}
+	// known refuses a name no running serve published (a typo must not
+	// pause nothing and say "paused"), as enqueue --partner does. Resume
+	// also takes a partner that is still paused or has parked notices
+	// though it left the config.
+	known := func(c *ucli.Context, q Store, n string, resume bool) error {
+		raw, err := q.PublishedPartners(c.Context)
+		if err != nil {
+			return err
+		}
+		sums, err := notifier.ParseSummaries(raw)
+		if err != nil {
+			return err
+		}
+		err = notifier.KnownPartner(sums, n)
+		if err == nil || !resume {
+			return err
+		}
+		states, serr := q.PartnerStates(c.Context, []string{n})
+		if serr != nil {
+			return serr
+		}
+		if st := states[n]; st.Paused || st.Parked > 0 {
+			return nil
+		}
+		return err
+	}
 	return &ucli.Command{
 		OnUsageError: usageError,
 		Name:         "partner",
@@ -47,6 +73,9 @@ func partnerCommand(env Env) *ucli.Command {
 					states, err := q.PartnerStates(c.Context, names)
 					if err != nil {
 						return err
+					}
+					if len(names) == 0 && c.Bool("json") {
+						fmt.Fprintln(c.App.Writer, "[]") // a script's parser gets an empty list, not nothing
 					}
 					for _, n := range names {
 						st := states[n]
@@ -87,6 +116,9 @@ func partnerCommand(env Env) *ucli.Command {
 					if err != nil {
 						return err
 					}
+					if err := known(c, q, n, false); err != nil {
+						return err
+					}
 					if err := q.Pause(c.Context, n, c.String("reason")); err != nil {
 						return err
 					}
@@ -103,6 +135,9 @@ func partnerCommand(env Env) *ucli.Command {
 				Action: withStore(env, func(c *ucli.Context, q Store) error {
 					n, err := name(c)
 					if err != nil {
+						return err
+					}
+					if err := known(c, q, n, true); err != nil {
 						return err
 					}
 					k, err := q.Resume(c.Context, n)

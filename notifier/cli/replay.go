@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,14 +18,15 @@ func replayCommand(env Env) *ucli.Command {
 	return &ucli.Command{
 		OnUsageError: usageError,
 		Name:         "replay",
-		Usage:        "send ended notices again, in bulk, each with a fresh stamp (pending ones are skipped)",
+		Usage:        "send ended notices again, in bulk, each with a fresh stamp (pending ones are skipped); prints the ids sent, then a summary line",
 		ArgsUsage:    " ",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "since", Usage: "notices that ended at or after T (RFC 3339, a date, or a duration ago such as 2h); required"},
 			&ucli.StringFlag{Name: "until", Usage: "and before T"},
-			&ucli.StringFlag{Name: "outcome", Usage: "only gave-up or delivered ones"},
+			&ucli.StringFlag{Name: "outcome", Value: "gave-up", Usage: "which ended notices: gave-up (default) or delivered; any for both"},
 			&ucli.StringFlag{Name: "partner", Usage: "only this partner's"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "list what would be sent, send nothing"},
+			&ucli.BoolFlag{Name: "json", Usage: "print each replayed notice as a JSON object {\"id\",\"outcome\",\"ended\"} instead of its id (the summary line goes to stderr)"},
 			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(env),
 		},
 		Action: func(c *ucli.Context) error { return replay(c, env) },
@@ -38,7 +40,11 @@ func replay(c *ucli.Context, env Env) error {
 	if c.String("since") == "" {
 		return fmt.Errorf("%w: --since is required (replaying every notice ever is rarely meant)", ErrBadInput)
 	}
-	f, err := endedFilter(c, c.String("outcome"))
+	outcome := c.String("outcome")
+	if outcome == "any" {
+		outcome = ""
+	}
+	f, err := endedFilter(c, outcome)
 	if err != nil {
 		return err
 	}
@@ -58,11 +64,14 @@ func replay(c *ucli.Context, env Env) error {
 	}
 	if c.Bool("dry-run") {
 		err := alog.EachEnded(c.Context, f, func(e notifier.EndedNotice) error {
+			if c.Bool("json") {
+				return printReplayed(c, e)
+			}
 			_, err := fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t%s\n", notifier.Printable(e.Notice.ID), notifier.Printable(string(e.Outcome)),
 				e.Ended.UTC().Format(time.RFC3339), notifier.Printable(notifier.RedactURL(e.Notice.URL)))
 			return err
 		})
-		fmt.Fprintf(c.App.Writer, "would replay %d\n", total)
+		fmt.Fprintf(summaryWriter(c), "would replay %d\n", total)
 		return err
 	}
 	q, err := open(c, env)
@@ -74,6 +83,7 @@ func replay(c *ucli.Context, env Env) error {
 	bar := newProgress(c.App.ErrWriter, total)
 	var sent, skipped, done int
 	batch := make([]notifier.Notice, 0, 500)
+	ended := make([]notifier.EndedNotice, 0, 500) // batch's archive entries, for --json
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -86,13 +96,16 @@ func replay(c *ucli.Context, env Env) error {
 			if e != nil {
 				skipped++
 				fmt.Fprintf(c.App.ErrWriter, "notifier: skipped %s\n", notifier.Printable(batch[i].ID+": "+e.Error()))
-			} else {
-				sent++
+				continue
+			}
+			sent++
+			if err := printReplayed(c, ended[i]); err != nil {
+				return err
 			}
 		}
 		done += len(batch)
 		bar.set(done)
-		batch = batch[:0]
+		batch, ended = batch[:0], ended[:0]
 		return nil
 	}
 	seen := map[string]bool{} // the archive may list a notice twice while it changes under the cursor
@@ -101,7 +114,7 @@ func replay(c *ucli.Context, env Env) error {
 			return nil
 		}
 		seen[e.Notice.ID] = true
-		batch = append(batch, e.Notice)
+		batch, ended = append(batch, e.Notice), append(ended, e)
 		if len(batch) == cap(batch) {
 			return flush()
 		}
@@ -109,8 +122,36 @@ func replay(c *ucli.Context, env Env) error {
 	})
 	err = errors.Join(err, flush())
 	bar.finish()
-	fmt.Fprintf(c.App.Writer, "replayed %d, skipped %d\n", sent, skipped)
+	fmt.Fprintf(summaryWriter(c), "replayed %d, skipped %d\n", sent, skipped)
 	return err
+}
+
+// printReplayed prints a notice replay sent: its id, or with --json an
+// object with its id, how it had ended and when.
+func printReplayed(c *ucli.Context, e notifier.EndedNotice) error {
+	if !c.Bool("json") {
+		_, err := fmt.Fprintln(c.App.Writer, notifier.Printable(e.Notice.ID))
+		return err
+	}
+	b, err := json.Marshal(struct {
+		ID      string    `json:"id"`
+		Outcome string    `json:"outcome"`
+		Ended   time.Time `json:"ended"`
+	}{e.Notice.ID, string(e.Outcome), e.Ended.UTC()})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "%s\n", b)
+	return err
+}
+
+// summaryWriter is where replay's summary line goes: stdout, after the
+// ids, or stderr with --json, so stdout holds JSON lines only.
+func summaryWriter(c *ucli.Context) io.Writer {
+	if c.Bool("json") {
+		return c.App.ErrWriter
+	}
+	return c.App.Writer
 }
 
 // progress draws a one-line progress bar on a terminal, and nothing

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -25,15 +26,18 @@ func retryCommand(env Env) *ucli.Command {
 				return err
 			}
 			defer alog.Close()
-			e, err := alog.Ended(c.Context, id)
-			if err != nil {
-				return err
+			e, eerr := alog.Ended(c.Context, id)
+			if eerr != nil && !errors.Is(eerr, notifier.ErrNotFound) {
+				return eerr
 			}
 			q, err := open(c, env)
 			if err != nil {
 				return err
 			}
 			defer q.Close()
+			if eerr != nil {
+				return notArchived(c, q, id, eerr)
+			}
 			errs, err := notifier.Intake{Queue: q}.Resend(c.Context, []notifier.Notice{e.Notice})
 			if err != nil {
 				return err
@@ -71,3 +75,28 @@ func endedFilter(c *ucli.Context, outcome string) (notifier.NoticeFilter, error)
 	f.Partner = c.String("partner")
 	return f, nil
 }
+
+// notArchived says why retry cannot find id in the archive when Redis still
+// knows it: pending (exit 3, as a re-enqueue) or cancelled (exit 4).
+// Otherwise it returns err, the archive's not-found.
+func notArchived(c *ucli.Context, q Store, id string, err error) error {
+	st, serr := q.State(c.Context, id)
+	switch {
+	case serr != nil && !errors.Is(serr, notifier.ErrNotFound):
+		return serr
+	case st == notifier.StatePending:
+		return pendingError{fmt.Errorf("notice %s is pending; it is not archived until it ends", id)}
+	case st == notifier.StateParked:
+		return pendingError{fmt.Errorf("notice %s is pending (parked: its partner is paused); it is not archived until it ends", id)}
+	case st == notifier.StateCancelled:
+		return fmt.Errorf("notice %s was cancelled; cancelled notices are not archived, so retry cannot send it (enqueue it again): %w", id, notifier.ErrNotFound)
+	}
+	return err
+}
+
+// pendingError is an error about a notice that is still pending: exit 3,
+// as for an enqueue of a pending id, without ErrDuplicate's text.
+type pendingError struct{ error }
+
+func (e pendingError) Unwrap() error        { return e.error }
+func (e pendingError) Is(target error) bool { return target == notifier.ErrDuplicate }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,6 +13,16 @@ import (
 // tailFleet prints the fleet's attempt stream: each line starts with the
 // serve host that made the attempt.
 func tailFleet(c *ucli.Context, q Store, f notifier.AttemptFilter) error {
+	if c.Bool("follow") {
+		// Following waits for the stream; say why nothing comes.
+		err := q.FollowFleet(c.Context, 0, false, func(notifier.FleetAttempt) error { return nil })
+		switch {
+		case errors.Is(err, notifier.ErrNoFleetStream):
+			fmt.Fprintf(c.App.ErrWriter, "notifier: %v; waiting for one\n", err)
+		case err != nil:
+			return err
+		}
+	}
 	return q.FollowFleet(c.Context, int64(c.Int("n")), c.Bool("follow"), func(fa notifier.FleetAttempt) error {
 		a := fa.Attempt
 		if (f.NoticeID != "" && a.NoticeID != f.NoticeID) || (f.Outcome != "" && a.Outcome != f.Outcome) {
