@@ -43,6 +43,11 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{"NoServeRunning", []string{"enqueue", "--url", "http://x/y", "--data-dir", nowhere}, exitError},
 		{"UnreachableRedis", []string{"enqueue", "--url", "http://x/y", "--redis", "redis://127.0.0.1:1"}, exitError},
 		{"NoAttemptLog", []string{"tail", "--data-dir", nowhere}, exitError},
+		// Bare seconds are a duration, as in a schedule: the flag parses,
+		// and the missing log is the error.
+		{"BareSecondsAreADuration", []string{"tail", "--poll", "0.05", "--data-dir", nowhere}, exitError},
+		{"BadDuration", []string{"tail", "--poll", "soon", "--data-dir", nowhere}, exitBadInput},
+		{"NegativeTimeout", []string{"serve", "--timeout", "-15", "--data-dir", nowhere}, exitBadInput},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

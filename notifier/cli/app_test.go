@@ -4,6 +4,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 )
@@ -55,6 +56,31 @@ func TestFlagsFirst(t *testing.T) {
 		got := strings.Join(flagsFirst(app.Commands, append([]string{"notifier"}, strings.Fields(tt.in)...))[1:], " ")
 		if got != tt.want {
 			t.Errorf("flagsFirst(%s) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"15", 15 * time.Second, true},
+		{"0.5", 500 * time.Millisecond, true},
+		{"0", 0, true},
+		{"15s", 15 * time.Second, true},
+		{"2m", 2 * time.Minute, true},
+		{"-1s", -time.Second, true},
+		{"NaN", 0, false},
+		{"1e300", 0, false},
+		{"soon", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseDuration(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
 }

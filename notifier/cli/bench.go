@@ -22,7 +22,7 @@ func benchCommand(env Env) *ucli.Command {
 				Usage: "Redis to measure (default: a private redis-server in a temporary directory); the benchmark uses its own key prefix, deletes only its keys, and never flushes"},
 			&ucli.StringFlag{Name: "backlog", Value: "0,100000,1000000", Usage: "numbers of other pending notices to measure lateness with"},
 			&ucli.IntFlag{Name: "due", Value: 10000, Usage: "notices coming due in each lateness scenario"},
-			&ucli.DurationFlag{Name: "window", Value: 5 * time.Second, Usage: "spread of their due times"},
+			durationFlag("window", 5*time.Second, "spread of their due times"),
 			&ucli.IntFlag{Name: "throughput", Value: 30000, Usage: "notices due at once in the throughput scenario (0: skip)"},
 			&ucli.IntFlag{Name: "file", Value: 100000, Usage: "JSON lines in the enqueue-file scenario, the code path of enqueue --file (0: skip)"},
 			&ucli.IntFlag{Name: "body", Value: 200, Usage: "body size in bytes"},
@@ -54,7 +54,7 @@ func benchmark(env Env) ucli.ActionFunc {
 	return func(c *ucli.Context) error {
 		log, _ := newLogger(c.App.ErrWriter, "info", "text")
 		cfg := BenchConfig{RedisURL: c.String("redis"), ClusterURL: c.String("cluster"), Due: c.Int("due"),
-			Window: c.Duration("window"), Throughput: c.Int("throughput"), File: c.Int("file"),
+			Window: duration(c, "window"), Throughput: c.Int("throughput"), File: c.Int("file"),
 			Body: c.Int("body"), Concurrency: c.Int("concurrency"), Log: log, Out: c.App.Writer}
 		var err error
 		if cfg.Serves, err = counts(c.String("serves"), 1, 16); err != nil {

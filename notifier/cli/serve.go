@@ -54,15 +54,15 @@ func serveCommand(env Env) *ucli.Command {
 			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(env),
 			scheduleFlag("default schedule for notices enqueued without one (seconds or Go durations)", "0,10s,30s,1m,2m,5m"),
 			&ucli.IntFlag{Name: "concurrency", Value: 512, Usage: "most attempts in flight (an I/O-sized pool: attempts mostly wait on partners)"},
-			&ucli.DurationFlag{Name: "timeout", Value: notifier.DefaultTimeout, Usage: "per-attempt timeout"},
+			durationFlag("timeout", notifier.DefaultTimeout, "per-attempt timeout"),
 			&ucli.StringFlag{Name: "appendfsync", Value: "everysec", Usage: "embedded Redis AOF fsync policy: everysec or always"},
-			&ucli.DurationFlag{Name: "shutdown-grace", Value: 10 * time.Second, Usage: "how long attempts in flight may finish after SIGTERM"},
-			&ucli.DurationFlag{Name: "lease", Usage: "how long a claimed attempt is reserved before another serve may take it over",
-				DefaultText: "each attempt's timeout (--timeout or its partner's) + 10s"},
+			durationFlag("shutdown-grace", 10*time.Second, "how long attempts in flight may finish after SIGTERM"),
+			withDefaultText(durationFlag("lease", 0, "how long a claimed attempt is reserved before another serve may take it over"),
+				"each attempt's timeout (--timeout or its partner's) + 10s"),
 			&ucli.Float64Flag{Name: "catchup-rate", Value: 500, Usage: "most attempts per second among those due before serve started (the backlog of downtime); 0: no limit"},
 			&ucli.BoolFlag{Name: "no-wake", Usage: "do not touch due trigger keys; leave wake-ups to Redis's expiry cycle (for comparison)"},
 			&ucli.StringFlag{Name: "config", EnvVars: []string{"NOTIFIER_CONFIG"}, Usage: "TOML file naming partners (URL prefixes, secrets, success rule, schedule, limits) and the give-up alert URL"},
-			&ucli.DurationFlag{Name: "dedup-window", Value: env.DedupWindow, Usage: "how long enqueue refuses the id of a delivered notice (0: not at all)"},
+			durationFlag("dedup-window", env.DedupWindow, "how long enqueue refuses the id of a delivered notice (0: not at all)"),
 			&ucli.BoolFlag{Name: "allow-private", Usage: "allow partners on loopback, private, link-local and other internal addresses (off: the SSRF guard refuses them at dial time)"},
 			&ucli.StringSliceFlag{Name: "allow-cidr", Usage: "allow this internal range (CIDR or IP) through the SSRF guard (repeatable)"},
 			&ucli.BoolFlag{Name: "https-only", Usage: "refuse http:// partner URLs at enqueue"},
@@ -102,7 +102,7 @@ func serveConfig(c *ucli.Context, env Env) (ServeConfig, error) {
 		AppendFsync: c.String("appendfsync"), Listen: c.String("listen"),
 		APIToken: strings.TrimSpace(c.String("api-token")), APIReadToken: strings.TrimSpace(c.String("api-read-token")),
 		PublicMetrics: c.Bool("public-metrics"), FleetLog: c.Bool("fleet-log"), FleetLogMax: c.Int64("fleet-log-max"),
-		DedupWindow: c.Duration("dedup-window")}
+		DedupWindow: duration(c, "dedup-window")}
 	if cfg.Redis, err = target(c, env); err != nil {
 		return ServeConfig{}, err
 	}
@@ -111,9 +111,9 @@ func serveConfig(c *ucli.Context, env Env) (ServeConfig, error) {
 			return ServeConfig{}, fmt.Errorf("--schedule: %w", err)
 		}
 	}
-	timeout := c.Duration("timeout")
+	timeout := duration(c, "timeout")
 	if c.Int("concurrency") < 1 || c.Int("concurrency") > 10000 || timeout <= 0 ||
-		c.Duration("shutdown-grace") <= 0 || c.Float64("catchup-rate") < 0 {
+		duration(c, "shutdown-grace") <= 0 || c.Float64("catchup-rate") < 0 {
 		return ServeConfig{}, fmt.Errorf("%w: --concurrency must be 1-10000, --timeout and --shutdown-grace positive, --catchup-rate not negative", ErrBadInput)
 	}
 	if path := c.String("config"); path != "" {
@@ -126,7 +126,7 @@ func serveConfig(c *ucli.Context, env Env) (ServeConfig, error) {
 	// Without --lease, each attempt's lease is its own timeout plus
 	// leaseSlack, so any partner timeout works; an explicit --lease is
 	// fixed, and must outlast the longest attempt.
-	lease, slack := c.Duration("lease"), time.Duration(0)
+	lease, slack := duration(c, "lease"), time.Duration(0)
 	if lease == 0 {
 		lease, slack = timeout+leaseSlack, leaseSlack
 	}
@@ -175,7 +175,7 @@ func serveConfig(c *ucli.Context, env Env) (ServeConfig, error) {
 		LeaseSlack:    slack,
 		CatchUpRate:   catchUp,
 		WakeInterval:  wake,
-		ShutdownGrace: c.Duration("shutdown-grace"),
+		ShutdownGrace: duration(c, "shutdown-grace"),
 		Logger:        log,
 	}
 	return cfg, nil

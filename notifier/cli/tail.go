@@ -62,7 +62,7 @@ func tailCommand(env Env) *ucli.Command {
 			&ucli.StringFlag{Name: "outcome", Usage: "only delivered, retry, gave-up, blocked or error"},
 			&ucli.IntFlag{Name: "n", Value: 20, Usage: "start with the last N attempts (0: all)"},
 			&ucli.BoolFlag{Name: "json", Usage: "one JSON object per attempt, with every column"},
-			&ucli.DurationFlag{Name: "poll", Value: 200 * time.Millisecond, Usage: "how often -f looks for new attempts"},
+			durationFlag("poll", 200*time.Millisecond, "how often -f looks for new attempts"),
 			&ucli.BoolFlag{Name: "fleet", Usage: "follow every serve's attempts from Redis (serve --fleet-log) instead of this host's SQLite log; -n 0 starts with none"},
 			dataDirFlag(), dbFlag(), redisFlag(), prefixFlag(env),
 		},
@@ -79,7 +79,7 @@ func tail(c *ucli.Context, env Env) error {
 		}
 		f.Outcome = out
 	}
-	if c.Int("n") < 0 || c.Duration("poll") <= 0 {
+	if c.Int("n") < 0 || duration(c, "poll") <= 0 {
 		return fmt.Errorf("%w: -n must be >= 0 and --poll positive", ErrBadInput)
 	}
 	if c.Bool("fleet") {
@@ -133,5 +133,5 @@ func tail(c *ucli.Context, env Env) error {
 			f.AfterSeq = last[0].Seq
 		}
 	}
-	return alog.Follow(c.Context, f, c.Duration("poll"), print)
+	return alog.Follow(c.Context, f, duration(c, "poll"), print)
 }
