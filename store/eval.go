@@ -86,7 +86,7 @@ func (r *Redis) evalPipelined(ctx context.Context, calls []scriptCall) ([]*redis
 			switch e := cmds[i].Err(); {
 			case redis.HasErrorPrefix(e, "NOSCRIPT"):
 				again, sha = append(again, i), false
-			case notRun(e) || (e != nil && notSent(err)):
+			case notRun(e) || notSent(e):
 				again = append(again, i)
 			}
 		}
@@ -127,8 +127,8 @@ func notRun(err error) bool {
 	return false
 }
 
-// notSent tells a pipeline that failed before it reached Redis: it could
-// not connect.
+// notSent tells a command that failed before it reached Redis: its
+// connection could not be made.
 func notSent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
