@@ -2,7 +2,6 @@ package notifier
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -273,42 +272,4 @@ func applyPartner(n *Notice, published map[string]PartnerSummary, x *prefixIndex
 		n.Schedule = sched
 	}
 	return nil
-}
-
-// WithPartners returns an Enqueuer that resolves each notice's partner
-// (ApplyPartner) before handing it to q; a notice whose line named no
-// schedule gets its partner's. Notices ApplyPartner refuses (an unknown
-// partner, a URL outside the named partner's prefixes) are refused one by
-// one, also when serve published no partner. Intake does the same, reading
-// what serve published itself, and stamps the notices when they are
-// stored: new callers use Intake.
-func WithPartners(q Enqueuer, published map[string]PartnerSummary) Enqueuer {
-	return partnerEnqueuer{q, published, publishedPrefixes(published)}
-}
-
-type partnerEnqueuer struct {
-	q         Enqueuer
-	published map[string]PartnerSummary
-	prefixes  *prefixIndex
-}
-
-func (p partnerEnqueuer) Enqueue(ctx context.Context, ns []Notice) ([]error, error) {
-	errs := make([]error, len(ns))
-	keep := make([]Notice, 0, len(ns))
-	idx := make([]int, 0, len(ns))
-	for i := range ns {
-		if err := applyPartner(&ns[i], p.published, p.prefixes, !ns[i].scheduleDefaulted); err != nil {
-			errs[i] = err
-			continue
-		}
-		keep, idx = append(keep, ns[i]), append(idx, i)
-	}
-	if len(keep) == 0 {
-		return errs, nil
-	}
-	kerrs, err := p.q.Enqueue(ctx, keep)
-	for j, e := range kerrs {
-		errs[idx[j]] = e
-	}
-	return errs, err
 }

@@ -2,16 +2,12 @@ package notifier_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/notifier/notifier/backoff"
 	"github.com/notifier/notifier/notifier"
 )
 
@@ -140,28 +136,24 @@ func TestNamedPartnerMustOwnTheURL(t *testing.T) {
 		})
 	}
 
-	t.Run("WithPartnersRefusesItAlone", func(t *testing.T) {
-		var got []notifier.Notice
-		q := enqueuerFunc(func(_ context.Context, ns []notifier.Notice) ([]error, error) {
-			got = append(got, ns...)
-			return make([]error, len(ns)), nil
-		})
-		errs, err := notifier.WithPartners(q, published).Enqueue(context.Background(), []notifier.Notice{
+	t.Run("IntakeRefusesItAlone", func(t *testing.T) {
+		q := intakeStore(t, published)
+		errs, err := notifier.Intake{Queue: q, Published: q}.Enqueue(context.Background(), []notifier.Notice{
 			{ID: "ok", URL: "https://hooks.example.com/cb/1", Partner: "hooks"},
 			{ID: "bad", URL: "https://evil.example.net/cb/1", Partner: "hooks"},
 		})
 		if err != nil || errs[0] != nil || !errors.Is(errs[1], notifier.ErrInvalidNotice) {
 			t.Fatalf("Enqueue = %v, %v; want the second notice refused with ErrInvalidNotice", errs, err)
 		}
-		if len(got) != 1 || got[0].ID != "ok" {
-			t.Errorf("stored %v, want only ok", got)
+		if len(q.enqueued) != 1 || q.enqueued[0].ID != "ok" {
+			t.Errorf("stored %v, want only ok", q.enqueued)
 		}
 	})
 }
 
 // TestKnownPartnerIsOneRule: a partner serve did not publish is refused
 // with the names it did publish, or the news that it published none, and
-// WithPartners applies the rule also when serve published no partner.
+// Intake applies the rule also when serve published no partner.
 func TestKnownPartnerIsOneRule(t *testing.T) {
 	published := map[string]notifier.PartnerSummary{"shop": {Name: "shop"}, "bank": {Name: "bank"}}
 	if err := notifier.KnownPartner(published, "shop"); err != nil {
@@ -175,81 +167,26 @@ func TestKnownPartnerIsOneRule(t *testing.T) {
 	if !errors.Is(err, notifier.ErrUnknownPartner) || !strings.Contains(err.Error(), "no serve has published any partner") {
 		t.Errorf("KnownPartner with none published = %v", err)
 	}
-	q := enqueuerFunc(func(_ context.Context, ns []notifier.Notice) ([]error, error) {
-		t.Errorf("stored %v, want nothing", ns)
-		return make([]error, len(ns)), nil
-	})
-	errs, err := notifier.WithPartners(q, nil).Enqueue(context.Background(), []notifier.Notice{{ID: "x", URL: "https://a.example/", Partner: "nosuch"}})
+	q := intakeStore(t, nil)
+	errs, err := notifier.Intake{Queue: q, Published: q}.Enqueue(context.Background(), []notifier.Notice{{ID: "x", URL: "https://a.example/", Partner: "nosuch"}})
 	if err != nil || !errors.Is(errs[0], notifier.ErrUnknownPartner) {
-		t.Errorf("WithPartners(none) = %v, %v; want ErrUnknownPartner", errs, err)
+		t.Errorf("Intake with no partners published = %v, %v; want ErrUnknownPartner", errs, err)
+	}
+	if len(q.enqueued) != 0 {
+		t.Errorf("stored %v, want nothing", q.enqueued)
 	}
 }
 
-type enqueuerFunc func(context.Context, []notifier.Notice) ([]error, error)
-
-func (f enqueuerFunc) Enqueue(ctx context.Context, ns []notifier.Notice) ([]error, error) {
-	return f(ctx, ns)
-}
-
-// TestNamedPartnerElsewhereIsSentUnsigned: a notice stored before enqueue
-// checked it names a partner but points elsewhere (here another port of
-// the same address). It is delivered as a notice of no partner: without
-// the partner's signature, and logged without the partner's name.
-func TestNamedPartnerElsewhereIsSentUnsigned(t *testing.T) {
-	secret, err := notifier.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	sigs := map[string]string{} // host -> Webhook-Signature
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		sigs[r.Host] = r.Header.Get("Webhook-Signature")
-		mu.Unlock()
-	})
-	own, other := httptest.NewServer(h), httptest.NewServer(h)
-	t.Cleanup(own.Close)
-	t.Cleanup(other.Close)
-
-	s := newStack(t)
-	d := s.dispatcher(5 * time.Second)
-	d.Partners = notifier.NewPartners([]*notifier.Partner{{Name: "pay", Prefixes: []string{own.URL + "/cb"}, Secrets: []notifier.Secret{secret}}}, 0)
-	s.run(d)
-	mine := notice("mine", own.URL+"/cb/1", "0", time.Now())
-	mine.Partner = "pay"
-	stray := notice("stray", other.URL+"/cb/1", "0", time.Now())
-	stray.Partner = "pay"
-	s.enqueue(mine, stray) // straight to the store, as before the check
-	rows := s.rows(2)
-	for _, r := range rows {
-		want := map[string]string{"mine": "pay", "stray": ""}[r.NoticeID]
-		if r.Outcome != notifier.Delivered || r.Partner != want {
-			t.Errorf("attempt of %s: %s under partner %q, want delivered under %q", r.NoticeID, r.Outcome, r.Partner, want)
+// intakeStore is a fakeIntakeStore that publishes the summaries published.
+func intakeStore(t *testing.T, published map[string]notifier.PartnerSummary) *fakeIntakeStore {
+	t.Helper()
+	f := &fakeIntakeStore{def: backoff.Default, partners: map[string]string{}}
+	for name, sum := range published {
+		b, err := json.Marshal(sum)
+		if err != nil {
+			t.Fatal(err)
 		}
+		f.partners[name] = string(b)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if sig := sigs[strings.TrimPrefix(own.URL, "http://")]; !strings.HasPrefix(sig, "v1,") {
-		t.Errorf("the partner's own URL got signature %q, want one", sig)
-	}
-	if sig := sigs[strings.TrimPrefix(other.URL, "http://")]; sig != "" {
-		t.Errorf("another host got the partner's signature %q", sig)
-	}
-}
-
-// TestConfigRefusesPrefixWithQuery: a query string or fragment would take
-// no part in matching, so a url_prefix with one is refused, not ignored.
-func TestConfigRefusesPrefixWithQuery(t *testing.T) {
-	for _, prefix := range []string{"https://pay.example.com/cb?key=1", "https://pay.example.com/cb?", "https://pay.example.com/cb#x"} {
-		t.Run(prefix, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "notifier.toml")
-			if err := os.WriteFile(path, []byte("[[partner]]\nname = \"pay\"\nurl_prefix = [\""+prefix+"\"]\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err := notifier.LoadConfig(path)
-			if !errors.Is(err, notifier.ErrConfig) || !strings.Contains(err.Error(), "url_prefix") {
-				t.Errorf("LoadConfig = %v, want ErrConfig naming url_prefix", err)
-			}
-		})
-	}
+	return f
 }

@@ -216,15 +216,27 @@ func (k Keys) NonTrigger(key string) bool { return strings.HasPrefix(key, k.pref
 // Pattern is a SCAN MATCH pattern for every key of this prefix: the prefix,
 // its glob characters escaped, then "*". It also matches the keys of any
 // longer prefix that starts with this one.
-func (k Keys) Pattern() string {
+func (k Keys) Pattern() string { return globEscape(k.prefix()) + "*" }
+
+// ReceiptPattern is a SCAN MATCH pattern for the enqueue receipts of this
+// prefix (on a cluster, of every shard).
+func (k Keys) ReceiptPattern() string {
+	if k.sharded() {
+		return globEscape(k.prefix()) + ":{*}:e:*"
+	}
+	return globEscape(k.prefix()) + ":e:*"
+}
+
+// globEscape escapes s for a SCAN MATCH pattern.
+func globEscape(s string) string {
 	var b strings.Builder
-	for _, c := range k.prefix() {
+	for _, c := range s {
 		if strings.ContainsRune(`*?[]\`, c) {
 			b.WriteByte('\\')
 		}
 		b.WriteRune(c)
 	}
-	return b.String() + "*"
+	return b.String()
 }
 
 // ParseTrigger reads a trigger key. It parses from the right, so ids may

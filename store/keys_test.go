@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"path"
 	"testing"
 	"time"
 
@@ -142,6 +143,19 @@ func TestKeysNames(t *testing.T) {
 	for prefix, want := range map[string]string{"": "noticeId*", "bench12": "bench12*", `a*b?[c]\`: `a\*b\?\[c\]\\*`} {
 		if got := (Keys{Prefix: prefix}).Pattern(); got != want {
 			t.Errorf("Keys{Prefix: %q}.Pattern() = %q, want %q", prefix, got, want)
+		}
+	}
+	// The receipt pattern matches every receipt, single node or sharded,
+	// and no payload.
+	for _, k := range []Keys{{Prefix: "pay"}, {Prefix: "pay", Shards: ClusterShards}} {
+		pat := k.ReceiptPattern()
+		for _, id := range []string{"x", "o_1", "a:b"} {
+			if ok, _ := path.Match(pat, k.Receipt(id)); !ok {
+				t.Errorf("ReceiptPattern %q does not match %q", pat, k.Receipt(id))
+			}
+			if ok, _ := path.Match(pat, k.Payload(id)); ok {
+				t.Errorf("ReceiptPattern %q matches the payload %q", pat, k.Payload(id))
+			}
 		}
 	}
 }

@@ -248,8 +248,13 @@ func LogTail(path string) string {
 	return strings.Join(lines, " | ")
 }
 
-func ping(sock string) bool {
-	c, err := net.DialTimeout("unix", sock, 100*time.Millisecond)
+func ping(sock string) bool { return Ping("unix", sock) }
+
+// Ping reports whether a Redis server answers PING at addr on network
+// ("unix" or "tcp") within about a second, without a client: start-up
+// checks of the embedded server and of test clusters use it.
+func Ping(network, addr string) bool {
+	c, err := net.DialTimeout(network, addr, 100*time.Millisecond)
 	if err != nil {
 		return false
 	}

@@ -66,17 +66,13 @@ type Target struct {
 	URL, DataDir, Prefix string
 }
 
-func target(c *ucli.Context, _ Env) (Target, error) {
-	return Target{URL: c.String("redis"), DataDir: c.String("data-dir"), Prefix: c.String("prefix")}, nil
+func target(c *ucli.Context) Target {
+	return Target{URL: c.String("redis"), DataDir: c.String("data-dir"), Prefix: c.String("prefix")}
 }
 
 // open connects to the Redis the command's flags name.
 func open(c *ucli.Context, env Env) (Store, error) {
-	t, err := target(c, env)
-	if err != nil {
-		return nil, err
-	}
-	return env.Open(c.Context, t)
+	return env.Open(c.Context, target(c))
 }
 
 // withStore runs f with the Redis the command's flags name.

@@ -25,11 +25,7 @@ func partnerCommand(env Env) *ucli.Command {
 	// also takes a partner that is still paused or has parked notices
 	// though it left the config.
 	known := func(c *ucli.Context, q Store, n string, resume bool) error {
-		raw, err := q.PublishedPartners(c.Context)
-		if err != nil {
-			return err
-		}
-		sums, err := notifier.ParseSummaries(raw)
+		sums, err := published(c, q)
 		if err != nil {
 			return err
 		}
@@ -57,11 +53,7 @@ func partnerCommand(env Env) *ucli.Command {
 				Usage:        "each partner of the running serve's config: paused or not, failures in a row, parked notices",
 				Flags:        append([]ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "one JSON object per partner"}}, flags...),
 				Action: withStore(env, func(c *ucli.Context, q Store) error {
-					raw, err := q.PublishedPartners(c.Context)
-					if err != nil {
-						return err
-					}
-					sums, err := notifier.ParseSummaries(raw)
+					sums, err := published(c, q)
 					if err != nil {
 						return err
 					}
@@ -150,4 +142,13 @@ func partnerCommand(env Env) *ucli.Command {
 			},
 		},
 	}
+}
+
+// published reads the partners the running serve published.
+func published(c *ucli.Context, q Store) (map[string]notifier.PartnerSummary, error) {
+	raw, err := q.PublishedPartners(c.Context)
+	if err != nil {
+		return nil, err
+	}
+	return notifier.ParseSummaries(raw)
 }

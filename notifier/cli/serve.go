@@ -102,10 +102,7 @@ func serveConfig(c *ucli.Context, env Env) (ServeConfig, error) {
 		AppendFsync: c.String("appendfsync"), Listen: c.String("listen"),
 		APIToken: strings.TrimSpace(c.String("api-token")), APIReadToken: strings.TrimSpace(c.String("api-read-token")),
 		PublicMetrics: c.Bool("public-metrics"), FleetLog: c.Bool("fleet-log"), FleetLogMax: c.Int64("fleet-log-max"),
-		DedupWindow: duration(c, "dedup-window")}
-	if cfg.Redis, err = target(c, env); err != nil {
-		return ServeConfig{}, err
-	}
+		DedupWindow: duration(c, "dedup-window"), Redis: target(c)}
 	if s := c.String("schedule"); s != "" {
 		if cfg.Schedule, err = backoff.Parse(s); err != nil {
 			return ServeConfig{}, fmt.Errorf("--schedule: %w", err)

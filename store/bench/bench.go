@@ -75,6 +75,10 @@ type Result struct {
 	// noticeId_<id>_<stamp>_<n> with a TTL, measured in a database of
 	// their own. The rest is the payload and the due-index entry.
 	BytesPerTrigger float64 `json:"bytes_per_trigger,omitempty"`
+	// BytesPerReceipt is what each enqueue's receipt costs for the minute
+	// it lives, on top of BytesPerPending (which is measured once the
+	// receipts are gone).
+	BytesPerReceipt float64 `json:"bytes_per_receipt,omitempty"`
 	// BytesPerTombstone is Redis memory per delivered notice left for the
 	// dedup window (the throughput scenario's, once all are delivered).
 	BytesPerTombstone float64 `json:"bytes_per_tombstone,omitempty"`

@@ -110,8 +110,9 @@ func throughputN(ctx context.Context, cfg Config, q *store.Redis, p *partner, se
 	r.NoticesPerSec = float64(p.arrived.Load()) / took.Seconds()
 	r.EnqueuePerSec = float64(len(ns)) / enqueued.Seconds()
 	if single {
-		// What delivered notices leave behind: their dedup tombstones.
-		after, err := usedMemory(ctx, cfg.Redis)
+		// What delivered notices leave behind: their dedup tombstones,
+		// once their enqueue receipts have expired.
+		after, err := afterReceipts(ctx, cfg.Redis, q.Keys())
 		if err != nil {
 			return Result{}, err
 		}

@@ -38,12 +38,17 @@ func load(ctx context.Context, cfg Config, q *store.Redis, from, count int) (Res
 	if err != nil {
 		return Result{}, err
 	}
+	settled, err := afterReceipts(ctx, cfg.Redis, q.Keys())
+	if err != nil {
+		return Result{}, err
+	}
 	trig, err := triggerCost(ctx, cfg, q.Keys(), from, count)
 	if err != nil {
 		return Result{}, err
 	}
 	return Result{Scenario: "enqueue-backlog", Notices: count, EnqueuePerSec: float64(count) / took.Seconds(),
-		BytesPerPending: float64(after-before)/float64(count) - float64(len(b)), BytesPerTrigger: trig}, nil
+		BytesPerPending: float64(settled-before)/float64(count) - float64(len(b)), BytesPerTrigger: trig,
+		BytesPerReceipt: float64(after-settled) / float64(count)}, nil
 }
 
 // triggerCost measures what count bare trigger keys (the integer 1, PX an

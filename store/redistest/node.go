@@ -3,7 +3,6 @@ package redistest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -50,7 +49,7 @@ func (n *ClusterNode) start(ctx context.Context, bin string) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if pingTCP(n.Addr) {
+		if store.Ping("tcp", n.Addr) {
 			return nil
 		}
 		select {
@@ -100,19 +99,4 @@ func (n *ClusterNode) running() bool {
 
 func (n *ClusterNode) logTail() string {
 	return store.LogTail(filepath.Join(filepath.Dir(n.conf), "redis.log"))
-}
-
-func pingTCP(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	buf := make([]byte, 7)
-	n, _ := c.Read(buf)
-	return strings.HasPrefix(string(buf[:n]), "+PONG")
 }
