@@ -155,7 +155,8 @@ func waitDrained(t *testing.T, rdb *redis.Client) {
 }
 
 // pendingKeys lists the keys that hold pending work: everything of the
-// default prefix but the tombstones that remember ended notices, and
+// default prefix but what remembers ended notices (cancelled tombstones,
+// the dedup sets of delivered ids), and
 // bookkeeping that outlives notices (the published schedule and partners,
 // partner states, the wake flag, enqueue receipts, which live a minute).
 func pendingKeys(t *testing.T, rdb *redis.Client) []string {
@@ -169,7 +170,8 @@ func pendingKeys(t *testing.T, rdb *redis.Client) []string {
 	for _, k := range all {
 		switch {
 		case k == "noticeId:schedule", k == "noticeId:urlpolicy", k == "noticeId:partners", k == "noticeId:wakeflag",
-			strings.HasPrefix(k, "noticeId:partner:"), strings.HasPrefix(k, "noticeId:e:"):
+			strings.HasPrefix(k, "noticeId:partner:"), strings.HasPrefix(k, "noticeId:e:"),
+			k == "noticeId:dg", strings.HasPrefix(k, "noticeId:d:"):
 			continue
 		case strings.HasPrefix(k, "noticeId:p:"):
 			if v, err := rdb.Get(ctx, k).Result(); err == nil && strings.HasPrefix(v, "!") {

@@ -315,8 +315,15 @@ func TestRetriesOnAnchoredSchedule(t *testing.T) {
 			if left := pendingKeys(t, rdb); len(left) != 0 {
 				t.Errorf("Redis keeps %v after delivery", left)
 			}
-			if v := rdb.Get(ctx, "noticeId:p:order_42").Val(); v != "!delivered" {
-				t.Errorf("payload after delivery = %q, want the tombstone !delivered", v)
+			if n := rdb.Exists(ctx, "noticeId:p:order_42").Val(); n != 0 {
+				t.Errorf("the payload outlives the delivery")
+			}
+			if n := rdb.Exists(ctx, "noticeId:dg").Val(); n != 1 {
+				t.Errorf("no dedup directory after a delivery: the id is not remembered")
+			}
+			code, _, errOut = runCLI(t, "", "enqueue", "--redis", srv.URL(), "--id", "order_42", "--url", partnerSrv.URL, "--data", "{}")
+			if code != 3 || !strings.Contains(errOut, "already delivered") {
+				t.Errorf("enqueue of the delivered id = %d %q, want exit 3 and 'already delivered'", code, errOut)
 			}
 
 			code, out, errOut = runCLI(t, "", "tail", "--db", db)

@@ -117,7 +117,8 @@ func (s *stack) rows(n int) []notifier.Attempt {
 }
 
 // assertRedisEmpty checks that nothing is pending: the only keys left are
-// the tombstones that remember ended notices for the dedup window.
+// the tombstones of cancelled notices and the dedup sets that remember
+// delivered ids for the dedup window.
 func (s *stack) assertRedisEmpty() {
 	s.t.Helper()
 	all, err := s.rdb.Keys(context.Background(), "noticeId*").Result()
@@ -126,8 +127,9 @@ func (s *stack) assertRedisEmpty() {
 	}
 	var keys []string
 	for _, k := range all {
-		if k == "noticeId:wakeflag" || k == "noticeId:partners" || strings.HasPrefix(k, "noticeId:partner:") || strings.HasPrefix(k, "noticeId:e:") {
-			continue // lives 2 ms after a wake message; a partner's state; an enqueue receipt (a minute)
+		if k == "noticeId:wakeflag" || k == "noticeId:partners" || strings.HasPrefix(k, "noticeId:partner:") || strings.HasPrefix(k, "noticeId:e:") ||
+			k == "noticeId:dg" || strings.HasPrefix(k, "noticeId:d:") {
+			continue // lives 2 ms after a wake message; a partner's state; an enqueue receipt (a minute); delivered ids
 		}
 		if v, err := s.rdb.Get(context.Background(), k).Result(); err == nil && strings.HasPrefix(v, "!") && strings.HasPrefix(k, "noticeId:p:") {
 			continue

@@ -25,11 +25,14 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	P_<id>_<stamp>_<n>  trigger: the integer 1, with a TTL that ends when attempt n is due;
 //	                    its expired event is what wakes a delivery
 //	P:p:<id>            payload: the notice (JSON header line, '\n', raw body); no TTL.
-//	                    Once the notice is delivered or cancelled it becomes a
-//	                    tombstone ("!delivered", "!cancelled") with the dedup window
-//	                    as TTL, so enqueue can refuse an id that was already
-//	                    delivered; a given-up notice's payload is deleted (the
-//	                    archive in SQLite keeps it)
+//	                    It is deleted when the notice is delivered or gives up
+//	                    (the archive in SQLite keeps it); a cancelled notice's
+//	                    becomes the tombstone "!cancelled" for the dedup window
+//	P:dg                dedup directory: hash of the live generations of
+//	                    delivered ids, "<generation ms>.<g>" -> their expiry (Unix ms)
+//	P:d:<gen>:<route>   dedup set: intset of 64-bit digests of ids delivered in
+//	                    generation gen, at trie node route (1 to 16 hex digits);
+//	                    expires with its generation (see dedupLua)
 //	P:due               due index: sorted set, member <id>_<stamp>_<n> (a trigger key
 //	                    without "P_"), score = due time in Unix ms, or the lease's end
 //	                    while the attempt is claimed
@@ -65,6 +68,7 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	P_{T}<id>_<stamp>_<n>  trigger (the tag leads, so braces in an id never
 //	                       become the hash tag)
 //	P:{T}:p:<id>  P:{T}:l:<id>  P:{T}:due  P:{T}:wakeflag  P:{T}:parked:<partner>
+//	P:{T}:dg  P:{T}:d:<gen>:<route>
 //
 // and due-index members are the trigger keys without "P_", tag included.
 // The tags are chosen so the shards' slots spread evenly over the slot
@@ -139,6 +143,13 @@ func (k Keys) Payload(id string) string { return k.scope(k.ShardOf(id)) + ":p:" 
 // that call's token, so the same call sent again after its reply was lost
 // knows it stored the notice (however it has ended since).
 func (k Keys) Receipt(id string) string { return k.scope(k.ShardOf(id)) + ":e:" + id }
+
+// DedupDir is the directory of the dedup generations of notice id's shard.
+func (k Keys) DedupDir(id string) string { return k.scope(k.ShardOf(id)) + ":dg" }
+
+// DedupNodes starts the names of the dedup sets of notice id's shard; the
+// scripts complete them with a generation and a route (see dedupLua).
+func (k Keys) DedupNodes(id string) string { return k.scope(k.ShardOf(id)) + ":d:" }
 
 // Lease is the key holding the claim on notice id's pending attempt.
 func (k Keys) Lease(id string) string { return k.scope(k.ShardOf(id)) + ":l:" + id }

@@ -28,8 +28,8 @@ func (r *Redis) dedupWindow() time.Duration {
 func isTombstone(p []byte) bool { return len(p) > 0 && p[0] == '!' }
 
 // State says what Redis knows of notice id: notifier.StatePending (or
-// StateParked) while it waits, the tombstone's state (StateDelivered,
-// StateGaveUp, StateCancelled) for the dedup window after it ended, and an
+// StateParked) while it waits, StateDelivered or StateCancelled for the
+// dedup window after it was delivered or cancelled, and an
 // error wrapping notifier.ErrNotFound when it knows nothing. It reads the
 // payload's header, never its body.
 func (r *Redis) State(ctx context.Context, id string) (notifier.State, error) {
@@ -38,6 +38,13 @@ func (r *Redis) State(ctx context.Context, id string) (notifier.State, error) {
 		return "", fmt.Errorf("read notice %s: %w", id, err)
 	}
 	if p == nil {
+		d, err := r.Delivered(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		if d {
+			return notifier.StateDelivered, nil
+		}
 		return "", fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
 	}
 	if isTombstone(p) {
@@ -76,6 +83,11 @@ func (r *Redis) CancelInFlight(ctx context.Context, id string) (inFlight bool, e
 			return false, fmt.Errorf("cancel %s: %w", id, err)
 		}
 		if p == nil {
+			if d, err := r.Delivered(ctx, id); err != nil {
+				return false, fmt.Errorf("cancel %s: %w", id, err)
+			} else if d {
+				return false, fmt.Errorf("cancel %s: %s: %w", id, notifier.StateDelivered, notifier.ErrEnded)
+			}
 			return false, fmt.Errorf("cancel %s: %w", id, notifier.ErrNotFound)
 		}
 		if isTombstone(p) {

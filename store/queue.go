@@ -95,6 +95,8 @@ func (r *Redis) trigger(job notifier.Job) notifier.Trigger {
 // Complete implements notifier.Queue, pipelined.
 func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool, error) {
 	calls := make([]scriptCall, len(cs))
+	w := r.dedupWindow()
+	gen := dedupGeneration(w)
 	for i, c := range cs {
 		t := r.trigger(c.Job)
 		nextMember, nextKey := "", r.keys.Trigger(t)
@@ -105,13 +107,14 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 		// Only a delivery is remembered: it is what enqueue must refuse to
 		// repeat, and failures are rarer but would cost the same memory
 		// for nothing (status reads them from the archive).
-		tomb := ""
+		remember := "0"
 		if c.Next == 0 && c.Ended == notifier.Delivered {
-			tomb = tombDelivered
+			remember = "1"
 		}
 		calls[i] = scriptCall{completeScript,
-			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.WakeFlagOf(t.ID)},
-			[]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), tomb, r.dedupWindow().Milliseconds(), r.keys.Wake()}}
+			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.WakeFlagOf(t.ID), r.keys.DedupDir(t.ID)},
+			append([]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), remember, w.Milliseconds(), r.keys.Wake()},
+				append(r.dedupRef(t.ID), gen.Milliseconds())...)}
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
 	if err != nil {

@@ -35,28 +35,32 @@ end
 //	KEYS[1] -> payload key      ARGV[1] -> payload
 //	KEYS[2] -> due index        ARGV[2] -> due-index member of attempt n
 //	KEYS[3] -> trigger key      ARGV[3] -> due time, Unix ms (the member's score)
-//	KEYS[4] -> wake flag        ARGV[4] -> '1' to replace a delivered tombstone
-//	KEYS[5] -> receipt key                 (an operator's explicit re-send)
+//	KEYS[4] -> wake flag        ARGV[4] -> '1' to store it even if it was delivered
+//	KEYS[5] -> receipt key                 within the dedup window (an
+//	KEYS[6] -> dedup directory             operator's explicit re-send)
 //	                            ARGV[5] -> wake channel (a channel, not a key)
 //	                            ARGV[6] -> '1' when this call is sent again
 //	                                       after its reply was lost
 //	                            ARGV[7] -> this call's token
 //	                            ARGV[8] -> the receipt's TTL, ms
+//	                            ARGV[9..11] -> dedup sets' prefix, the id's
+//	                                       route and member (see dedupLua)
 //
 // Returns 1; 3, for a call sent again, if the receipt holds this call's
 // token (the first send stored the notice, which may have been delivered,
 // given up or cancelled since: it is not stored again, nor called a
 // duplicate); 0 if a notice with this id is pending; 2 if one was delivered
-// within the dedup window (its tombstone is still there). Nothing is
-// written but for 1. A given-up or cancelled id may be enqueued again: it
-// was never delivered, so sending it is no duplicate.
-var enqueueScript = newScript(pxUntil + `
+// within the dedup window. Nothing is written but for 1. A given-up or
+// cancelled id may be enqueued again: it was never delivered, so sending it
+// is no duplicate. A re-sent delivered id stays remembered as delivered: it
+// was.
+var enqueueScript = newScript(pxUntil + dedupLua + `
 if ARGV[6] == '1' and redis.call('GET', KEYS[5]) == ARGV[7] then return 3 end
 local cur = redis.call('GET', KEYS[1])
-if cur then
-  if string.sub(cur, 1, 1) ~= '!' then return 0 end
-  if cur == '` + tombDelivered + `' and ARGV[4] ~= '1' then return 2 end
-end
+if cur and string.sub(cur, 1, 1) ~= '!' then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[4] ~= '1' and dedup_seen(KEYS[6], ARGV[9], ARGV[10], ARGV[11], now) then return 2 end
 redis.call('SET', KEYS[1], ARGV[1])
 local px = px_until(ARGV[3])
 redis.call('SET', KEYS[3], 1, 'PX', px)
@@ -66,13 +70,12 @@ wake_if_due(px, ARGV[5], KEYS[4])
 return 1
 `)
 
-// Tombstones replace the payload of an ended notice for the dedup window.
-// They start with '!', which no payload does (a payload starts with its
-// JSON header).
-const (
-	tombDelivered = "!delivered"
-	tombCancelled = "!cancelled"
-)
+// A cancelled notice's payload is replaced by a tombstone for the dedup
+// window, so that `cancel` and `status` can say it was cancelled. It starts
+// with '!', which no payload does (a payload starts with its header).
+// Cancelling is rare; delivered ids, which are not, are remembered in the
+// compact sets of dedupLua instead.
+const tombCancelled = "!cancelled"
 
 // claimScript takes a pending attempt for one worker.
 //
@@ -120,24 +123,27 @@ return {3, p, due}
 //	KEYS[2] -> payload key      ARGV[2] -> claim token
 //	KEYS[3] -> lease key        ARGV[3] -> member of the next attempt, '' to remove the notice
 //	KEYS[4] -> next trigger key ARGV[4] -> next due time, Unix ms
-//	KEYS[5] -> wake flag        ARGV[5] -> tombstone to leave when removing, '' for none
-//	                            ARGV[6] -> the tombstone's TTL, ms
+//	KEYS[5] -> wake flag        ARGV[5] -> '1' to remember the id as delivered when removing
+//	KEYS[6] -> dedup directory  ARGV[6] -> the dedup window, ms (0: remember nothing)
 //	                            ARGV[7] -> wake channel (a channel, not a key)
+//	                            ARGV[8..11] -> dedup sets' prefix, the id's route
+//	                                       and member, generation length ms
 //
 // Returns 1, or 0 if the claim was lost: another worker holds the lease, or
 // the attempt is no longer pending. A lease that merely ran out with nobody
 // taking over still completes, so a slow attempt is not repeated for nothing.
-var completeScript = newScript(pxUntil + `
+var completeScript = newScript(pxUntil + dedupLua + `
 local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[2] then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[3] == '' then
-  if ARGV[5] ~= '' and tonumber(ARGV[6]) > 0 then
-    redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
-  else
-    redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2])
+  if ARGV[5] == '1' and tonumber(ARGV[6]) > 0 then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    dedup_remember(KEYS[6], ARGV[8], ARGV[9], ARGV[10], now, tonumber(ARGV[11]), tonumber(ARGV[6]), ` + dedupLimit + `)
   end
 else
   local px = px_until(ARGV[4])
