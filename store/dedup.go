@@ -5,13 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Compact dedup: how serve remembers, for the dedup window, the ids of the
-// notices it delivered, at about 10 bytes of Redis per id.
+// notices it delivered, at about 20 bytes of Redis per id.
 //
 // A one-key-per-id tombstone costs ~200 bytes (key, dict entries, expiry
 // entry, value), which at 1,000 deliveries/s is 16 GB per day. Instead each
@@ -37,7 +41,8 @@ import (
 // listed in a small hash (the directory, one per due-index shard), field
 // "<generation length ms>.<g>", value its sets' expiry in Unix ms: a lookup
 // walks each listed generation, and a change of --dedup-window only starts
-// new generations (the old ones stay findable until they expire).
+// new generations (the old ones stay findable until they expire). Field
+// "#<generation>" counts the ids remembered in it, for the gauges.
 //
 // Exactness: a lookup answers "delivered" only if a set on its route holds
 // its member. Ids with different digests never match; two ids match
@@ -68,7 +73,7 @@ local function fmt_int(x) return string.format('%.0f', x) end
 local function dedup_seen(dir, nodes, route, member, now)
   local kv = redis.call('HGETALL', dir)
   for i = 1, #kv, 2 do
-    if tonumber(kv[i+1]) > now then
+    if string.sub(kv[i], 1, 1) ~= '#' and tonumber(kv[i+1]) > now then
       local base = nodes .. kv[i] .. ':'
       for l = 1, #route do
         local r = redis.call('SMISMEMBER', base .. string.sub(route, 1, l), member, '0')
@@ -86,7 +91,7 @@ local function dedup_remember(dir, nodes, route, member, now, gen_ms, window_ms,
   if redis.call('HSETNX', dir, name, fmt_int(exp)) == 1 then
     local kv = redis.call('HGETALL', dir)
     for i = 1, #kv, 2 do
-      if tonumber(kv[i+1]) <= now then redis.call('HDEL', dir, kv[i]) end
+      if string.sub(kv[i], 1, 1) ~= '#' and tonumber(kv[i+1]) <= now then redis.call('HDEL', dir, kv[i], '#' .. kv[i]) end
     end
     local pttl = redis.call('PTTL', dir)
     if pttl < 0 or now + pttl < exp then redis.call('PEXPIREAT', dir, fmt_int(exp)) end
@@ -100,6 +105,7 @@ local function dedup_remember(dir, nodes, route, member, now, gen_ms, window_ms,
       local n = redis.call('SCARD', key)
       if l == #route or n < limit - 1 then
         redis.call('SADD', key, member)
+        redis.call('HINCRBY', dir, '#' .. name, 1)
         if n == 0 then redis.call('PEXPIREAT', key, fmt_int(exp)) end
         return
       end
@@ -159,4 +165,35 @@ func (r *Redis) dedupRef(id string) []any {
 // an id is remembered for between w and 1.5 w.
 func dedupGeneration(w time.Duration) time.Duration {
 	return max(w/2, time.Millisecond)
+}
+
+// RememberedDelivered is how many delivered ids Redis remembers for the
+// dedup window: the counts of the live generations of every shard's
+// directory (a few small hashes, whatever the count).
+func (r *Redis) RememberedDelivered(ctx context.Context) (int64, error) {
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, r.keys.ShardCount())
+	for s := range cmds {
+		cmds[s] = pipe.HGetAll(ctx, r.keys.DedupDirShard(s))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("count delivered ids: %w", err)
+	}
+	now := time.Now().UnixMilli()
+	var total int64
+	for _, c := range cmds {
+		dir := c.Val()
+		for f, v := range dir {
+			if !strings.HasPrefix(f, "#") {
+				continue
+			}
+			exp, err := strconv.ParseInt(dir[f[1:]], 10, 64)
+			n, err2 := strconv.ParseInt(v, 10, 64)
+			if err != nil || err2 != nil || exp <= now {
+				continue // expired, or not ours to read
+			}
+			total += n
+		}
+	}
+	return total, nil
 }

@@ -69,10 +69,16 @@ func TestDedupExact(t *testing.T) {
 		ids[i] = fmt.Sprintf("order-%d", i)
 	}
 	remember(t, r, ids...)
+	if got, err := r.RememberedDelivered(ctx); err != nil || got != n {
+		t.Errorf("RememberedDelivered = %d, %v; want %d", got, err, n)
+	}
 	keysBefore := rdb.DBSize(ctx).Val()
 	remember(t, r, ids[:500]...)
 	if got := rdb.DBSize(ctx).Val(); got != keysBefore {
 		t.Errorf("remembering ids again changed the key count: %d -> %d", keysBefore, got)
+	}
+	if got, _ := r.RememberedDelivered(ctx); got != n {
+		t.Errorf("RememberedDelivered after remembering ids again = %d, want %d", got, n)
 	}
 	for i, id := range ids {
 		if i%7 != 0 { // a sample keeps the test quick
@@ -136,6 +142,9 @@ func TestDedupExpiry(t *testing.T) {
 	// remembered (plus the time expiry takes on a busy machine).
 	if gone := time.Since(start); gone < time.Second {
 		t.Errorf("forgotten after %v, before the 1 s window ended", gone)
+	}
+	if got, err := r.RememberedDelivered(ctx); err != nil || got != 0 {
+		t.Errorf("RememberedDelivered after the window = %d, %v; want 0", got, err)
 	}
 }
 

@@ -29,7 +29,8 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	                    (the archive in SQLite keeps it); a cancelled notice's
 //	                    becomes the tombstone "!cancelled" for the dedup window
 //	P:dg                dedup directory: hash of the live generations of
-//	                    delivered ids, "<generation ms>.<g>" -> their expiry (Unix ms)
+//	                    delivered ids, "<generation ms>.<g>" -> their expiry (Unix ms),
+//	                    and "#<generation ms>.<g>" -> how many ids they hold
 //	P:d:<gen>:<route>   dedup set: intset of 64-bit digests of ids delivered in
 //	                    generation gen, at trie node route (1 to 16 hex digits);
 //	                    expires with its generation (see dedupLua)
@@ -145,7 +146,10 @@ func (k Keys) Payload(id string) string { return k.scope(k.ShardOf(id)) + ":p:" 
 func (k Keys) Receipt(id string) string { return k.scope(k.ShardOf(id)) + ":e:" + id }
 
 // DedupDir is the directory of the dedup generations of notice id's shard.
-func (k Keys) DedupDir(id string) string { return k.scope(k.ShardOf(id)) + ":dg" }
+func (k Keys) DedupDir(id string) string { return k.DedupDirShard(k.ShardOf(id)) }
+
+// DedupDirShard is the dedup directory of shard s.
+func (k Keys) DedupDirShard(s int) string { return k.scope(s) + ":dg" }
 
 // DedupNodes starts the names of the dedup sets of notice id's shard; the
 // scripts complete them with a generation and a route (see dedupLua).
