@@ -13,7 +13,7 @@ import (
 type State string
 
 // The states of a notice. The strings are a contract: they are printed,
-// returned in JSON and stored in Redis's tombstones.
+// returned in JSON and stored in the tombstones of cancelled notices.
 const (
 	// StatePending: an attempt is armed (or in flight).
 	StatePending State = "pending"
@@ -32,7 +32,7 @@ const (
 // WithStoreState corrects s (and ok, whether anything knows the notice)
 // with what Redis knows that the attempt log does not, or not yet: a notice
 // parked or cancelled, or one delivered whose last attempt is still on its
-// way to the log (a delivery's tombstone outlives it by the dedup window).
+// way to the log (a delivered id is remembered for the dedup window).
 func (s Status) WithStoreState(state State, ok bool) (Status, bool) {
 	switch state {
 	case StateParked, StateCancelled:

@@ -39,8 +39,9 @@ func (r *Redis) Enqueue(ctx context.Context, notices []notifier.Notice) ([]error
 }
 
 // Resend is Enqueue for an operator's explicit re-send (`notifier retry`,
-// `replay`): it also replaces the tombstone of a notice delivered within the
-// dedup window. A pending notice is still refused.
+// `replay`): it also stores a notice delivered within the dedup window
+// (whose id stays remembered as delivered). A pending notice is still
+// refused.
 func (r *Redis) Resend(ctx context.Context, notices []notifier.Notice) ([]error, error) {
 	return r.enqueue(ctx, notices, true)
 }

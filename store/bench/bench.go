@@ -80,7 +80,9 @@ type Result struct {
 	// receipts are gone).
 	BytesPerReceipt float64 `json:"bytes_per_receipt,omitempty"`
 	// BytesPerTombstone is Redis memory per delivered notice left for the
-	// dedup window (the throughput scenario's, once all are delivered).
+	// dedup window (the throughput scenario's, once all are delivered): the
+	// compact memory of delivered ids, no longer a tombstone key, but the
+	// name stays as the README and earlier runs report it.
 	BytesPerTombstone float64 `json:"bytes_per_tombstone,omitempty"`
 	Cores             int     `json:"cores"`
 	Redis             string  `json:"redis_version"`

@@ -110,7 +110,7 @@ func throughputN(ctx context.Context, cfg Config, q *store.Redis, p *partner, se
 	r.NoticesPerSec = float64(p.arrived.Load()) / took.Seconds()
 	r.EnqueuePerSec = float64(len(ns)) / enqueued.Seconds()
 	if single {
-		// What delivered notices leave behind: their dedup tombstones,
+		// What delivered notices leave behind: their ids in the dedup sets,
 		// once their enqueue receipts have expired.
 		after, err := afterReceipts(ctx, cfg.Redis, q.Keys())
 		if err != nil {
