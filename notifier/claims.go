@@ -55,6 +55,9 @@ func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeIt
 		ts := make([]Trigger, len(batch))
 		for i, it := range batch {
 			ts[i] = it.t
+			if !it.swept {
+				d.queued.remove(it.t)
+			}
 		}
 		results, jobs, err := d.Queue.Claim(ctx, ts, d.Lease)
 		if err != nil {

@@ -92,6 +92,8 @@ type Dispatcher struct {
 	rateHolds atomic.Int64
 	// inFlight counts the attempts workers are making.
 	inFlight atomic.Int64
+	// queued holds the triggers whose events wait in the intake queue.
+	queued queuedSet
 
 	stats Stats
 }

@@ -17,9 +17,11 @@ func (d *Dispatcher) listen(ctx context.Context, intake chan<- intakeItem, sweep
 			}
 		},
 		Fire: func(t Trigger) {
+			d.queued.add(t)
 			select {
 			case intake <- intakeItem{t: t}:
 			case <-ctx.Done():
+				d.queued.remove(t)
 			}
 		},
 		Wake: func() {
@@ -103,6 +105,9 @@ func (d *Dispatcher) sweep(ctx context.Context, intake chan<- intakeItem, sweepN
 				seen[t] = true
 				if at, ok := pushed[t]; ok && now.Sub(at) < repushAfter {
 					continue // queued already, not claimed yet
+				}
+				if d.queued.has(t) {
+					continue // its event is queued: it will be claimed from there
 				}
 				pushed[t] = now
 				fresh++
