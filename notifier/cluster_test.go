@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -162,6 +163,38 @@ func TestClusterDeliversOnEveryMaster(t *testing.T) {
 	}
 	if len(cs.posts) != 600 {
 		t.Errorf("%d distinct attempts, want 600", len(cs.posts))
+	}
+	cs.mu.Unlock()
+	defer cs.mu.Lock()
+
+	// Every delivered id is remembered in its own shard (a script reaching
+	// another slot would fail on a cluster), and enqueue refuses it.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		n, err := cs.q.RememberedDelivered(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == int64(len(ns)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d delivered ids remembered, want %d", n, len(ns))
+		}
+		time.Sleep(20 * time.Millisecond) // completions follow the partner's answers
+	}
+	for _, n := range ns[:20] {
+		if ok, err := cs.q.Delivered(ctx, n.ID); err != nil || !ok {
+			t.Errorf("Delivered(%s) = %v, %v; want true", n.ID, ok, err)
+		}
+	}
+	errs, err := cs.q.Enqueue(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range errs {
+		if e == nil || !strings.Contains(e.Error(), "already delivered") {
+			t.Errorf("enqueue of delivered %s again: %v, want 'already delivered'", ns[i].ID, e)
+		}
 	}
 }
 
