@@ -187,7 +187,7 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 	if err := os.MkdirAll(filepath.Dir(cfg.DB), 0o700); err != nil {
 		return fmt.Errorf("attempt log dir: %w", err)
 	}
-	alog, err := store.OpenSQLite(cfg.DB)
+	alog, err := store.OpenSQLiteWith(cfg.DB, store.SQLiteOptions{Retain: cfg.Retain, Logger: log})
 	if err != nil {
 		return err
 	}
