@@ -57,11 +57,19 @@ type LogStats struct {
 	// is none. Retention (serve --retain) keeps both within its window.
 	OldestAttempt  time.Time `json:"oldest_attempt,omitzero"`
 	OldestArchived time.Time `json:"oldest_archived,omitzero"`
-	// SlowestRetentionStep is the longest a retention step held the
-	// writer since serve started: how long attempt logging waited behind
-	// it at worst. Zero outside serve.
-	SlowestRetentionStep time.Duration `json:"slowest_retention_step_ns,omitempty"`
+	// RetentionSteps counts serve's retention steps by how long each held
+	// the attempt log's writer (attempt logging waits behind a step):
+	// RetentionSteps[i] took at most RetentionStepBounds[i], the last
+	// counts the rest. RetentionStepsTotal is their total time. Both are
+	// empty outside serve.
+	RetentionSteps      []uint64      `json:"retention_steps,omitempty"`
+	RetentionStepsTotal time.Duration `json:"retention_steps_total_ns,omitempty"`
 }
+
+// RetentionStepBounds are the upper bounds of LogStats.RetentionSteps; it
+// has one bucket more, for the rest.
+var RetentionStepBounds = [...]time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}
 
 // RedisStatsReader reads RedisStats; store.Redis implements it. Each call
 // is a few commands whose cost does not grow with the number of notices.

@@ -5,24 +5,31 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/notifier/notifier/notifier"
 )
 
 // Retention: the writer (Run) deletes attempts and archived notices older
 // than SQLiteOptions.Retain, a small batch at a time between batches of
 // attempts, and hands the freed pages back to the file system. Each step is
-// one short transaction on the one write connection, so attempt logging
-// waits behind it for a few milliseconds at most; a queue of 8192 attempts
-// absorbs that wait without slowing the workers.
+// one short transaction on the one write connection, sized to take about
+// pruneTarget, so attempt logging waits behind it for milliseconds; a queue
+// of 8192 attempts absorbs that wait without slowing the workers. Like any
+// commit, a step's commit may run SQLite's automatic WAL checkpoint (every
+// 1000 pages written), which takes longer: the histogram in LogStats counts
+// the whole step, checkpoint included.
 const (
 	// pruneEvery is how often the writer looks for rows past retention
 	// when the last look found none left.
 	pruneEvery = time.Second
-	// pruneTarget is what one step may take. Batches shrink when a step
-	// takes longer (large archived bodies free many overflow pages) and
-	// grow back, up to the maxima, when it takes much less.
-	pruneTarget = 5 * time.Millisecond
+	// pruneTarget is what one step's deletes and vacuum should take.
+	// Batches shrink when they take longer (large archived bodies free
+	// many overflow pages) and grow back, up to the maxima, when they take
+	// much less.
+	pruneTarget = 2 * time.Millisecond
 	// maxAttemptBatch and maxNoticeBatch bound the rows of one step; an
 	// archived notice may hold a 1 MiB body, hence the smaller bound.
 	maxAttemptBatch = 2000
@@ -54,9 +61,11 @@ type pruner struct {
 	retain         time.Duration
 	now            func() time.Time
 	attempts, ends int // current batch sizes, adapted to pruneTarget
-	// slowest is the longest step so far, in nanoseconds: what retention
-	// cost the attempts waiting behind it. Stats reads it.
-	slowest atomic.Int64
+	// steps counts steps by duration (notifier.RetentionStepBounds; the
+	// last counts the rest), stepsNS is their total: how long attempts
+	// waited behind retention. Stats reads them.
+	steps   [len(notifier.RetentionStepBounds) + 1]atomic.Uint64
+	stepsNS atomic.Int64
 }
 
 func newPruner(o SQLiteOptions) *pruner {
@@ -157,15 +166,25 @@ func (s *SQLite) prune(ctx context.Context) (more bool, err error) {
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("retention: commit: %w", err)
 	}
+	// The commit may run a WAL checkpoint, as any batch's commit may; it
+	// is counted in the step but not in adapting the batches, which only
+	// the deletes and the vacuum make longer.
+	commit := time.Now()
+	work := commit.Sub(start)
 	if err := s.vacuum(ctx); err != nil {
 		return false, err
 	}
-	took := time.Since(start)
-	if int64(took) > p.slowest.Load() {
-		p.slowest.Store(int64(took))
-	}
-	p.adapt(took)
+	work += time.Since(commit)
+	p.observe(time.Since(start))
+	p.adapt(work)
 	return nAttempts == int64(batchA) || nEnds == int64(batchE), nil
+}
+
+// observe counts a step that took d.
+func (p *pruner) observe(d time.Duration) {
+	i, _ := slices.BinarySearch(notifier.RetentionStepBounds[:], d)
+	p.steps[i].Add(1)
+	p.stepsNS.Add(int64(d))
 }
 
 // adapt resizes the batches so a step takes about pruneTarget.

@@ -158,8 +158,12 @@ func (s *SQLite) LogStats(ctx context.Context) (notifier.LogStats, error) {
 			st.OldestArchived = time.UnixMicro(endedUS.Int64)
 		}
 	}
-	if s.pruner != nil {
-		st.SlowestRetentionStep = time.Duration(s.pruner.slowest.Load())
+	if p := s.pruner; p != nil {
+		st.RetentionSteps = make([]uint64, len(p.steps))
+		for i := range p.steps {
+			st.RetentionSteps[i] = p.steps[i].Load()
+		}
+		st.RetentionStepsTotal = time.Duration(p.stepsNS.Load())
 	}
 	return st, nil
 }

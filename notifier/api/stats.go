@@ -16,7 +16,7 @@ type statsCollector struct {
 	last func() (notifier.StoreStats, bool)
 	now  func() time.Time
 
-	usedMemory, keys, entries, logBytes, logRows, oldest, slowest, at *prometheus.Desc
+	usedMemory, keys, entries, logBytes, logRows, oldest, steps, at *prometheus.Desc
 }
 
 func newStatsCollector(last func() (notifier.StoreStats, bool)) *statsCollector {
@@ -37,8 +37,8 @@ func newStatsCollector(last func() (notifier.StoreStats, bool)) *statsCollector 
 		oldest: prometheus.NewDesc("notifier_attempt_log_oldest_age_seconds",
 			"Age of the oldest row: table=attempts since its start, table=archive since its notice ended. --retain bounds both.",
 			[]string{"table"}, nil),
-		slowest: prometheus.NewDesc("notifier_retention_slowest_step_seconds",
-			"The longest one retention step held the attempt log's writer since serve started.", nil, nil),
+		steps: prometheus.NewDesc("notifier_retention_step_seconds",
+			"How long each retention step held the attempt log's writer (attempt logging waits behind it).", nil, nil),
 		at: prometheus.NewDesc("notifier_stats_read_timestamp_seconds",
 			"When the figures of notifier_redis_* and notifier_attempt_log_* were read (Unix seconds).", nil, nil),
 	}
@@ -46,7 +46,7 @@ func newStatsCollector(last func() (notifier.StoreStats, bool)) *statsCollector 
 
 // Describe sends every descriptor.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.usedMemory, c.keys, c.entries, c.logBytes, c.logRows, c.oldest, c.slowest, c.at} {
+	for _, d := range []*prometheus.Desc{c.usedMemory, c.keys, c.entries, c.logBytes, c.logRows, c.oldest, c.steps, c.at} {
 		ch <- d
 	}
 }
@@ -86,5 +86,14 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.oldest, max(now.Sub(o.t), 0).Seconds(), o.table)
 		}
 	}
-	gauge(c.slowest, l.SlowestRetentionStep.Seconds())
+	if len(l.RetentionSteps) == len(notifier.RetentionStepBounds)+1 {
+		buckets := make(map[float64]uint64, len(notifier.RetentionStepBounds))
+		var n uint64
+		for i, b := range notifier.RetentionStepBounds {
+			n += l.RetentionSteps[i]
+			buckets[b.Seconds()] = n
+		}
+		n += l.RetentionSteps[len(notifier.RetentionStepBounds)]
+		ch <- prometheus.MustNewConstHistogram(c.steps, n, l.RetentionStepsTotal.Seconds(), buckets)
+	}
 }
