@@ -63,7 +63,7 @@ func main() {
 	flag.DurationVar(&c.every, "every", 30*time.Second, "how often to print a sample")
 	flag.DurationVar(&c.window, "window", 2*time.Minute, "serve's --retain and --dedup-window")
 	flag.IntVar(&c.body, "body", 200, "body bytes per notice")
-	flag.IntVar(&c.senders, "senders", 32, "concurrent HTTP senders")
+	flag.IntVar(&c.senders, "senders", 64, "concurrent HTTP senders")
 	flag.IntVar(&c.failEvery, "fail-every", 5, "every Nth notice fails its first attempt (5: 20%)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the data dir (its path is printed)")
 	flag.Parse()
@@ -140,6 +140,9 @@ func run(ctx context.Context, c config, out io.Writer) error {
 	s.header()
 	tick := time.NewTicker(c.every)
 	defer tick.Stop()
+	// Samples are taken while the load runs; a last one when it ends,
+	// unless one was just taken (the fit is over a steady load).
+	last := time.Now()
 	for running := true; running; {
 		select {
 		case err := <-done:
@@ -147,8 +150,12 @@ func run(ctx context.Context, c config, out io.Writer) error {
 				return err
 			}
 			running = false
+			if time.Since(last) < c.every/2 {
+				continue
+			}
 		case <-tick.C:
 		}
+		last = time.Now()
 		if err := s.sample(time.Since(start), load); err != nil {
 			return err
 		}

@@ -256,16 +256,22 @@ func openFiles(pid int) float64 {
 }
 
 // childPID is the first child of process pid (serve's embedded
-// redis-server), or 0.
+// redis-server), or 0. Each thread lists the children it started, so every
+// thread of serve is read.
 func childPID(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return 0
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			n, _ := strconv.Atoi(f[0])
+			return n
+		}
 	}
-	n, _ := strconv.Atoi(f[0])
-	return n
+	return 0
 }
