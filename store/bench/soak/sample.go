@@ -55,7 +55,7 @@ type sampler struct {
 }
 
 func (s *sampler) header() {
-	fmt.Fprintf(s.out, "%8s %9s %10s", "elapsed", "enqueued", "delivered")
+	fmt.Fprintf(s.out, "%8s %9s %7s %10s", "elapsed", "enqueued", "rate/s", "delivered")
 	for _, f := range figures {
 		fmt.Fprintf(s.out, " %11s", f.name)
 	}
@@ -80,8 +80,15 @@ func (s *sampler) sample(at time.Duration, l *load) error {
 	if child := childPID(s.pid); child > 0 {
 		x.redisRSS = rss(child)
 	}
+	// The rate since the previous sample: on a busy machine the load
+	// may fall short of -rate, and every figure follows it.
+	rate := float64(x.sent) / at.Seconds()
+	if n := len(s.samples); n > 0 {
+		p := s.samples[n-1]
+		rate = float64(x.sent-p.sent) / (at - p.at).Seconds()
+	}
 	s.samples = append(s.samples, x)
-	fmt.Fprintf(s.out, "%8s %9d %10.0f", at.Round(time.Second), x.sent, x.delivered)
+	fmt.Fprintf(s.out, "%8s %9d %7.0f %10.0f", at.Round(time.Second), x.sent, rate, x.delivered)
 	for _, f := range figures {
 		fmt.Fprintf(s.out, " %11s", format(f.get(x), f.bytes))
 	}
