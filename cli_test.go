@@ -38,7 +38,10 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{"BadHeader", []string{"enqueue", "--url", "http://x/y", "-H", "novalue", "--data-dir", nowhere}, exitBadInput},
 		{"ReservedHeader", []string{"enqueue", "--url", "http://x/y", "-H", "Webhook-Id: x", "--data-dir", nowhere}, exitBadInput},
 		{"BadOutcome", []string{"tail", "--outcome", "nope", "--data-dir", nowhere}, exitBadInput},
-		{"StatusWithoutID", []string{"status", "--data-dir", nowhere}, exitBadInput},
+		{"StatusWithTwoIDs", []string{"status", "a", "b", "--data-dir", nowhere}, exitBadInput},
+		{"StatsWithAnArgument", []string{"stats", "a", "--data-dir", nowhere}, exitBadInput},
+		// status without an id is `stats`, which needs a running serve.
+		{"StatusWithoutIDAndNoServe", []string{"status", "--data-dir", nowhere}, exitError},
 		{"PrefixWithBraces", []string{"enqueue", "--url", "http://x/y", "--prefix", "a{b}", "--redis", "redis://127.0.0.1:1"}, exitBadInput},
 		{"NoServeRunning", []string{"enqueue", "--url", "http://x/y", "--data-dir", nowhere}, exitError},
 		{"UnreachableRedis", []string{"enqueue", "--url", "http://x/y", "--redis", "redis://127.0.0.1:1"}, exitError},

@@ -187,7 +187,7 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 	if err := os.MkdirAll(filepath.Dir(cfg.DB), 0o700); err != nil {
 		return fmt.Errorf("attempt log dir: %w", err)
 	}
-	alog, err := store.OpenSQLite(cfg.DB)
+	alog, err := store.OpenSQLiteWith(cfg.DB, store.SQLiteOptions{Retain: cfg.Retain, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -208,11 +208,12 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 		parts = append(parts, notifier.Part{Name: "fleet log", Run: fl.Run})
 	}
 	if cfg.Listen != "" { // stopped after the dispatcher: readiness and metrics last to the end
-		p, err := apiPart(ctx, cfg, q, rdb, alog, d)
+		stats := &notifier.StatsGatherer{Redis: q, Log: alog, Logger: log}
+		p, err := apiPart(ctx, cfg, q, rdb, alog, d, stats.Last)
 		if err != nil {
 			return err
 		}
-		parts = append(parts, p)
+		parts = append(parts, notifier.Part{Name: "stats", Run: stats.Run}, p)
 	}
 	parts = append(parts, notifier.Part{Name: "dispatcher", Run: d.Run})
 	if addr := os.Getenv("NOTIFIER_PPROF"); addr != "" {
@@ -235,7 +236,7 @@ const adminPool = 4
 // on cfg.Listen. Their reads and writes go through a store on connections
 // of their own; q and rdb, delivery's, are only asked whether they work.
 func apiPart(ctx context.Context, cfg cli.ServeConfig, q *store.Redis, rdb redis.UniversalClient, alog *store.SQLite,
-	d *notifier.Dispatcher) (notifier.Part, error) {
+	d *notifier.Dispatcher, stats func() (notifier.StoreStats, bool)) (notifier.Part, error) {
 	log := cfg.Logger
 	adminRDB, err := connect(ctx, cfg.Redis, adminPool)
 	if err != nil {
@@ -249,6 +250,7 @@ func apiPart(ctx context.Context, cfg cli.ServeConfig, q *store.Redis, rdb redis
 		PendingCount: func(ctx context.Context) (int64, error) { return admin.PendingCount(ctx, d.Partners.Names()) },
 		Recovered:    d.Stats().Recovered.Load,
 		ForeignKeys:  q.ForeignKeys,
+		Stores:       stats,
 	})
 	d.AddObserver(m.Observe)
 	h, err := api.New(api.Server{Queue: admin, Log: alog, Token: cfg.APIToken, Metrics: m, PublicMetrics: cfg.PublicMetrics,

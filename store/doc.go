@@ -34,11 +34,16 @@
 //	sqlite.go   opening, migrations (migrations/*.sql), Close, and the WHERE
 //	            clause builder the attempt and archive queries share
 //	writer.go   Record and Sync, and Run: the one writer, committing batches
+//	retention.go  --retain: the writer's batched deletes, incremental vacuum,
+//	            and the one-off switch of older files to incremental
+//	            auto-vacuum
+//	stats.go    RedisStats and LogStats: what Redis and the log hold
 //	attempts.go attempt queries: Last, Follow, Each (notifier.AttemptFilter)
 //	archive.go  archive queries: Ended, EachEnded, CountEnded
 //	            (notifier.NoticeFilter)
 //
 // Packages under store: redistest starts private redis-servers and local
 // clusters for tests, storetest gives tests a running attempt log, and bench
-// measures notifier end to end on a real Redis (`notifier bench`).
+// measures notifier end to end on a real Redis (`notifier bench`);
+// bench/soak is `make soak`, the long run of the built binary.
 package store

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -45,6 +46,10 @@ type SQLite struct {
 	version int
 
 	queue chan item
+	// pruner deletes rows past retention between batches; nil keeps
+	// everything.
+	pruner *pruner
+	log    *slog.Logger
 
 	// mu makes "intake closed" and "send to queue" exclusive: Record and
 	// Sync send while holding the read lock, and stop takes the write lock
@@ -65,8 +70,20 @@ var (
 
 // OpenSQLite opens the attempt log at path for writing and reading, creating
 // the file with mode 0600 if needed (its directory must exist), and applies
-// pending migrations. Attempts are written only while Run is running.
+// pending migrations. Attempts are written only while Run is running. It
+// keeps every row: OpenSQLiteWith sets a retention.
 func OpenSQLite(path string) (*SQLite, error) {
+	return OpenSQLiteWith(path, SQLiteOptions{})
+}
+
+// OpenSQLiteWith is OpenSQLite with options. A file written by a release
+// before incremental auto-vacuum is rewritten once (VACUUM, logged) so that
+// retention can hand freed pages back to the file system.
+func OpenSQLiteWith(path string, o SQLiteOptions) (*SQLite, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	// SQLite creates the -wal and -shm files with the database file's mode,
 	// so creating the file ourselves keeps all three private. Response
 	// snippets in the log may hold partner data.
@@ -84,6 +101,15 @@ func OpenSQLite(path string) (*SQLite, error) {
 	// One connection: SQLite allows one writer at a time anyway, and a
 	// single connection turns lock contention into queueing in database/sql.
 	w.SetMaxOpenConns(1)
+	// Before the first migration, so a new file takes it without a VACUUM.
+	if err := setAutoVacuum(w, path, log); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("attempt log %s: %w", path, err)
+	}
+	if _, err := w.Exec(fmt.Sprintf("PRAGMA journal_size_limit = %d", walLimit)); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("attempt log %s: journal_size_limit: %w", path, err)
+	}
 	version, err := migrate(w)
 	if err != nil {
 		w.Close()
@@ -94,15 +120,20 @@ func OpenSQLite(path string) (*SQLite, error) {
 		w.Close()
 		return nil, err
 	}
-	return &SQLite{
+	s := &SQLite{
 		path:     path,
 		w:        w,
 		r:        r,
 		version:  version,
 		queue:    make(chan item, queueSize),
+		log:      log,
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
-	}, nil
+	}
+	if o.Retain > 0 {
+		s.pruner = newPruner(o)
+	}
+	return s, nil
 }
 
 // OpenSQLiteReadOnly opens an existing attempt log for reading, as `tail` and

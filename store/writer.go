@@ -126,6 +126,17 @@ func (s *SQLite) Run(ctx context.Context) error {
 	// meanwhile: cancelling it would lose it.
 	wctx := context.WithoutCancel(ctx)
 	batch := make([]item, 0, maxBatch)
+	// Retention steps take turns with batches of attempts: a step that
+	// left rows to delete schedules the next at once (again), and the
+	// select picks fairly between it and queued attempts.
+	var tick <-chan time.Time
+	again := make(chan struct{}, 1)
+	if s.pruner != nil {
+		t := time.NewTicker(pruneEvery)
+		defer t.Stop()
+		tick = t.C
+		again <- struct{}{} // a first step at start
+	}
 	for {
 		select {
 		case it := <-s.queue:
@@ -133,6 +144,10 @@ func (s *SQLite) Run(ctx context.Context) error {
 			if err := s.commit(wctx, batch); err != nil {
 				return err
 			}
+		case <-tick:
+			s.pruneStep(ctx, again)
+		case <-again:
+			s.pruneStep(ctx, again)
 		case <-ctx.Done():
 			s.stop()
 			// Nothing can be queued any more, so the queue's length is
@@ -144,6 +159,25 @@ func (s *SQLite) Run(ctx context.Context) error {
 				}
 			}
 			return nil
+		}
+	}
+}
+
+// pruneStep runs one retention step and, when it left rows to delete,
+// schedules the next on again. A failed step is logged, not fatal: the
+// attempts still get written, and the next tick tries again.
+func (s *SQLite) pruneStep(ctx context.Context, again chan struct{}) {
+	more, err := s.prune(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("attempt log retention", "err", err)
+		}
+		return
+	}
+	if more {
+		select {
+		case again <- struct{}{}:
+		default:
 		}
 	}
 }

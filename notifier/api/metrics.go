@@ -30,6 +30,9 @@ type MetricsSource struct {
 	// prefix's trigger keys (notifier_foreign_keys_total), usually
 	// Queue.ForeignKeys.
 	ForeignKeys func() uint64
+	// Stores returns the store's last stats read (notifier_redis_*,
+	// notifier_attempt_log_*), usually StatsGatherer.Last.
+	Stores func() (notifier.StoreStats, bool)
 }
 
 // Metrics are the Prometheus metrics of one serve, all named notifier_*.
@@ -108,6 +111,9 @@ func NewMetrics(reg prometheus.Registerer, src MetricsSource) *Metrics {
 			Name: "notifier_foreign_keys_total",
 			Help: "Expired events for keys that are not this prefix's trigger keys.",
 		}, func() float64 { return float64(foreign()) }))
+	}
+	if src.Stores != nil {
+		reg.MustRegister(newStatsCollector(src.Stores))
 	}
 	m.gatherer = prometheus.DefaultGatherer
 	if g, ok := reg.(prometheus.Gatherer); ok {

@@ -130,6 +130,7 @@ func newApp(env Env, stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 			enqueueCommand(env),
 			tailCommand(env),
 			statusCommand(env),
+			statsCommand(env),
 			cancelCommand(env),
 			retryCommand(env),
 			replayCommand(env),

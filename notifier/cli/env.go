@@ -37,6 +37,7 @@ type Store interface {
 	notifier.Published
 	notifier.Notices
 	notifier.PartnerAdmin
+	notifier.RedisStatsReader
 	// CancelInFlight is Cancel that also reports whether an attempt was in
 	// flight: its POST may still reach the partner.
 	CancelInFlight(ctx context.Context, id string) (inFlight bool, err error)
@@ -54,6 +55,7 @@ type Store interface {
 // Log is the attempt log as the commands read it.
 type Log interface {
 	notifier.History
+	notifier.LogStatsReader
 	// Each calls fn for every attempt matching f, oldest first, up to the
 	// end of the log.
 	Each(ctx context.Context, f notifier.AttemptFilter, fn func(notifier.Attempt) error) error

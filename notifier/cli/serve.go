@@ -20,8 +20,10 @@ type ServeConfig struct {
 	// embedded redis-server in Redis.DataDir, with AOF fsync AppendFsync.
 	Redis       Target
 	AppendFsync string
-	// DB is the attempt log's path.
-	DB string
+	// DB is the attempt log's path; Retain is how long its attempts and
+	// archived notices are kept (0: forever).
+	DB     string
+	Retain time.Duration
 	// Schedule is the default schedule serve publishes for enqueue.
 	Schedule backoff.Schedule
 	// Config is the partner config file's content (partners, alerts).
@@ -63,6 +65,7 @@ func serveCommand(env Env) *ucli.Command {
 			&ucli.BoolFlag{Name: "no-wake", Usage: "do not touch due trigger keys; leave wake-ups to Redis's expiry cycle (for comparison)"},
 			&ucli.StringFlag{Name: "config", EnvVars: []string{"NOTIFIER_CONFIG"}, Usage: "TOML file naming partners (URL prefixes, secrets, success rule, schedule, limits) and the give-up alert URL"},
 			durationFlag("dedup-window", env.DedupWindow, "how long enqueue refuses the id of a delivered notice (0: not at all)"),
+			durationFlag("retain", DefaultRetain, "how long the attempt log keeps attempts and archived notices (for retry and replay); 0 keeps everything"),
 			&ucli.BoolFlag{Name: "allow-private", Usage: "allow partners on loopback, private, link-local and other internal addresses (off: the SSRF guard refuses them at dial time)"},
 			&ucli.StringSliceFlag{Name: "allow-cidr", Usage: "allow this internal range (CIDR or IP) through the SSRF guard (repeatable)"},
 			&ucli.BoolFlag{Name: "https-only", Usage: "refuse http:// partner URLs at enqueue"},
@@ -88,6 +91,10 @@ func serveCommand(env Env) *ucli.Command {
 	}
 }
 
+// DefaultRetain is how long serve keeps attempts and archived notices
+// without --retain: 30 days.
+const DefaultRetain = 720 * time.Hour
+
 // leaseSlack is what each attempt's lease adds to its timeout when --lease
 // is not given.
 const leaseSlack = 10 * time.Second
@@ -102,7 +109,7 @@ func serveConfig(c *ucli.Context, env Env) (ServeConfig, error) {
 		AppendFsync: c.String("appendfsync"), Listen: c.String("listen"),
 		APIToken: strings.TrimSpace(c.String("api-token")), APIReadToken: strings.TrimSpace(c.String("api-read-token")),
 		PublicMetrics: c.Bool("public-metrics"), FleetLog: c.Bool("fleet-log"), FleetLogMax: c.Int64("fleet-log-max"),
-		DedupWindow: duration(c, "dedup-window"), Redis: target(c)}
+		DedupWindow: duration(c, "dedup-window"), Retain: duration(c, "retain"), Redis: target(c)}
 	if s := c.String("schedule"); s != "" {
 		if cfg.Schedule, err = backoff.Parse(s); err != nil {
 			return ServeConfig{}, fmt.Errorf("--schedule: %w", err)
@@ -139,6 +146,9 @@ func serveConfig(c *ucli.Context, env Env) (ServeConfig, error) {
 	}
 	if cfg.DedupWindow == 0 {
 		cfg.DedupWindow = -1 // the store's "none"
+	}
+	if cfg.Retain < 0 {
+		return ServeConfig{}, fmt.Errorf("%w: --retain %s: want a duration of 0 (keep everything) or more", ErrBadInput, cfg.Retain)
 	}
 	allow, err := notifier.ParseCIDRs(c.StringSlice("allow-cidr"))
 	if err != nil {

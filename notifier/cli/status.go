@@ -16,7 +16,8 @@ func statusCommand(env Env) *ucli.Command {
 		OnUsageError: usageError,
 		Name:         "status",
 		Usage:        "show a notice's state (pending, delivered, gave-up), attempts so far and next due time",
-		ArgsUsage:    "ID",
+		ArgsUsage:    "[ID]",
+		Description:  "Without ID, status prints what notifier stores, as notifier stats does.",
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print JSON"},
 			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(env),
@@ -26,6 +27,9 @@ func statusCommand(env Env) *ucli.Command {
 }
 
 func status(c *ucli.Context, env Env) error {
+	if c.NArg() == 0 { // no id: what notifier stores, as `notifier stats`
+		return stats(c, env)
+	}
 	if c.NArg() != 1 {
 		return fmt.Errorf("%w: status takes one notice id", ErrBadInput)
 	}
