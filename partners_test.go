@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,6 +205,13 @@ pause_after = 3
 	}
 	if pay.attempts("order-2") != 0 {
 		t.Error("a paused partner got a request")
+	}
+	// status says why it waits: its partner is paused, since when, why.
+	code, out, errOut = cli("status", "order-2")
+	reParked := regexp.MustCompile(`(?m)^parked:   #1 waits until partner shop resumes \(paused at \S+Z, \S+ ago; reason: paused by an operator\)$`)
+	if code != 0 || !strings.Contains(out, "state:    parked\n") || !strings.Contains(out, "stamp:    ") || !reParked.MatchString(out) ||
+		strings.Contains(out, "overdue") {
+		t.Errorf("status of a parked notice = %d\n%s%s", code, out, errOut)
 	}
 	// Usually 1; 0 if a serve's own poll saw the resume first and re-armed it.
 	if code, out, _ = cli("partner", "resume", "shop"); code != 0 || !strings.HasPrefix(out, "resumed shop: ") {

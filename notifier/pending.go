@@ -18,6 +18,17 @@ type Pending struct {
 	Due time.Time
 	// InFlight is true while a worker holds a claim on the attempt.
 	InFlight bool
+	// Parked, when set, says attempt N is set aside while its partner is
+	// paused: Due is then its slot, and nothing is armed until a resume.
+	Parked *Parked
+}
+
+// Parked says why a pending notice waits: the partner it is parked for,
+// and when and why that partner was paused (from its shared state).
+type Parked struct {
+	Partner string    `json:"partner"`
+	Reason  string    `json:"reason,omitempty"`
+	Since   time.Time `json:"since,omitzero"`
 }
 
 // PendingNotice is one notice listed by Notices.EachPending.

@@ -149,7 +149,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 func formatSchedule(s []time.Duration) string {
 	parts := make([]string, len(s))
 	for i, d := range s {
-		parts[i] = formatDur(d)
+		parts[i] = notifier.FormatDuration(d)
 	}
 	return strings.Join(parts, ", ")
 }
