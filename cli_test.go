@@ -111,6 +111,11 @@ func TestVersionAndCompletion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "notifier "+version+" (go") {
 		t.Errorf("version = %d %q", code, out)
 	}
+	for _, flag := range []string{"--version", "-v"} {
+		if code, got, _ := runCLI(t, "", flag); code != 0 || got != out {
+			t.Errorf("%s = %d %q, want %q as version prints", flag, code, got, out)
+		}
+	}
 	for _, sh := range []string{"bash", "zsh"} {
 		code, out, _ = runCLI(t, "", "completion", sh)
 		if code != 0 || !strings.Contains(out, "--generate-bash-completion") || !strings.Contains(out, "notifier bin/notifier ./bin/notifier\n") {

@@ -111,6 +111,16 @@ func FormatFleetAttempt(host string, a Attempt) string {
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
+// Plural is n and noun, the noun with an s unless n is 1: "1 parked notice",
+// "2 parked notices". Every count the CLI and the console print in words
+// goes through it (the nouns used are all regular).
+func Plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatInt(n, 10) + " " + noun + "s"
+}
+
 // statusText is an HTTP status as the CLI prints it: "-" when there was no
 // reply (a refused connection, a timeout), in tail and status alike.
 func statusText(code int) string {

@@ -314,3 +314,11 @@ func TestMissingStatusReadsTheSame(t *testing.T) {
 		}
 	}
 }
+
+func TestPlural(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 parked notices", 1: "1 parked notice", 2: "2 parked notices"} {
+		if got := Plural(n, "parked notice"); got != want {
+			t.Errorf("Plural(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -178,7 +178,7 @@ func enqueueFile(c *ucli.Context, q notifier.Enqueuer, def backoff.Schedule) err
 	case bad == 0:
 		return nil
 	case bad == dups:
-		return fmt.Errorf("%d lines refused: %w", bad, errOnlyDuplicates)
+		return fmt.Errorf("%s refused: %w", notifier.Plural(int64(bad), "line"), errOnlyDuplicates)
 	}
-	return fmt.Errorf("%w: %d lines refused (%d duplicates)", ErrBadInput, bad, dups)
+	return fmt.Errorf("%w: %s refused (%s)", ErrBadInput, notifier.Plural(int64(bad), "line"), notifier.Plural(int64(dups), "duplicate"))
 }

@@ -409,6 +409,7 @@ func (h *handler) partnerNames(ctx context.Context) ([]string, error) {
 var funcs = template.FuncMap{
 	"time":      formatTime,
 	"dur":       notifier.FormatDuration,
+	"plural":    func(n int, noun string) string { return notifier.Plural(int64(n), noun) },
 	"noticeURL": noticeURL,
 	"partnerURL": func(name, verb string) string {
 		return "/ui/partners/" + url.PathEscape(name) + "/" + verb
