@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -300,5 +303,41 @@ func TestHelpAndUnknownCommands(t *testing.T) {
 	code, out, errOut := runCLI(t, "", "status", "order-1", "--json", "--redis", srv.URL(), "--db", db)
 	if code != 0 || !strings.HasPrefix(out, "{") {
 		t.Errorf("status order-1 --json --redis URL = %d %q %q, want JSON", code, out, errOut)
+	}
+}
+
+// TestProgressBarOnlyOnATerminal: enqueue --file of a large file draws a
+// progress bar on a terminal (a pseudo-terminal from script(1)), and none
+// when its output goes to pipes, as in scripts and these tests.
+func TestProgressBarOnlyOnATerminal(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Fatal("script(1) (util-linux) is needed to run the CLI on a pseudo-terminal")
+	}
+	srv := redistest.Start(t)
+	var b strings.Builder
+	for i := 0; b.Len() < 1<<20+1; i++ { // largeFile: the size from which a bar is shown
+		fmt.Fprintf(&b, `{"id":"big-%d","url":"http://127.0.0.1:9/n","body":"%s"}`+"\n", i, strings.Repeat("x", 100))
+	}
+	path := filepath.Join(t.TempDir(), "big.jsonl")
+	writeFile(t, path, b.String())
+
+	cmd := exec.Command(script, "-qec", fmt.Sprintf("%s enqueue --redis %s --file %s", binary, srv.URL(), path), "/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("enqueue on a terminal: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`enqueue +\d+% \|`).Match(out) || !strings.Contains(string(out), "enqueued ") {
+		t.Errorf("enqueue --file on a terminal printed no progress bar:\n%q", out)
+	}
+
+	var stdout, stderr bytes.Buffer
+	cmd = exec.Command(binary, "enqueue", "--redis", srv.URL(), "--file", path)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != exitDuplicate {
+		t.Fatalf("enqueue again = %v, want exit %d (all duplicates): %s", err, exitDuplicate, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "%") || strings.Contains(stderr.String(), "\r") || !strings.HasPrefix(stdout.String(), "enqueued 0\n") {
+		t.Errorf("enqueue --file into pipes drew a bar or lost its summary: stdout %q, stderr %.200q", stdout.String(), stderr.String())
 	}
 }
