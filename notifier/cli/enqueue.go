@@ -187,5 +187,8 @@ func enqueueFile(c *ucli.Context, q notifier.Enqueuer, def backoff.Schedule) err
 	case bad == dups:
 		return fmt.Errorf("%s refused: %w", notifier.Plural(int64(bad), "line"), errOnlyDuplicates)
 	}
+	if dups == 0 {
+		return fmt.Errorf("%w: %s refused", ErrBadInput, notifier.Plural(int64(bad), "line"))
+	}
 	return fmt.Errorf("%w: %s refused (%s)", ErrBadInput, notifier.Plural(int64(bad), "line"), notifier.Plural(int64(dups), "duplicate"))
 }
