@@ -271,6 +271,22 @@ func TestFlagsFromEnvironment(t *testing.T) {
 			t.Errorf("serve --help does not name $%s", v)
 		}
 	}
+	// Every command's flags, each variable in the README's configuration
+	// tables.
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reVar := regexp.MustCompile(`\[\$(NOTIFIER_[A-Z_]+)\]`)
+	for _, cmd := range [][]string{{"serve"}, {"enqueue"}, {"tail"}, {"status"}, {"cancel"}, {"retry"}, {"replay"}, {"list"},
+		{"partner", "list"}, {"partner", "pause"}, {"partner", "resume"}, {"bench"}} {
+		_, help, _ := runCLI(t, "", append(cmd, "--help")...)
+		for _, m := range reVar.FindAllStringSubmatch(help, -1) {
+			if !strings.Contains(string(readme), "`"+m[1]+"`") {
+				t.Errorf("%v --help names $%s, which the README's configuration tables do not", cmd, m[1])
+			}
+		}
+	}
 	t.Setenv("NOTIFIER_TIMEOUT", "-1s")
 	code, _, errOut := runCLI(t, "", "serve", "--data-dir", filepath.Join(t.TempDir(), "none"))
 	if code != exitBadInput || !strings.Contains(errOut, "--timeout") {
