@@ -53,7 +53,8 @@ type Notices interface {
 	// store knows nothing of id.
 	State(ctx context.Context, id string) (State, error)
 	// PendingHeader returns notice id's pending attempt, the notice
-	// without its body. It wraps ErrNotFound if nothing is pending for id.
+	// without its body; for a parked notice, the attempt parked, with
+	// Parked saying why. It wraps ErrNotFound if nothing is pending for id.
 	PendingHeader(ctx context.Context, id string) (Pending, error)
 	// EachPending calls fn for every pending notice (parked ones
 	// included), without bodies, in no particular order, until fn returns
