@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +116,11 @@ func TestVersionAndCompletion(t *testing.T) {
 	code, out, _ := runCLI(t, "", "version")
 	if code != 0 || !strings.HasPrefix(out, "notifier "+version+" (go") {
 		t.Errorf("version = %d %q", code, out)
+	}
+	for _, flag := range []string{"--version", "-v"} {
+		if code, got, _ := runCLI(t, "", flag); code != 0 || got != out {
+			t.Errorf("%s = %d %q, want %q as version prints", flag, code, got, out)
+		}
 	}
 	for _, sh := range []string{"bash", "zsh"} {
 		code, out, _ = runCLI(t, "", "completion", sh)
@@ -266,6 +274,22 @@ func TestFlagsFromEnvironment(t *testing.T) {
 			t.Errorf("serve --help does not name $%s", v)
 		}
 	}
+	// Every command's flags, each variable in the README's configuration
+	// tables.
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reVar := regexp.MustCompile(`\[\$(NOTIFIER_[A-Z_]+)\]`)
+	for _, cmd := range [][]string{{"serve"}, {"enqueue"}, {"tail"}, {"status"}, {"cancel"}, {"retry"}, {"replay"}, {"list"},
+		{"partner", "list"}, {"partner", "pause"}, {"partner", "resume"}, {"bench"}} {
+		_, help, _ := runCLI(t, "", append(cmd, "--help")...)
+		for _, m := range reVar.FindAllStringSubmatch(help, -1) {
+			if !strings.Contains(string(readme), "`"+m[1]+"`") {
+				t.Errorf("%v --help names $%s, which the README's configuration tables do not", cmd, m[1])
+			}
+		}
+	}
 	t.Setenv("NOTIFIER_TIMEOUT", "-1s")
 	code, _, errOut := runCLI(t, "", "serve", "--data-dir", filepath.Join(t.TempDir(), "none"))
 	if code != exitBadInput || !strings.Contains(errOut, "--timeout") {
@@ -298,5 +322,41 @@ func TestHelpAndUnknownCommands(t *testing.T) {
 	code, out, errOut := runCLI(t, "", "status", "order-1", "--json", "--redis", srv.URL(), "--db", db)
 	if code != 0 || !strings.HasPrefix(out, "{") {
 		t.Errorf("status order-1 --json --redis URL = %d %q %q, want JSON", code, out, errOut)
+	}
+}
+
+// TestProgressBarOnlyOnATerminal: enqueue --file of a large file draws a
+// progress bar on a terminal (a pseudo-terminal from script(1)), and none
+// when its output goes to pipes, as in scripts and these tests.
+func TestProgressBarOnlyOnATerminal(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Fatal("script(1) (util-linux) is needed to run the CLI on a pseudo-terminal")
+	}
+	srv := redistest.Start(t)
+	var b strings.Builder
+	for i := 0; b.Len() < 1<<20+1; i++ { // largeFile: the size from which a bar is shown
+		fmt.Fprintf(&b, `{"id":"big-%d","url":"http://127.0.0.1:9/n","body":"%s"}`+"\n", i, strings.Repeat("x", 100))
+	}
+	path := filepath.Join(t.TempDir(), "big.jsonl")
+	writeFile(t, path, b.String())
+
+	cmd := exec.Command(script, "-qec", fmt.Sprintf("%s enqueue --redis %s --file %s", binary, srv.URL(), path), "/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("enqueue on a terminal: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`enqueue +\d+% \|`).Match(out) || !strings.Contains(string(out), "enqueued ") {
+		t.Errorf("enqueue --file on a terminal printed no progress bar:\n%q", out)
+	}
+
+	var stdout, stderr bytes.Buffer
+	cmd = exec.Command(binary, "enqueue", "--redis", srv.URL(), "--file", path)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != exitDuplicate {
+		t.Fatalf("enqueue again = %v, want exit %d (all duplicates): %s", err, exitDuplicate, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "%") || strings.Contains(stderr.String(), "\r") || !strings.HasPrefix(stdout.String(), "enqueued 0\n") {
+		t.Errorf("enqueue --file into pipes drew a bar or lost its summary: stdout %q, stderr %.200q", stdout.String(), stderr.String())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -310,6 +311,74 @@ func TestConsoleInTheBrowser(t *testing.T) {
 		}
 		if top := eval[string](t, ctx, `document.querySelector("#feed tbody tr").dataset.outcome`); top != "delivered" {
 			t.Errorf("newest row outcome %q, want delivered", top)
+		}
+	})
+
+	t.Run("FeedFitsA1280PixelWindow", func(t *testing.T) {
+		screenshotOnFailure(t, ctx)
+		// A long id and path, and a partner that fails with a reply: the
+		// widest rows the feed shows.
+		const id = "order-2026-12-05-0000000000000000000001"
+		s.enqueue(t, id, "/shop/notify/merchant-a/callbacks/payment-succeeded/v2?sign=s3cret", "0,1h")
+		do(t, ctx, "open the feed", chromedp.Navigate(s.base+"/ui/feed"),
+			chromedp.Poll[chromedp.Void](`document.querySelector('#feed tbody tr[data-id="`+id+`"]') !== null`,
+				chromedp.WithPollingTimeout(10*time.Second)))
+		var size struct{ Scroll, Client, Inner int }
+		if err := json.Unmarshal(eval[json.RawMessage](t, ctx, `({scroll: document.scrollingElement.scrollWidth,
+			client: document.scrollingElement.clientWidth, inner: window.innerWidth})`), &size); err != nil {
+			t.Fatal(err)
+		}
+		if size.Inner != 1280 {
+			t.Fatalf("window is %d px wide, want 1280", size.Inner)
+		}
+		if size.Scroll > size.Client {
+			t.Errorf("/ui/feed is %d px wide in a %d px window: it scrolls sideways", size.Scroll, size.Client)
+		}
+	})
+
+	t.Run("TimelineLabelsOfAJustEnqueuedNoticeDoNotOverlap", func(t *testing.T) {
+		// fresh-1 has made its first attempt at the stamp and waits an
+		// hour; fresh-2 waits for its first, ten minutes out. Either way
+		// now is a hair after the stamp.
+		s.enqueue(t, "fresh-1", "/shop/notify", "0,1h")
+		s.enqueue(t, "fresh-2", "/shop/notify", "10m,1h")
+		deadline := time.Now().Add(10 * time.Second)
+		for len(s.partner.arrivals("fresh-1")) == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond) // the partner's own record of the attempt
+		}
+		for _, id := range []string{"fresh-1", "fresh-2"} {
+			t.Run(id, func(t *testing.T) {
+				screenshotOnFailure(t, ctx)
+				do(t, ctx, "open "+id, chromedp.Navigate(s.base+"/ui/notices/"+id), chromedp.WaitVisible(chromedp.CSS("#timeline")))
+				var labels []struct {
+					Text                     string
+					Left, Top, Right, Bottom float64
+				}
+				raw := eval[json.RawMessage](t, ctx, `Array.from(document.querySelectorAll("#timeline text")).map(e => {
+					const r = e.getBoundingClientRect();
+					return {text: e.textContent, left: r.left, top: r.top, right: r.right, bottom: r.bottom};
+				})`)
+				if err := json.Unmarshal(raw, &labels); err != nil {
+					t.Fatal(err)
+				}
+				var texts []string
+				for _, l := range labels {
+					texts = append(texts, l.Text)
+				}
+				if !slices.Contains(texts, "now") || !slices.Contains(texts, "stamp") {
+					t.Fatalf("timeline labels %q, want now and stamp among them", texts)
+				}
+				// Boxes of adjacent lines may touch; 1 px of overlap is
+				// rounding, more is text drawn over text.
+				const slack = 1
+				for i, a := range labels {
+					for _, b := range labels[i+1:] {
+						if min(a.Right, b.Right)-max(a.Left, b.Left) > slack && min(a.Bottom, b.Bottom)-max(a.Top, b.Top) > slack {
+							t.Errorf("labels %q %+v and %q %+v overlap", a.Text, a, b.Text, b)
+						}
+					}
+				}
+			})
 		}
 	})
 

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,12 +131,19 @@ pause_after = 3
 		t.Errorf("re-enqueue of a pending id = %d %q", code, errOut)
 	}
 	code, out, _ = cli("list", "--state", "pending")
-	if code != 0 || !strings.HasPrefix(out, "later\tpending\t-\t#1/1\t") {
+	if code != 0 || !strings.HasPrefix(out, "ID\tSTATE\tPARTNER\tATTEMPT\tWHEN\tURL\nlater\tpending\t-\t#1/1\tdue ") {
 		t.Errorf("list pending = %d %q", code, out)
 	}
 	code, out, _ = cli("list", "--state", "delivered", "--partner", "shop")
-	if code != 0 || !strings.HasPrefix(out, "order-1\tdelivered\tshop\t#2/3\t") {
+	if code != 0 || !strings.HasPrefix(out, "ID\tSTATE\tPARTNER\tATTEMPT\tWHEN\tURL\norder-1\tdelivered\tshop\t#2/3\tended ") {
 		t.Errorf("list delivered = %d %q", code, out)
+	}
+	// --since and --until bound a waiting notice's stamp, as in the console.
+	if code, out, errOut = cli("list", "--state", "pending", "--since", "1h", "--json"); code != 0 || !strings.Contains(out, `"id":"later"`) {
+		t.Errorf("list pending --since 1h = %d %q %q, want later", code, out, errOut)
+	}
+	if code, out, errOut = cli("list", "--state", "pending", "--until", "1h"); code != 0 || out != "ID\tSTATE\tPARTNER\tATTEMPT\tWHEN\tURL\n" {
+		t.Errorf("list pending --until 1h = %d %q %q, want the header alone", code, out, errOut)
 	}
 	if code, out, errOut = cli("cancel", "later"); code != 0 || out != "cancelled later\n" {
 		t.Errorf("cancel = %d %q %q", code, out, errOut)
@@ -154,7 +162,7 @@ pause_after = 3
 	cli("enqueue", "--url", gone.URL+"/x", "--id", "lost", "--schedule", "0", "--expect-body", "ok")
 	waitRows(t, db, 3)
 	code, out, _ = cli("list", "--state", "gave-up")
-	if code != 0 || !strings.HasPrefix(out, "lost\tgave-up\t") {
+	if code != 0 || !strings.HasPrefix(out, "ID\tSTATE\tPARTNER\tATTEMPT\tWHEN\tURL\nlost\tgave-up\t") {
 		t.Errorf("list gave-up = %d %q", code, out)
 	}
 	code, out, _ = cli("replay", "--since", "1h", "--outcome", "gave-up", "--dry-run")
@@ -204,6 +212,13 @@ pause_after = 3
 	}
 	if pay.attempts("order-2") != 0 {
 		t.Error("a paused partner got a request")
+	}
+	// status says why it waits: its partner is paused, since when, why.
+	code, out, errOut = cli("status", "order-2")
+	reParked := regexp.MustCompile(`(?m)^parked:   #1 waits until partner shop resumes \(paused at \S+Z, \S+ ago; reason: paused by an operator\)$`)
+	if code != 0 || !strings.Contains(out, "state:    parked\n") || !strings.Contains(out, "stamp:    ") || !reParked.MatchString(out) ||
+		strings.Contains(out, "overdue") {
+		t.Errorf("status of a parked notice = %d\n%s%s", code, out, errOut)
 	}
 	// Usually 1; 0 if a serve's own poll saw the resume first and re-armed it.
 	if code, out, _ = cli("partner", "resume", "shop"); code != 0 || !strings.HasPrefix(out, "resumed shop: ") {
@@ -373,7 +388,7 @@ func TestParkedNoticeOfARemovedPartnerIsDelivered(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // parking happens in serve; polled through the CLI
 	}
-	if code, out, errOut := runCLI(t, "", "list", "--state", "parked", "--redis", srv.URL()); code != 0 || !strings.HasPrefix(out, "p1\tparked\t") {
+	if code, out, errOut := runCLI(t, "", "list", "--state", "parked", "--redis", srv.URL()); code != 0 || !strings.HasPrefix(out, "ID\tSTATE\tPARTNER\tATTEMPT\tWHEN\tURL\np1\tparked\t") {
 		t.Errorf("list --state parked = %d %q %q; want p1 parked", code, out, errOut)
 	}
 	first.stop()

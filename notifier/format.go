@@ -68,12 +68,7 @@ func escaped(r rune) bool {
 func FormatAttempt(a Attempt) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s #%d %s", stamp(a.Start), Printable(a.NoticeID), a.N, Printable(string(a.Outcome)))
-	if a.Status != 0 {
-		fmt.Fprintf(&b, " status=%d", a.Status)
-	} else {
-		b.WriteString(" status=-")
-	}
-	fmt.Fprintf(&b, " due=%s late=%s took=%s", stamp(a.Due), ms(a.Lateness()), ms(a.Duration))
+	fmt.Fprintf(&b, " status=%s due=%s late=%s took=%s", statusText(a.Status), stamp(a.Due), FormatDuration(a.Lateness()), FormatDuration(a.Duration))
 	if !a.Next.IsZero() {
 		fmt.Fprintf(&b, " next=%s", stamp(a.Next))
 	}
@@ -116,7 +111,59 @@ func FormatFleetAttempt(host string, a Attempt) string {
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
-func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
+// Plural is n and noun, the noun with an s unless n is 1: "1 parked notice",
+// "2 parked notices". Every count the CLI and the console print in words
+// goes through it (the nouns used are all regular).
+func Plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatInt(n, 10) + " " + noun + "s"
+}
+
+// statusText is an HTTP status as the CLI prints it: "-" when there was no
+// reply (a refused connection, a timeout), in tail and status alike.
+func statusText(code int) string {
+	if code == 0 {
+		return "-"
+	}
+	return strconv.Itoa(code)
+}
+
+// FormatDuration is the one way the CLI and the console print a measured
+// duration (lateness, how long an attempt took, how long until or since a
+// due time), so "took" reads the same in tail, status and the browser:
+// under 1ms to 10µs ("0.53ms"; "<0.01ms" below that, never a bare 0 for a
+// real wait), under 10ms to 0.1ms ("2.3ms"), under 1s to 1ms ("123ms"),
+// under a minute to 10ms ("1.23s"), then to the second without zero units
+// ("2m10s", "1h", "1h5m"). Only ASCII: it greps and pipes well.
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0s"
+	case d < 0:
+		return "-" + FormatDuration(-d)
+	case d < time.Millisecond:
+		if d < 10*time.Microsecond {
+			return "<0.01ms"
+		}
+		return strconv.FormatFloat(float64(d.Round(10*time.Microsecond))/float64(time.Millisecond), 'f', -1, 64) + "ms"
+	case d < 10*time.Millisecond:
+		return strconv.FormatFloat(float64(d.Round(100*time.Microsecond))/float64(time.Millisecond), 'f', -1, 64) + "ms"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(10 * time.Millisecond).String()
+	}
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
 
 // AttemptJSON is the shape of one attempt in `notifier tail --json`: every
 // column of the attempt log. Field names are a contract for scripts.
@@ -202,17 +249,33 @@ func (s Status) Format(now time.Time) string {
 		// A second past due with no attempt in flight means no serve is
 		// making it: say so, rather than "in 0s" for ever.
 		if late := now.Sub(*s.NextDue); late >= time.Second && !s.InFlight {
-			fmt.Fprintf(&b, "next:     #%d due %s (overdue by %s)", s.NextAttempt, stamp(*s.NextDue), late.Round(time.Second))
+			fmt.Fprintf(&b, "next:     #%d due %s (overdue by %s)", s.NextAttempt, stamp(*s.NextDue), FormatDuration(late.Round(time.Second)))
 		} else {
-			fmt.Fprintf(&b, "next:     #%d due %s (in %s)", s.NextAttempt, stamp(*s.NextDue), ms(max(s.NextDue.Sub(now), 0)))
+			fmt.Fprintf(&b, "next:     #%d due %s (in %s)", s.NextAttempt, stamp(*s.NextDue), FormatDuration(max(s.NextDue.Sub(now), 0)))
 		}
 		if s.InFlight {
 			b.WriteString(", in flight")
 		}
 		b.WriteString("\n")
 	}
+	if s.Parked != nil {
+		// Why it waits, so an operator knows whom to resume and why it
+		// was paused.
+		fmt.Fprintf(&b, "parked:   #%d waits until partner %s resumes", s.NextAttempt, Printable(s.Parked.Partner))
+		var why []string
+		if !s.Parked.Since.IsZero() {
+			why = append(why, fmt.Sprintf("paused at %s, %s ago", stamp(s.Parked.Since), FormatDuration(max(now.Sub(s.Parked.Since), 0).Round(time.Second))))
+		}
+		if s.Parked.Reason != "" {
+			why = append(why, "reason: "+Printable(s.Parked.Reason))
+		}
+		if len(why) > 0 {
+			fmt.Fprintf(&b, " (%s)", strings.Join(why, "; "))
+		}
+		b.WriteString("\n")
+	}
 	if s.Last != nil {
-		fmt.Fprintf(&b, "last:     #%d %s status=%d at %s", s.Last.N, Printable(string(s.Last.Outcome)), s.Last.Status, stamp(s.Last.Start))
+		fmt.Fprintf(&b, "last:     #%d %s status=%s at %s", s.Last.N, Printable(string(s.Last.Outcome)), statusText(s.Last.Status), stamp(s.Last.Start))
 		if s.Last.Error != "" {
 			fmt.Fprintf(&b, " error=%s", strconv.Quote(s.Last.Error))
 		}

@@ -262,3 +262,63 @@ func TestStatusFormatSaysOverdue(t *testing.T) {
 		})
 	}
 }
+
+// TestFormatDuration: one format for measured durations everywhere, with
+// sub-millisecond values shown, not rounded to 0s.
+func TestFormatDuration(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"},
+		{3 * time.Microsecond, "<0.01ms"},
+		{500 * time.Microsecond, "0.5ms"},
+		{534 * time.Microsecond, "0.53ms"},
+		{2340 * time.Microsecond, "2.3ms"},
+		{9 * time.Millisecond, "9ms"},
+		{123456 * time.Microsecond, "123ms"},
+		{1234 * time.Millisecond, "1.23s"},
+		{15 * time.Second, "15s"},
+		{90 * time.Second, "1m30s"},
+		{130 * time.Second, "2m10s"},
+		{2 * time.Minute, "2m"},
+		{time.Hour + 24*time.Minute, "1h24m"},
+		{time.Hour, "1h"},
+		{time.Hour + 5*time.Second, "1h0m5s"},
+		{-250 * time.Millisecond, "-250ms"},
+	}
+	for _, tt := range tests {
+		if got := FormatDuration(tt.d); got != tt.want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}
+
+// TestMissingStatusReadsTheSame: an attempt without a reply prints
+// status=- in tail and in status alike.
+func TestMissingStatusReadsTheSame(t *testing.T) {
+	a := formatAttempt()
+	a.Status = 0
+	raw, err := MarshalAttempt(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j AttemptJSON
+	if err := json.Unmarshal(raw, &j); err != nil {
+		t.Fatal(err)
+	}
+	st := Status{ID: a.NoticeID, State: StateGaveUp, Attempts: 2, Last: &j}
+	for name, out := range map[string]string{"FormatAttempt": FormatAttempt(a), "Status.Format": st.Format(a.Start)} {
+		if !strings.Contains(out, " status=- ") {
+			t.Errorf("%s = %q, want status=-", name, out)
+		}
+	}
+}
+
+func TestPlural(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 parked notices", 1: "1 parked notice", 2: "2 parked notices"} {
+		if got := Plural(n, "parked notice"); got != want {
+			t.Errorf("Plural(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -200,7 +202,7 @@ func decodeLine(ln int, text []byte, def backoff.Schedule, now func() time.Time,
 	dec := json.NewDecoder(bytes.NewReader(text))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&l); err != nil {
-		bad(&LineError{Line: ln, Err: fmt.Errorf("%w: %v", ErrInvalidNotice, err)})
+		bad(&LineError{Line: ln, Err: lineJSONError(text, err)})
 		return nil
 	}
 	// More() is false before a stray '}' or ']', so ask for the next
@@ -217,6 +219,70 @@ func decodeLine(ln int, text []byte, def backoff.Schedule, now func() time.Time,
 	return fn(ln, n)
 }
 
+// lineFields names the fields of a line, for the message about an unknown one.
+const lineFields = "id, url, body, headers, schedule, partner, success, secrets"
+
+// lineJSONError says in words what is wrong with a line that did not
+// decode: encoding/json's own messages ("invalid character 'o' in literal
+// null") describe the decoder's state, not the line's mistake.
+func lineJSONError(text []byte, err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Errorf("%w: not valid JSON (at byte %d): each line must be one object, such as {\"url\":\"https://…\",\"body\":\"…\"}", ErrInvalidNotice, syn.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: the JSON object is not closed before the end of the line", ErrInvalidNotice)
+	case errors.As(err, &typ) && typ.Field == "":
+		return fmt.Errorf("%w: want a JSON object, got %s", ErrInvalidNotice, article(typ.Value))
+	case errors.As(err, &typ):
+		return fmt.Errorf("%w: field %q: want %s, got %s", ErrInvalidNotice, typ.Field, jsonKind(typ.Type), article(typ.Value))
+	}
+	// The one error left that the decoder reports without a type is an
+	// unknown field (DisallowUnknownFields): find it by decoding again.
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(text, &fields) == nil {
+		known := reflect.TypeFor[Line]()
+		for name := range fields {
+			if !slices.ContainsFunc(reflect.VisibleFields(known), func(f reflect.StructField) bool {
+				tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				return tag == name
+			}) {
+				return fmt.Errorf("%w: unknown field %q (a line has %s)", ErrInvalidNotice, name, lineFields)
+			}
+		}
+	}
+	return fmt.Errorf("%w: %v", ErrInvalidNotice, err)
+}
+
+// jsonKind names what a value of Go type t is written as in JSON.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.String {
+			return "a list of strings"
+		}
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "a " + t.Kind().String()
+}
+
+// article puts "a" or "an" before a JSON kind as encoding/json names it
+// (string, number, object, array, bool).
+func article(kind string) string {
+	if kind == "" {
+		return "something else"
+	}
+	if strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
+}
+
 // Enqueuer stores new notices; store.Redis implements it. EnqueueLines
 // calls it from several goroutines at once. Enqueue returns
 // one error per notice (nil, or one wrapping ErrDuplicate or
@@ -228,20 +294,24 @@ type Enqueuer interface {
 // EnqueueLines reads JSON lines from r (see ReadLines) and enqueues the good
 // ones in batches of 1,000. The next batch is read and decoded while the
 // previous one is in flight, so parsing and the store's round trips overlap.
-// Bad lines and refused notices go to bad, with their line numbers; the
-// rest are enqueued regardless. It returns how many notices were enqueued.
+// Bad lines and refused notices go to bad, with their line numbers, in line
+// order (a bad line is held back until the notices read before it are
+// settled); the rest are enqueued regardless. It returns how many notices
+// were enqueued.
 func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Schedule, now func() time.Time, bad func(*LineError)) (int, error) {
 	const batchSize = 1000
+	// A batch is the notices read since the previous one, and the lines
+	// refused while reading them: reported together, in line order, once
+	// every earlier batch has been.
 	type batch struct {
+		seq   int
 		ns    []Notice
 		lines []int
+		bad   []*LineError
 	}
-	var mu sync.Mutex // guards bad, enqueued and sendErr: the reader and the senders share them
-	report := func(e *LineError) {
-		mu.Lock()
-		defer mu.Unlock()
-		bad(e)
-	}
+	var mu sync.Mutex // guards turn, enqueued and sendErr: the reader and the senders share them
+	turn := 0         // the seq of the next batch to report
+	turned := sync.NewCond(&mu)
 	batches := make(chan batch, 2)
 	var (
 		enqueued int
@@ -262,38 +332,56 @@ func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Sche
 				mu.Unlock()
 				var errs []error
 				var err error
-				if failed {
+				switch {
+				case len(b.ns) == 0: // only refused lines
+				case failed:
 					// Drain, saying of each line that it was not
 					// stored: the reader stops at its next batch.
 					errs = make([]error, len(b.ns))
 					for i, n := range b.ns {
 						errs[i] = fmt.Errorf("notice %s: %w: enqueue stopped after Redis failed", n.ID, ErrNotStored)
 					}
-				} else {
+				default:
 					errs, err = q.Enqueue(ctx, b.ns)
 				}
+				// Even after a failure the store says of each notice
+				// whether it was stored, so every line is accounted for.
+				report, stored := b.bad, 0
+				for i := range b.ns {
+					switch {
+					case errs == nil: // the store failed before sending anything
+						report = append(report, &LineError{Line: b.lines[i], Err: fmt.Errorf("notice %s: %w: %v", b.ns[i].ID, ErrNotStored, err)})
+					case errs[i] != nil:
+						report = append(report, &LineError{Line: b.lines[i], Err: errs[i]})
+					default:
+						stored++
+					}
+				}
+				slices.SortStableFunc(report, func(a, b *LineError) int { return a.Line - b.Line })
 				mu.Lock()
 				if err != nil && sendErr == nil {
 					sendErr = err
 					once.Do(func() { close(done) })
 				}
-				// Even after a failure the store says of each notice
-				// whether it was stored, so every line is accounted for.
-				for i := range b.ns {
-					switch {
-					case errs == nil: // the store failed before sending anything
-						bad(&LineError{Line: b.lines[i], Err: fmt.Errorf("notice %s: %w: %v", b.ns[i].ID, ErrNotStored, err)})
-					case errs[i] != nil:
-						bad(&LineError{Line: b.lines[i], Err: errs[i]})
-					default:
-						enqueued++
-					}
+				for turn != b.seq {
+					turned.Wait()
 				}
+				for _, e := range report {
+					bad(e)
+				}
+				enqueued += stored
+				turn++
+				turned.Broadcast()
 				mu.Unlock()
 			}
 		}()
 	}
-	cur := batch{ns: make([]Notice, 0, batchSize), lines: make([]int, 0, batchSize)}
+	seq := 0
+	next := func() batch {
+		seq++
+		return batch{seq: seq - 1, ns: make([]Notice, 0, batchSize), lines: make([]int, 0, batchSize)}
+	}
+	cur := next()
 	failed := func() bool {
 		select {
 		case <-done:
@@ -309,12 +397,12 @@ func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Sche
 				return errors.New("enqueue stopped")
 			}
 			batches <- cur
-			cur = batch{ns: make([]Notice, 0, batchSize), lines: make([]int, 0, batchSize)}
+			cur = next()
 		}
 		return nil
-	}, report)
-	// What was read before any failure is still enqueued.
-	if len(cur.ns) > 0 {
+	}, func(e *LineError) { cur.bad = append(cur.bad, e) })
+	// What was read before any failure is still enqueued, or reported.
+	if len(cur.ns) > 0 || len(cur.bad) > 0 {
 		batches <- cur
 	}
 	close(batches)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -400,8 +401,11 @@ func TestEnqueueLinesAcrossBatches(t *testing.T) {
 		t.Fatalf("%d bad lines, want %d", len(bad), total/10+1)
 	}
 	lines := map[int]bool{}
-	for _, e := range bad {
+	for i, e := range bad {
 		lines[e.Line] = true
+		if i > 0 && e.Line <= bad[i-1].Line {
+			t.Errorf("line %d reported after line %d: want line order", e.Line, bad[i-1].Line)
+		}
 	}
 	// n7 is on line 8; n1507 sits after the bad line 1501, on line 1509.
 	for _, want := range []int{8, 1501, 1509, total + 1 - 2} {
@@ -476,5 +480,39 @@ func TestEnqueueLinesAccountsForEveryLineWhenTheStoreFails(t *testing.T) {
 	}
 	if n+len(reported) < 2000 {
 		t.Errorf("%d lines accounted for, want at least the two batches sent", n+len(reported))
+	}
+}
+
+// TestEnqueueFileErrorsReadAsWords: each bad line is reported once, in
+// line order (a refusal from the store between decoding errors keeps its
+// place), with a message about the line, not the JSON decoder's state.
+func TestEnqueueFileErrorsReadAsWords(t *testing.T) {
+	input := strings.Join([]string{
+		`{"id":"n1","url":"https://p.example/h"}`,
+		`not json`,
+		`{"id":"n3","url":5}`,
+		`[1]`,
+		`{"id":"n5","url":"https://p.example/h","colour":"red"}`,
+		`{"id":"n6","url":"https://p.example/h`,
+		`{"id":"n7","url":"https://p.example/h"}`, // refused by the store: a duplicate
+		`{"id":"n8","url":"https://p.example/h","secrets":"whsec_x"}`,
+	}, "\n")
+	var got []string
+	n, err := EnqueueLines(context.Background(), strings.NewReader(input), &refusing{}, backoff.Default, time.Now,
+		func(e *LineError) { got = append(got, e.Error()) })
+	if err != nil || n != 1 {
+		t.Fatalf("EnqueueLines = %d, %v; want 1 enqueued", n, err)
+	}
+	want := []string{
+		`line 2: invalid notice: not valid JSON (at byte 2): each line must be one object, such as {"url":"https://…","body":"…"}`,
+		`line 3: invalid notice: field "url": want a string, got a number`,
+		`line 4: invalid notice: want a JSON object, got an array`,
+		`line 5: invalid notice: unknown field "colour" (a line has id, url, body, headers, schedule, partner, success, secrets)`,
+		`line 6: invalid notice: the JSON object is not closed before the end of the line`,
+		`line 7: ` + ErrDuplicate.Error(),
+		`line 8: invalid notice: field "secrets": want a list of strings, got a string`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("reported\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -3,6 +3,7 @@ package notifier_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,8 +52,12 @@ func TestNoticeStatus(t *testing.T) {
 	q := fakeNotices{
 		pending: map[string]notifier.Pending{"p": {Notice: notifier.Notice{ID: "p", Stamp: stamp,
 			Schedule: backoff.Schedule{0, 10 * time.Second}}, N: 2, Due: due}},
-		states: map[string]notifier.State{"p": notifier.StatePending, "c": notifier.StateCancelled},
+		states: map[string]notifier.State{"p": notifier.StatePending, "c": notifier.StateCancelled, "k": notifier.StateParked},
 	}
+	since := stamp.Add(time.Minute)
+	q.pending["k"] = notifier.Pending{Notice: notifier.Notice{ID: "k", Stamp: stamp, Partner: "shop",
+		Schedule: backoff.Schedule{0, 10 * time.Second}}, N: 1, Due: stamp,
+		Parked: &notifier.Parked{Partner: "shop", Reason: "paused by an operator", Since: since}}
 	log := fakeHistory{attempts: map[string][]notifier.Attempt{
 		"p": {{NoticeID: "p", Stamp: old, N: 1, Outcome: notifier.GaveUp}, {NoticeID: "p", Stamp: stamp, N: 1, Outcome: notifier.Retry}},
 		"c": {{NoticeID: "c", Stamp: old, N: 1, Outcome: notifier.Retry}},
@@ -62,6 +67,23 @@ func TestNoticeStatus(t *testing.T) {
 		st, as, err := notifier.NoticeStatus(ctx, q, log, "p")
 		if err != nil || st.State != notifier.StatePending || len(as) != 1 || st.Attempts != 1 || st.NextDue == nil || !st.NextDue.Equal(due) {
 			t.Fatalf("got %+v, %d attempts, %v; want pending, 1 attempt, next due %v", st, len(as), err, due)
+		}
+	})
+	t.Run("ParkedSaysWhy", func(t *testing.T) {
+		st, _, err := notifier.NoticeStatus(ctx, q, nil, "k")
+		if err != nil || st.State != notifier.StateParked || st.Stamp == nil || !st.Stamp.Equal(stamp) || st.NextDue != nil ||
+			st.Parked == nil || st.Parked.Partner != "shop" {
+			t.Fatalf("got %+v, %v; want parked, stamped, no due time, waiting for shop", st, err)
+		}
+		out := st.Format(since.Add(130 * time.Second))
+		for _, want := range []string{"state:    parked\n", "stamp:    2026-03-01T11:00:00.000Z\n",
+			"parked:   #1 waits until partner shop resumes (paused at 2026-03-01T11:01:00.000Z, 2m10s ago; reason: paused by an operator)\n"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("Format =\n%s\nwant it to contain %q", out, want)
+			}
+		}
+		if strings.Contains(out, "overdue") || strings.Contains(out, "next:") {
+			t.Errorf("Format =\n%s\na parked notice is neither due nor overdue", out)
 		}
 	})
 	t.Run("StoreStateWins", func(t *testing.T) {

@@ -18,6 +18,17 @@ type Pending struct {
 	Due time.Time
 	// InFlight is true while a worker holds a claim on the attempt.
 	InFlight bool
+	// Parked, when set, says attempt N is set aside while its partner is
+	// paused: Due is then its slot, and nothing is armed until a resume.
+	Parked *Parked
+}
+
+// Parked says why a pending notice waits: the partner it is parked for,
+// and when and why that partner was paused (from its shared state).
+type Parked struct {
+	Partner string    `json:"partner"`
+	Reason  string    `json:"reason,omitempty"`
+	Since   time.Time `json:"since,omitzero"`
 }
 
 // PendingNotice is one notice listed by Notices.EachPending.
@@ -42,7 +53,8 @@ type Notices interface {
 	// store knows nothing of id.
 	State(ctx context.Context, id string) (State, error)
 	// PendingHeader returns notice id's pending attempt, the notice
-	// without its body. It wraps ErrNotFound if nothing is pending for id.
+	// without its body; for a parked notice, the attempt parked, with
+	// Parked saying why. It wraps ErrNotFound if nothing is pending for id.
 	PendingHeader(ctx context.Context, id string) (Pending, error)
 	// EachPending calls fn for every pending notice (parked ones
 	// included), without bodies, in no particular order, until fn returns

@@ -56,6 +56,9 @@ type Status struct {
 	NextDue     *time.Time `json:"next_due,omitempty"`
 	InFlight    bool       `json:"in_flight,omitempty"`
 	Stamp       *time.Time `json:"stamp,omitempty"`
+	// Parked says why a parked notice waits (its partner is paused); its
+	// NextAttempt then waits for a resume, with no due time.
+	Parked *Parked `json:"parked,omitempty"`
 	// Last is the most recent attempt, if any.
 	Last *AttemptJSON `json:"last,omitempty"`
 }
@@ -137,7 +140,13 @@ func NoticeStatus(ctx context.Context, q Notices, log History, id string) (Statu
 	if !ok {
 		return st, nil, fmt.Errorf("notice %s: %w", id, ErrNotFound)
 	}
-	if pending != nil {
+	switch {
+	case p.Parked != nil:
+		// Nothing is armed until its partner resumes: no due time, and
+		// not overdue however long the pause lasts.
+		why := *p.Parked
+		st.State, st.Parked, st.NextDue, st.InFlight = StateParked, &why, nil, false
+	case pending != nil:
 		due := p.Due.UTC() // the index's time: later than the slot after Retry-After or catch-up
 		st.NextDue = &due
 	}

@@ -115,7 +115,7 @@ func (s *SQLite) EachEnded(ctx context.Context, f notifier.NoticeFilter, fn func
 		}
 	}
 	if skipped > 0 {
-		return fmt.Errorf("skipped %d archived notices: %w", skipped, firstErr)
+		return fmt.Errorf("skipped %s: %w", notifier.Plural(int64(skipped), "archived notice"), firstErr)
 	}
 	return nil
 }

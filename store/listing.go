@@ -247,5 +247,11 @@ func (r *Redis) pendingAttempt(ctx context.Context, n notifier.Notice) (notifier
 			return notifier.Pending{Notice: n, N: k + 1, Due: due, InFlight: inFlight}, nil
 		}
 	}
+	switch p, ok, err := r.parkedAttempt(ctx, n); {
+	case err != nil:
+		return notifier.Pending{}, fmt.Errorf("read notice %s: %w", id, err)
+	case ok:
+		return p, nil
+	}
 	return notifier.Pending{}, fmt.Errorf("notice %s: payload without a pending attempt: %w", id, notifier.ErrNotFound)
 }

@@ -313,42 +313,12 @@ func (r *Redis) PublishedPartners(ctx context.Context) (map[string]string, error
 }
 
 // parkedSet returns the parked set holding notice n's attempt, "" if none.
-// A notice's partner may have been matched by URL prefix at delivery, so
-// when the notice does not name one the parked set of every partner that
-// may have parked it is looked at.
 func (r *Redis) parkedSet(ctx context.Context, id string, n *notifier.Notice) (string, error) {
-	sets := []string{r.keys.ParkedOf(id, n.Partner)}
-	if n.Partner == "" {
-		names, err := r.parkingPartners(ctx)
-		if err != nil {
-			return "", err
-		}
-		sets = sets[:0]
-		for _, name := range names {
-			sets = append(sets, r.keys.ParkedOf(id, name))
-		}
+	partner, _, err := r.findParked(ctx, id, n)
+	if err != nil || partner == "" {
+		return "", err
 	}
-	// One round trip for every candidate (set, attempt).
-	pipe := r.rdb.Pipeline()
-	cmds := make([]*redis.FloatCmd, 0, len(sets)*len(n.Schedule))
-	for _, set := range sets {
-		for k := 1; k <= len(n.Schedule); k++ {
-			cmds = append(cmds, pipe.ZScore(ctx, set, r.keys.Member(notifier.Trigger{ID: id, Stamp: n.Stamp, N: k})))
-		}
-	}
-	if len(cmds) == 0 {
-		return "", nil
-	}
-	_, _ = pipe.Exec(ctx) // each command carries its own error
-	for i, c := range cmds {
-		switch err := c.Err(); {
-		case err == nil:
-			return sets[i/len(n.Schedule)], nil
-		case !errors.Is(err, redis.Nil):
-			return "", fmt.Errorf("read parked set: %w", err)
-		}
-	}
-	return "", nil
+	return r.keys.ParkedOf(id, partner), nil
 }
 
 // PendingCount counts pending notices: those in the due index (in flight

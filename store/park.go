@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/notifier/notifier/backoff"
 	"github.com/notifier/notifier/notifier"
@@ -127,4 +130,62 @@ func (r *Redis) Publish(ctx context.Context, s Settings) error {
 		}
 	}
 	return r.PublishPartners(ctx, s.Partners)
+}
+
+// findParked returns the partner whose parked set holds an attempt of
+// notice n, and that attempt; "" and 0 if none is parked. A notice's
+// partner may have been matched by URL prefix at delivery, so when the
+// notice does not name one the parked set of every partner that may have
+// parked it is looked at.
+func (r *Redis) findParked(ctx context.Context, id string, n *notifier.Notice) (partner string, attempt int, err error) {
+	names := []string{n.Partner}
+	if n.Partner == "" {
+		if names, err = r.parkingPartners(ctx); err != nil {
+			return "", 0, err
+		}
+	}
+	// One round trip for every candidate (partner, attempt).
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.FloatCmd, 0, len(names)*len(n.Schedule))
+	for _, name := range names {
+		for k := 1; k <= len(n.Schedule); k++ {
+			cmds = append(cmds, pipe.ZScore(ctx, r.keys.ParkedOf(id, name), r.keys.Member(notifier.Trigger{ID: id, Stamp: n.Stamp, N: k})))
+		}
+	}
+	if len(cmds) == 0 {
+		return "", 0, nil
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	for i, c := range cmds {
+		switch err := c.Err(); {
+		case err == nil:
+			return names[i/len(n.Schedule)], i%len(n.Schedule) + 1, nil
+		case !errors.Is(err, redis.Nil):
+			return "", 0, fmt.Errorf("read parked set: %w", err)
+		}
+	}
+	return "", 0, nil
+}
+
+// parkedAttempt is the Pending of stored notice n when one of its attempts
+// is parked, with why: the partner it waits for, and that partner's pause
+// reason and time from its state hash. ok is false if none is parked.
+func (r *Redis) parkedAttempt(ctx context.Context, n notifier.Notice) (p notifier.Pending, ok bool, err error) {
+	partner, k, err := r.findParked(ctx, n.ID, &n)
+	if err != nil || partner == "" {
+		return p, false, err
+	}
+	h, err := r.rdb.HMGet(ctx, r.keys.Partner(partner), "reason", "since").Result()
+	if err != nil {
+		return p, false, fmt.Errorf("read partner %s: %w", partner, err)
+	}
+	why := &notifier.Parked{Partner: partner}
+	why.Reason, _ = h[0].(string)
+	if s, _ := h[1].(string); s != "" {
+		if ms, err := strconv.ParseInt(s, 10, 64); err == nil && ms > 0 {
+			why.Since = time.UnixMilli(ms).UTC()
+		}
+	}
+	due, _ := n.Schedule.Due(n.Stamp, k)
+	return notifier.Pending{Notice: n, N: k, Due: due, Parked: why}, true, nil
 }

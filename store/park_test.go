@@ -48,6 +48,18 @@ func TestParkedForAPartnerThatLeftTheConfig(t *testing.T) {
 	if names, err := q.ParkedPartners(ctx); err != nil || !slices.Equal(names, []string{"old"}) {
 		t.Fatalf("ParkedPartners = %v, %v; want [old]", names, err)
 	}
+	// Status reads why it waits: the partner, its pause reason and time.
+	pausedAt := time.Now().Truncate(time.Millisecond)
+	if err := q.Pause(ctx, "old", "3 failed attempts in a row"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := q.PendingHeader(ctx, "p1")
+	if err != nil || p.N != 1 || !p.Notice.Stamp.Equal(n.Stamp) || p.Parked == nil {
+		t.Fatalf("PendingHeader = %+v, %v; want attempt 1 parked", p, err)
+	}
+	if p.Parked.Partner != "old" || p.Parked.Reason != "3 failed attempts in a row" || p.Parked.Since.Before(pausedAt) {
+		t.Errorf("Parked = %+v; want partner old, its reason, paused at or after %v", *p.Parked, pausedAt)
+	}
 	if re, err := q.Unpark(ctx, "old"); err != nil || re != 1 {
 		t.Fatalf("Unpark = %d, %v; want 1", re, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/notifier/notifier/notifier"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -23,12 +24,13 @@ func (v *durationValue) Set(s string) error {
 	return nil
 }
 
-// String is the duration in Go's form.
+// String is the duration as the CLI prints every duration (24h, not
+// 24h0m0s), which --help shows as the default.
 func (v *durationValue) String() string {
 	if v == nil {
 		return ""
 	}
-	return v.d.String()
+	return notifier.FormatDuration(v.d)
 }
 
 func parseDuration(s string) (time.Duration, error) {

@@ -154,13 +154,19 @@ func readFileLimited(path string, limit int64) ([]byte, error) {
 // stderr and the good ones are still enqueued.
 func enqueueFile(c *ucli.Context, q notifier.Enqueuer, def backoff.Schedule) error {
 	in := c.App.Reader
+	bar := &progress{}
 	if name := c.String("file"); name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
 			return fmt.Errorf("%w: --file: %v", ErrBadInput, err)
 		}
 		defer f.Close()
-		in = f
+		// A bar for a large regular file (its size is the total), on a
+		// terminal only; standard input has no size to measure against.
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() >= largeFile {
+			bar = newProgress(c.App.ErrWriter, true, st.Size(), "enqueue", true)
+		}
+		in = reader{r: f, p: bar}
 	}
 	var bad, dups int
 	enqueued, err := notifier.EnqueueLines(c.Context, in, q, def, time.Now, func(e *notifier.LineError) {
@@ -168,8 +174,9 @@ func enqueueFile(c *ucli.Context, q notifier.Enqueuer, def backoff.Schedule) err
 		if errors.Is(e, notifier.ErrDuplicate) {
 			dups++
 		}
-		fmt.Fprintf(c.App.ErrWriter, "notifier: %s\n", notifier.Printable(e.Error()))
+		bar.print(c.App.ErrWriter, "notifier: "+notifier.Printable(e.Error())+"\n")
 	})
+	bar.finish()
 	fmt.Fprintf(c.App.Writer, "enqueued %d\n", enqueued)
 	if err != nil {
 		return err
@@ -178,7 +185,10 @@ func enqueueFile(c *ucli.Context, q notifier.Enqueuer, def backoff.Schedule) err
 	case bad == 0:
 		return nil
 	case bad == dups:
-		return fmt.Errorf("%d lines refused: %w", bad, errOnlyDuplicates)
+		return fmt.Errorf("%s refused: %w", notifier.Plural(int64(bad), "line"), errOnlyDuplicates)
 	}
-	return fmt.Errorf("%w: %d lines refused (%d duplicates)", ErrBadInput, bad, dups)
+	if dups == 0 {
+		return fmt.Errorf("%w: %s refused", ErrBadInput, notifier.Plural(int64(bad), "line"))
+	}
+	return fmt.Errorf("%w: %s refused (%s)", ErrBadInput, notifier.Plural(int64(bad), "line"), notifier.Plural(int64(dups), "duplicate"))
 }

@@ -19,10 +19,10 @@ func listCommand(env Env) *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "state", Value: "pending", Usage: "pending (parked ones included), parked, delivered or gave-up"},
 			&ucli.StringFlag{Name: "partner", Usage: "only this partner's"},
-			&ucli.StringFlag{Name: "since", Usage: "delivered/gave-up: ended at or after T"},
-			&ucli.StringFlag{Name: "until", Usage: "delivered/gave-up: ended before T"},
+			&ucli.StringFlag{Name: "since", Usage: "pending/parked: enqueued (stamped) at or after T; delivered/gave-up: ended at or after T (RFC 3339, a date, or a duration ago such as 2h)"},
+			&ucli.StringFlag{Name: "until", Usage: "pending/parked: enqueued before T; delivered/gave-up: ended before T"},
 			&ucli.IntFlag{Name: "n", Value: 100, Usage: "at most N notices (0: all)"},
-			&ucli.BoolFlag{Name: "json", Usage: "one JSON object per notice"},
+			&ucli.BoolFlag{Name: "json", Usage: "one JSON object per notice (no header line)"},
 			redisFlag(), dataDirFlag(), dbFlag(), prefixFlag(env),
 		},
 		Action: func(c *ucli.Context) error { return list(c, env) },
@@ -44,11 +44,19 @@ type listed struct {
 
 var errEnough = errors.New("enough")
 
+// listHeader names the columns of list's text form.
+const listHeader = "ID\tSTATE\tPARTNER\tATTEMPT\tWHEN\tURL"
+
 func list(c *ucli.Context, env Env) error {
 	if c.NArg() > 0 || c.Int("n") < 0 {
 		return fmt.Errorf("%w: list takes flags only, and -n must be >= 0", ErrBadInput)
 	}
 	limit, count := c.Int("n"), 0
+	if !c.Bool("json") {
+		// Tab-separated like the rows, so cut -f and awk -F'\t' still
+		// work (after tail -n +2); scripts that want no header use --json.
+		fmt.Fprintln(c.App.Writer, listHeader)
+	}
 	emit := func(l listed) error {
 		if c.Bool("json") {
 			b, err := json.Marshal(l)
@@ -80,8 +88,11 @@ func list(c *ucli.Context, env Env) error {
 	var err error
 	switch state := c.String("state"); state {
 	case "pending", "parked":
-		if c.IsSet("since") || c.IsSet("until") {
-			return fmt.Errorf("%w: --since and --until apply to delivered and gave-up notices", ErrBadInput)
+		// As in the console: since and until bound when a waiting
+		// notice was enqueued (its stamp).
+		f, ferr := endedFilter(c, "")
+		if ferr != nil {
+			return ferr
 		}
 		q, oerr := open(c, env)
 		if oerr != nil {
@@ -89,7 +100,8 @@ func list(c *ucli.Context, env Env) error {
 		}
 		defer q.Close()
 		err = q.EachPending(c.Context, func(p notifier.PendingNotice) error {
-			if f := c.String("partner"); (f != "" && p.Notice.Partner != f) || (state == "parked" && !p.Parked) {
+			if (f.Partner != "" && p.Notice.Partner != f.Partner) || (state == "parked" && !p.Parked) ||
+				(!f.Since.IsZero() && p.Notice.Stamp.Before(f.Since)) || (!f.Until.IsZero() && !p.Notice.Stamp.Before(f.Until)) {
 				return nil
 			}
 			st, due := notifier.StatePending, p.Due.UTC()

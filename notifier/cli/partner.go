@@ -136,7 +136,7 @@ func partnerCommand(env Env) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "resumed %s: %d parked notices re-armed\n", n, k)
+					fmt.Fprintf(c.App.Writer, "resumed %s: %s re-armed\n", n, notifier.Plural(int64(k), "parked notice"))
 					return nil
 				}),
 			},

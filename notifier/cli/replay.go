@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/notifier/notifier/notifier"
 	ucli "github.com/urfave/cli/v2"
-	"golang.org/x/term"
 )
 
 func replayCommand(env Env) *ucli.Command {
@@ -80,7 +77,8 @@ func replay(c *ucli.Context, env Env) error {
 	}
 	defer q.Close()
 	in := notifier.Intake{Queue: q}
-	bar := newProgress(c.App.ErrWriter, total)
+	// Never with --json: its output is for programs.
+	bar := newProgress(c.App.ErrWriter, !c.Bool("json"), int64(total), "replay", false)
 	var sent, skipped, done int
 	batch := make([]notifier.Notice, 0, 500)
 	ended := make([]notifier.EndedNotice, 0, 500) // batch's archive entries, for --json
@@ -95,7 +93,7 @@ func replay(c *ucli.Context, env Env) error {
 		for i, e := range errs {
 			if e != nil {
 				skipped++
-				fmt.Fprintf(c.App.ErrWriter, "notifier: skipped %s\n", notifier.Printable(batch[i].ID+": "+e.Error()))
+				bar.print(c.App.ErrWriter, "notifier: skipped "+notifier.Printable(batch[i].ID+": "+e.Error())+"\n")
 				continue
 			}
 			sent++
@@ -104,7 +102,7 @@ func replay(c *ucli.Context, env Env) error {
 			}
 		}
 		done += len(batch)
-		bar.set(done)
+		bar.set(int64(done))
 		batch, ended = batch[:0], ended[:0]
 		return nil
 	}
@@ -152,34 +150,4 @@ func summaryWriter(c *ucli.Context) io.Writer {
 		return c.App.ErrWriter
 	}
 	return c.App.Writer
-}
-
-// progress draws a one-line progress bar on a terminal, and nothing
-// elsewhere (logs and pipes get the summary line only).
-type progress struct {
-	w     io.Writer
-	total int
-	on    bool
-	last  time.Time
-}
-
-func newProgress(w io.Writer, total int) *progress {
-	f, ok := w.(*os.File)
-	return &progress{w: w, total: total, on: ok && term.IsTerminal(int(f.Fd())) && total > 0}
-}
-
-func (p *progress) set(done int) {
-	if !p.on || (time.Since(p.last) < 100*time.Millisecond && done < p.total) {
-		return
-	}
-	p.last = time.Now()
-	const width = 30
-	filled := width * done / p.total
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, p.total)
-}
-
-func (p *progress) finish() {
-	if p.on {
-		fmt.Fprintln(p.w)
-	}
 }

@@ -14,10 +14,22 @@ func versionCommand(env Env) *ucli.Command {
 		Name:         "version",
 		Usage:        "print the version, Go version and platform",
 		Action: func(c *ucli.Context) error {
-			_, err := fmt.Fprintf(c.App.Writer, "notifier %s (%s, %s/%s)\n", env.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := io.WriteString(c.App.Writer, versionLine(env.Version))
 			return err
 		},
 	}
+}
+
+// versionLine is what `notifier version` and `notifier --version` both
+// print: one format, so a script can read either.
+func versionLine(version string) string {
+	return fmt.Sprintf("notifier %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func init() {
+	// urfave/cli prints --version through this package-level hook; every
+	// app of this package prints it as `version` does.
+	ucli.VersionPrinter = func(c *ucli.Context) { _, _ = io.WriteString(c.App.Writer, versionLine(c.App.Version)) }
 }
 
 // Completion scripts ask the binary itself for candidates

@@ -408,7 +408,8 @@ func (h *handler) partnerNames(ctx context.Context) ([]string, error) {
 
 var funcs = template.FuncMap{
 	"time":      formatTime,
-	"dur":       formatDur,
+	"dur":       notifier.FormatDuration,
+	"plural":    func(n int, noun string) string { return notifier.Plural(int64(n), noun) },
 	"noticeURL": noticeURL,
 	"partnerURL": func(name, verb string) string {
 		return "/ui/partners/" + url.PathEscape(name) + "/" + verb
@@ -426,24 +427,4 @@ func formatTime(t time.Time) string {
 		return "–"
 	}
 	return t.UTC().Format("2006-01-02 15:04:05.000Z")
-}
-
-// formatDur is a short duration: 300ms, 10s, 1h24m.
-func formatDur(d time.Duration) string {
-	switch {
-	case d == 0:
-		return "0"
-	case d < 0:
-		return "-" + formatDur(-d)
-	case d < time.Second:
-		return d.Round(100 * time.Microsecond).String()
-	case d < time.Minute:
-		return d.Round(10 * time.Millisecond).String()
-	}
-	s := d.Round(time.Second).String()
-	s = strings.TrimSuffix(s, "0s")
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }

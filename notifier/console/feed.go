@@ -56,7 +56,7 @@ func feedRowOf(a notifier.Attempt) feedRow {
 		resp = resp[:cut] + "…"
 	}
 	return feedRow{Seq: a.Seq, ID: a.NoticeID, Href: noticeURL(a.NoticeID), Partner: a.Partner, N: a.N, Outcome: string(a.Outcome),
-		Status: a.Status, Start: formatTime(a.Start), Late: formatDur(a.Lateness()), Took: formatDur(a.Duration),
+		Status: a.Status, Start: formatTime(a.Start), Late: notifier.FormatDuration(a.Lateness()), Took: notifier.FormatDuration(a.Duration),
 		URL: notifier.RedactURL(a.URL), Error: a.Error, Response: strings.ToValidUTF8(resp, "\uFFFD")}
 }
 

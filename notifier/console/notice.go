@@ -17,7 +17,7 @@ type noticeData struct {
 	URL     string
 	Stamp   time.Time
 	// Of is the schedule's length; 0 when the schedule is not known (a
-	// parked notice: its payload is only read when it is sent).
+	// notice only the attempt log knows).
 	Of       int
 	Schedule string
 	Next     int
@@ -26,8 +26,7 @@ type noticeData struct {
 	Attempts []attemptRow
 	// Earlier counts attempts of earlier sends of the same id.
 	Earlier int
-	// Timeline is nil while the stamp is unknown: a parked notice
-	// whose first attempt is parked.
+	// Timeline is nil while the stamp is unknown.
 	Timeline  *timeline
 	CanRetry  bool
 	CanCancel bool
@@ -149,7 +148,7 @@ func (h *handler) notice(w http.ResponseWriter, r *http.Request, s session) {
 func formatSchedule(s []time.Duration) string {
 	parts := make([]string, len(s))
 	for i, d := range s {
-		parts[i] = formatDur(d)
+		parts[i] = notifier.FormatDuration(d)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -16,6 +16,11 @@ const (
 	tlSpan    = 840 // what the steps share before they hit a bound
 	tlHeight  = 160
 	tlAxisY   = 72
+	// tlStampLabel is how far right of the stamp the "stamp" label and
+	// half a "now" label (centred on its line) reach, with a gap, at the
+	// stylesheet's 12px; tlRow is one row of labels.
+	tlStampLabel = 60
+	tlRow        = 18
 )
 
 // timeline is a notice's schedule drawn on one axis: a tick per slot
@@ -35,6 +40,10 @@ type timeline struct {
 	Next                 *nextMark
 	// NowX is where now is; 0 when the notice has ended.
 	NowX float64
+	// NowLabelY is the baseline of the "now" label: the bottom row, as
+	// the stamp's, or the row above it when now is too close to the
+	// stamp for the two words to share a row (a notice just enqueued).
+	NowLabelY int
 }
 
 type slotMark struct {
@@ -145,6 +154,10 @@ func drawTimeline(stamp time.Time, sched []time.Duration, attempts []notifier.At
 	}
 	if !now.IsZero() {
 		tl.NowX = x(now)
+		tl.NowLabelY = tlHeight - 4
+		if tl.NowX-tl.X0 < tlStampLabel {
+			tl.NowLabelY -= tlRow
+		}
 	}
 	return tl
 }

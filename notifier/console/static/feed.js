@@ -32,8 +32,8 @@
     var link = document.createElement("a");
     link.href = a.href; // built by the server: /ui/notices/<escaped id>
     link.textContent = a.id;
-    cell(tr).appendChild(link);
-    cell(tr, a.partner || "–");
+    cell(tr, undefined, "wrap").appendChild(link);
+    cell(tr, a.partner || "–", "wrap");
     cell(tr, a.n);
     var badge = document.createElement("span");
     badge.className = "state state-" + a.outcome;
