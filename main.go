@@ -149,6 +149,13 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 	log := cfg.Logger
 	redis.SetLogger(redisLog{log})
 	syscall.Umask(0o077) // everything serve creates (socket, AOF, log) is private
+	// Certificates and proxies first: a bad one stops serve before it
+	// starts anything or publishes its settings.
+	eg, err := notifier.NewEgress(ctx, notifier.EgressOptions{Timeout: cfg.Dispatcher.Timeout, MaxIdlePerHost: cfg.Dispatcher.Concurrency,
+		Guard: cfg.Guard, Proxy: cfg.EgressProxy, Partners: cfg.Config.Partners, Logger: log})
+	if err != nil {
+		return fmt.Errorf("%w: %v", cli.ErrBadInput, err)
+	}
 	var parts []notifier.Part
 	var cleanup []func()
 	defer func() {
@@ -207,11 +214,6 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 	}
 	cleanup = append(cleanup, func() { alog.Close() })
 	parts = append(parts, notifier.Part{Name: "attempt log", Run: alog.Run})
-	eg, err := notifier.NewEgress(ctx, notifier.EgressOptions{Timeout: cfg.Dispatcher.Timeout, MaxIdlePerHost: cfg.Dispatcher.Concurrency,
-		Guard: cfg.Guard, Proxy: cfg.EgressProxy, Partners: cfg.Config.Partners, Logger: log})
-	if err != nil {
-		return fmt.Errorf("%w: %v", cli.ErrBadInput, err)
-	}
 	parts = append(parts, notifier.Part{Name: "certificate reload", Run: eg.Run})
 	dl := notifier.NewEgressDeliverer(cfg.Dispatcher.Timeout, eg)
 	dl.UserAgent = "notifier/" + cfg.Version
