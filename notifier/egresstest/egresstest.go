@@ -154,8 +154,8 @@ type ProxyRequest struct {
 // forwarding of absolute-form requests for http. It records every request
 // and connects wherever it is asked (the client's guard is what is tested).
 type Proxy struct {
-	URL string // http://127.0.0.1:port
-	ln  net.Listener
+	URL   string // http://127.0.0.1:port
+	ln    net.Listener
 	mu    sync.Mutex
 	got   []ProxyRequest
 	conns map[net.Conn]bool
