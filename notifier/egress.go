@@ -98,17 +98,19 @@ func (r rawEgress) build(hasPrefixes bool) (PartnerEgress, error) {
 	return e, nil
 }
 
-// ParseProxyURL reads an egress proxy URL: http:// or https://, a host,
-// optional user:password (sent as Proxy-Authorization), and nothing else.
-// Its errors never contain the password.
+// ParseProxyURL reads an egress proxy URL: http://, a host, optional
+// user:password (sent as Proxy-Authorization), and nothing else. An
+// https:// proxy is refused: the TLS to it would be made with the
+// partner's TLS settings (its CA, its client certificate), which are meant
+// for the partner alone. Its errors never contain the password.
 func ParseProxyURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, errors.New("does not parse as a URL (want http://[user:password@]host:port)")
 	}
 	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("%s: scheme must be http or https", u.Redacted())
+	case u.Scheme != "http":
+		return nil, fmt.Errorf("%s: scheme must be http (CONNECT carries https end to end)", u.Redacted())
 	case u.Hostname() == "":
 		return nil, fmt.Errorf("%s: no host", u.Redacted())
 	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":

@@ -43,14 +43,27 @@ const (
 // notice's result (errs[i], or err for all when errs is nil).
 func traceEnqueue(ctx context.Context, name string, ns []Notice) (end func(errs []error, err error)) {
 	tr := otel.GetTracerProvider().Tracer(TracerName)
+	kind := trace.WithSpanKind(trace.SpanKindProducer)
+	_, first := tr.Start(ctx, name, kind)
+	if !first.IsRecording() && !first.SpanContext().IsValid() {
+		// No TracerProvider set (tracing off): a span per notice would
+		// cost enqueue --file time for nothing.
+		for i := range ns {
+			ns[i].Trace = ""
+		}
+		return func([]error, error) {}
+	}
 	spans := make([]trace.Span, len(ns))
 	for i := range ns {
 		n := &ns[i]
-		_, span := tr.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-			AttrNoticeID.String(n.ID), AttrPartner.String(n.Partner), AttrURL.String(bareURL(n.URL))))
+		span := first
+		if i > 0 {
+			_, span = tr.Start(ctx, name, kind)
+		}
 		spans[i] = span
 		n.Trace = ""
-		if span.IsRecording() {
+		if span.IsRecording() { // tracing on: nothing is built for a span that is not
+			span.SetAttributes(AttrNoticeID.String(n.ID), AttrPartner.String(n.Partner), AttrURL.String(bareURL(n.URL)))
 			n.Trace = traceparent(span.SpanContext())
 		}
 	}
