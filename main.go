@@ -24,6 +24,7 @@ import (
 	"github.com/notifier/notifier/notifier/api"
 	"github.com/notifier/notifier/notifier/cli"
 	"github.com/notifier/notifier/notifier/console"
+	"github.com/notifier/notifier/notifier/tracing"
 	"github.com/notifier/notifier/store"
 	"github.com/notifier/notifier/store/bench"
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,7 +65,20 @@ func signalContext() (context.Context, func()) {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// Commands other than serve report Redis failures as their error.
 	redis.SetLogger(redisLog{slog.New(slog.DiscardHandler)})
-	return cli.Run(ctx, env, args, stdin, stdout, stderr)
+	shutdown, err := tracing.Setup(ctx, version)
+	if err != nil {
+		fmt.Fprintf(stderr, "notifier: %v\n", err)
+		return 2
+	}
+	code := cli.Run(ctx, env, args, stdin, stdout, stderr)
+	// Spans not yet exported are flushed, for at most a few seconds: a
+	// collector that is down must not hold the command up.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := shutdown(sctx); err != nil {
+		fmt.Fprintf(stderr, "notifier: export traces: %v\n", err)
+	}
+	return code
 }
 
 // env is what the command line reaches Redis, the attempt log and the
@@ -135,6 +149,13 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 	log := cfg.Logger
 	redis.SetLogger(redisLog{log})
 	syscall.Umask(0o077) // everything serve creates (socket, AOF, log) is private
+	// Certificates and proxies first: a bad one stops serve before it
+	// starts anything or publishes its settings.
+	eg, err := notifier.NewEgress(ctx, notifier.EgressOptions{Timeout: cfg.Dispatcher.Timeout, MaxIdlePerHost: cfg.Dispatcher.Concurrency,
+		Guard: cfg.Guard, Proxy: cfg.EgressProxy, Partners: cfg.Config.Partners, Logger: log})
+	if err != nil {
+		return fmt.Errorf("%w: %v", cli.ErrBadInput, err)
+	}
 	var parts []notifier.Part
 	var cleanup []func()
 	defer func() {
@@ -193,10 +214,14 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 	}
 	cleanup = append(cleanup, func() { alog.Close() })
 	parts = append(parts, notifier.Part{Name: "attempt log", Run: alog.Run})
-	dl := notifier.NewGuardedDeliverer(cfg.Dispatcher.Timeout, cfg.Dispatcher.Concurrency, cfg.Guard)
+	parts = append(parts, notifier.Part{Name: "certificate reload", Run: eg.Run})
+	dl := notifier.NewEgressDeliverer(cfg.Dispatcher.Timeout, eg)
 	dl.UserAgent = "notifier/" + cfg.Version
 	d := cfg.Dispatcher
 	d.Queue, d.Events, d.Log, d.Post, d.Pauser = q, q, alog, dl.PostWith, q
+	if tracing.Enabled(os.Getenv) {
+		d.AddObserver(notifier.AttemptSpans(tracing.Provider()))
+	}
 	if cfg.Config.AlertURL != "" {
 		alerter := notifier.NewAlerter(cfg.Config.AlertURL, cfg.Config.AlertTimeout, cfg.Guard, log)
 		d.GaveUp = alerter.Notify
@@ -209,7 +234,7 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 	}
 	if cfg.Listen != "" { // stopped after the dispatcher: readiness and metrics last to the end
 		stats := &notifier.StatsGatherer{Redis: q, Log: alog, Logger: log}
-		p, err := apiPart(ctx, cfg, q, rdb, alog, d, stats.Last)
+		p, err := apiPart(ctx, cfg, q, rdb, alog, d, stats.Last, eg.CertExpiries)
 		if err != nil {
 			return err
 		}
@@ -236,7 +261,7 @@ const adminPool = 4
 // on cfg.Listen. Their reads and writes go through a store on connections
 // of their own; q and rdb, delivery's, are only asked whether they work.
 func apiPart(ctx context.Context, cfg cli.ServeConfig, q *store.Redis, rdb redis.UniversalClient, alog *store.SQLite,
-	d *notifier.Dispatcher, stats func() (notifier.StoreStats, bool)) (notifier.Part, error) {
+	d *notifier.Dispatcher, stats func() (notifier.StoreStats, bool), certs func() []notifier.CertExpiry) (notifier.Part, error) {
 	log := cfg.Logger
 	adminRDB, err := connect(ctx, cfg.Redis, adminPool)
 	if err != nil {
@@ -253,6 +278,7 @@ func apiPart(ctx context.Context, cfg cli.ServeConfig, q *store.Redis, rdb redis
 		Stores:       stats,
 	})
 	d.AddObserver(m.Observe)
+	reg.MustRegister(api.NewCertExpiry(certs))
 	h, err := api.New(api.Server{Queue: admin, Log: alog, Token: cfg.APIToken, Metrics: m, PublicMetrics: cfg.PublicMetrics,
 		Logger: log, Ready: api.Readiness{Ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 			LastHeard: q.LastHeard, Sync: alog.Sync}.Check})

@@ -60,6 +60,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 		name = p.Name
 		opts.Secrets = append(slices.Clip(n.Secrets), p.Secrets...)
 		opts.Timeout = p.Timeout
+		opts.Partner = p.Name
 		if rule.IsZero() {
 			rule = p.Success
 		}
@@ -73,7 +74,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job Job) {
 	a := Attempt{
 		NoticeID: n.ID, Stamp: n.Stamp, N: job.N, Due: due, Start: res.Start, Duration: res.Duration,
 		URL: RedactURL(n.URL), Status: res.Status, Response: string(res.Snippet), Partner: name,
-		Outcome: dec.Outcome, Error: dec.Error,
+		Outcome: dec.Outcome, Error: dec.Error, Trace: n.Trace,
 	}
 	// Completing must happen even while shutting down.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

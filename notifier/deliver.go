@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -54,6 +53,8 @@ type Result struct {
 // connections to partners alive between attempts.
 type Deliverer struct {
 	client *retryablehttp.Client
+	// routes are the clients of partners with egress settings, by name.
+	routes map[string]*retryablehttp.Client
 	// Timeout bounds each attempt.
 	Timeout time.Duration
 	// Now is the clock; Webhook-Timestamp is read from it.
@@ -81,8 +82,28 @@ func NewGuardedDeliverer(timeout time.Duration, maxIdlePerHost int, guard *Guard
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	hc := NewOutboundClient(timeout, maxIdlePerHost, guard)
-	rc := &retryablehttp.Client{
+	return &Deliverer{client: newRetryable(NewOutboundClient(timeout, maxIdlePerHost, guard)), Timeout: timeout,
+		Now: time.Now, UserAgent: "notifier/1", MaxRetryAfter: time.Hour}
+}
+
+// NewEgressDeliverer is NewGuardedDeliverer sending through e's clients:
+// the attempts of a partner with egress settings (TLS, proxy) through its
+// own, every other attempt through e's default.
+func NewEgressDeliverer(timeout time.Duration, e *Egress) *Deliverer {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	d := &Deliverer{client: newRetryable(e.Client("")), Timeout: timeout, Now: time.Now, UserAgent: "notifier/1",
+		MaxRetryAfter: time.Hour, routes: map[string]*retryablehttp.Client{}}
+	for _, name := range e.routed() {
+		d.routes[name] = newRetryable(e.Client(name))
+	}
+	return d
+}
+
+// newRetryable wraps hc for single tries: the schedule is the retry layer.
+func newRetryable(hc *http.Client) *retryablehttp.Client {
+	return &retryablehttp.Client{
 		HTTPClient:   hc,
 		Logger:       nil, // it would print full URLs, tokens in query strings included
 		RetryMax:     0,
@@ -94,7 +115,6 @@ func NewGuardedDeliverer(timeout time.Duration, maxIdlePerHost int, guard *Guard
 		Backoff:      retryablehttp.DefaultBackoff,
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
-	return &Deliverer{client: rc, Timeout: timeout, Now: time.Now, UserAgent: "notifier/1", MaxRetryAfter: time.Hour}
 }
 
 // NewOutboundClient returns the HTTP client for every request serve sends
@@ -107,30 +127,10 @@ func NewGuardedDeliverer(timeout time.Duration, maxIdlePerHost int, guard *Guard
 // request with its context. Up to maxIdlePerHost (at least 2) idle
 // connections per host are kept.
 func NewOutboundClient(timeout time.Duration, maxIdlePerHost int, guard *Guard) *http.Client {
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	dialer := &net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second}
-	dial := dialer.DialContext
-	if guard != nil {
-		dial = guard.DialContext(dialer)
-	}
-	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dial,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConnsPerHost:   max(maxIdlePerHost, 2),
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   min(timeout, 10*time.Second),
-		ExpectContinueTimeout: time.Second,
-	}
-	return &http.Client{
-		// retryablehttp calls CloseIdleConnections after every failed
-		// request, which would drop the warm connections to every other
-		// partner; hiding the method behind a bare RoundTripper keeps them.
-		Transport:     roundTripper{tr},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	// retryablehttp calls CloseIdleConnections after every failed
+	// request, which would drop the warm connections to every other
+	// partner; hiding the method behind a bare RoundTripper keeps them.
+	return outboundClient(roundTripper{newOutboundTransport(OutboundOptions{Timeout: timeout, MaxIdlePerHost: maxIdlePerHost, Guard: guard})})
 }
 
 type roundTripper struct{ http.RoundTripper }
@@ -141,6 +141,9 @@ type PostOptions struct {
 	Secrets []Secret
 	// Timeout replaces the Deliverer's when positive.
 	Timeout time.Duration
+	// Partner names the partner whose egress settings (TLS, proxy) the
+	// attempt is sent with; "": the default client.
+	Partner string
 }
 
 // Post makes attempt n of notice with the Deliverer's settings, signed
@@ -196,7 +199,11 @@ func (d *Deliverer) PostWith(ctx context.Context, notice *Notice, n int, o PostO
 		req.Header.Set("Webhook-Signature", Sign(o.Secrets, notice.ID, start, notice.Body))
 	}
 
-	resp, err := d.client.Do(req)
+	client := d.client
+	if rc, ok := d.routes[o.Partner]; ok {
+		client = rc
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		if resp != nil {
 			resp.Body.Close()

@@ -11,6 +11,14 @@
 // (NoticeStatus), and Intake, the one way new notices are resolved (partner,
 // schedule, stamp) and stored, and ended ones sent again.
 //
+// Egress (egress.go, egresshttp.go) is how attempts leave: per-partner TLS
+// (client certificates re-read when their files change, private CAs,
+// server_name, min_tls), the egress proxy, and the SSRF guard in front of
+// both. Tracing (trace.go) uses only the OpenTelemetry API: a span per
+// notice enqueued, whose context the notice stores, and a span per attempt
+// in that trace; package notifier/tracing decides whether and where they
+// are exported.
+//
 // It declares the small interfaces it consumes and knows nothing of Redis
 // or SQLite; package store implements them all, and main wires them in.
 // The Dispatcher consumes Queue, Events, AttemptLog and Pauser; Intake

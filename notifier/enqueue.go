@@ -146,7 +146,9 @@ func (in Intake) Enqueue(ctx context.Context, ns []Notice) ([]error, error) {
 	if len(keep) == 0 {
 		return errs, nil
 	}
+	end := traceEnqueue(ctx, SpanEnqueue, keep)
 	kerrs, err := in.Queue.Enqueue(ctx, keep)
+	end(kerrs, err)
 	for j, i := range idx {
 		switch {
 		case kerrs != nil:
@@ -168,5 +170,8 @@ func (in Intake) Resend(ctx context.Context, ns []Notice) ([]error, error) {
 	for i := range ns {
 		ns[i].Stamp = stamp
 	}
-	return in.Queue.Resend(ctx, ns)
+	end := traceEnqueue(ctx, SpanResend, ns)
+	errs, err := in.Queue.Resend(ctx, ns)
+	end(errs, err)
+	return errs, err
 }

@@ -72,6 +72,9 @@ type Notice struct {
 	Success SuccessRule
 	// Secrets sign every attempt (Standard Webhooks), with the partner's.
 	Secrets []Secret
+	// Trace is the W3C traceparent of the span that enqueued it, when
+	// tracing is on ("" otherwise): its attempts' spans join that trace.
+	Trace string
 
 	// scheduleDefaulted is set by Line.Notice when the line named no
 	// schedule, so a partner's schedule may replace the default.
@@ -303,6 +306,9 @@ type Attempt struct {
 	// `notifier retry` and `replay` can send it again after Redis forgot it.
 	// It is not part of the attempt's row and never printed.
 	Ended *Notice
+	// Trace is the notice's stored trace context (Notice.Trace), for the
+	// attempt's span; not part of the attempt's row.
+	Trace string
 }
 
 // Lateness is how long after its due time the attempt started.

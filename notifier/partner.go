@@ -56,6 +56,8 @@ type Partner struct {
 	// giving that notice up.
 	PauseAfter  int
 	PauseOnGone bool
+	// Egress is how its attempts reach it (TLS, proxy; see egress.go).
+	Egress PartnerEgress
 
 	slots *slots
 	lim   *rate.Limiter
@@ -106,6 +108,7 @@ type rawPartner struct {
 	Burst         int      `toml:"burst"`
 	PauseAfter    int      `toml:"pause_after"`
 	PauseOnGone   bool     `toml:"pause_on_gone"`
+	rawEgress              // client_cert, client_key, ca_file, server_name, min_tls, proxy
 }
 
 // LoadConfig reads a TOML config file (see deploy/notifier.toml). Unknown
@@ -218,6 +221,11 @@ func (rp rawPartner) build() (*Partner, error) {
 	case rp.PauseAfter < 0:
 		return nil, errors.New("pause_after must not be negative")
 	}
+	eg, err := rp.rawEgress.build(len(p.Prefixes) > 0)
+	if err != nil {
+		return nil, err
+	}
+	p.Egress = eg
 	return p, nil
 }
 

@@ -26,10 +26,12 @@ type payloadHeader struct {
 	Partner  string      `json:"p,omitempty"`
 	Success  string      `json:"r,omitempty"` // success rule, canonical form
 	Secrets  []string    `json:"k,omitempty"` // whsec_ form
+	// W3C traceparent of the enqueue span; only when tracing is on.
+	Trace string `json:"tp,omitempty"`
 }
 
 func encodePayload(n *notifier.Notice) ([]byte, error) {
-	h := payloadHeader{URL: n.URL, Header: n.Header, Stamp: n.Stamp.UnixMilli(), Partner: n.Partner}
+	h := payloadHeader{URL: n.URL, Header: n.Header, Stamp: n.Stamp.UnixMilli(), Partner: n.Partner, Trace: n.Trace}
 	if !n.Success.IsZero() {
 		h.Success = n.Success.String()
 	}
@@ -66,7 +68,7 @@ func decodePayload(id string, p []byte) (notifier.Notice, error) {
 	for i, ms := range h.Schedule {
 		n.Schedule[i] = time.Duration(ms) * time.Millisecond
 	}
-	n.Partner = h.Partner
+	n.Partner, n.Trace = h.Partner, h.Trace
 	if h.Success != "" {
 		r, err := notifier.ParseSuccessRule(h.Success)
 		if err != nil {

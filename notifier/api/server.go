@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/notifier/notifier/backoff"
 	"github.com/notifier/notifier/notifier"
@@ -212,7 +214,10 @@ func (h *handler) enqueue(w http.ResponseWriter, r *http.Request) {
 		n.Schedule = nil // its partner's, else the published default
 	}
 	ns := []notifier.Notice{n}
-	errs, err := h.intake.Enqueue(r.Context(), ns)
+	// A caller's traceparent makes the enqueue span (and so the notice's
+	// attempts) part of the caller's trace; without tracing it is ignored.
+	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	errs, err := h.intake.Enqueue(ctx, ns)
 	if err == nil {
 		err = errs[0]
 	}

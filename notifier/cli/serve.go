@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -35,6 +36,9 @@ type ServeConfig struct {
 	// serve publishes of it (and the body limit) for enqueue.
 	Guard  *notifier.Guard
 	Policy notifier.PolicySummary
+	// EgressProxy carries every attempt (nil: direct) but those of a
+	// partner with a proxy of its own.
+	EgressProxy *url.URL
 	// DedupWindow is how long a delivered id is refused (negative: never).
 	DedupWindow time.Duration
 	// Listen, if set, serves the API, metrics and console with these
@@ -69,6 +73,7 @@ func serveCommand(env Env) *ucli.Command {
 			&ucli.BoolFlag{Name: "allow-private", Usage: "allow partners on loopback, private, link-local and other internal addresses (off: the SSRF guard refuses them at dial time)"},
 			&ucli.StringSliceFlag{Name: "allow-cidr", Usage: "allow this internal range (CIDR or IP) through the SSRF guard (repeatable)"},
 			&ucli.BoolFlag{Name: "https-only", Usage: "refuse http:// partner URLs at enqueue"},
+			&ucli.StringFlag{Name: "egress-proxy", Usage: "send every attempt through this HTTP proxy (http://[user:password@]host:port; CONNECT for https); prefer the environment variable when it holds a password"},
 			&ucli.IntFlag{Name: "max-body", Value: notifier.MaxBodyBytes, Usage: "largest body enqueue accepts, in bytes (at most 1 MiB)"},
 			&ucli.StringFlag{Name: "listen", EnvVars: []string{"NOTIFIER_LISTEN"}, Usage: "serve the HTTP API, /healthz, /readyz and /metrics on ADDR (off by default)"},
 			&ucli.StringFlag{Name: "api-token", EnvVars: []string{"NOTIFIER_API_TOKEN"}, Usage: "bearer token the API requires (at least 16 characters; prefer the environment variable)"},
@@ -157,6 +162,11 @@ func serveConfig(c *ucli.Context, env Env) (ServeConfig, error) {
 	cfg.Guard = &notifier.Guard{AllowPrivate: c.Bool("allow-private"), Allow: allow}
 	if mb := c.Int("max-body"); mb < 1 || mb > notifier.MaxBodyBytes {
 		return ServeConfig{}, fmt.Errorf("%w: --max-body %d: want 1 to %d bytes", ErrBadInput, mb, notifier.MaxBodyBytes)
+	}
+	if raw := c.String("egress-proxy"); raw != "" {
+		if cfg.EgressProxy, err = notifier.ParseProxyURL(raw); err != nil {
+			return ServeConfig{}, fmt.Errorf("%w: --egress-proxy: %v", ErrBadInput, err)
+		}
 	}
 	cfg.Policy = notifier.PolicySummary{AllowPrivate: cfg.Guard.AllowPrivate, AllowCIDR: c.StringSlice("allow-cidr"),
 		HTTPSOnly: c.Bool("https-only"), MaxBody: c.Int("max-body")}
