@@ -238,4 +238,3 @@ func (h *partnerHandler) unavailable(w http.ResponseWriter, r *http.Request, err
 	h.s.Logger.Error("api: store failed", "method", r.Method, "route", r.Pattern, "err", err)
 	writeError(w, http.StatusServiceUnavailable, "store unavailable; try again")
 }
-
