@@ -340,6 +340,13 @@ func (p *Portal) Resend(ctx context.Context, c Caller, id string) (Notice, error
 	if !p.prefixes.owns(c.Partner, e.Notice.URL) {
 		return Notice{}, fmt.Errorf("%w: notice %s: its url is no longer under a url_prefix of partner %q", ErrInvalidNotice, id, c.Partner)
 	}
+	// A notice pending again is a conflict that costs no re-send.
+	switch st, err := p.c.Queue.State(ctx, id); {
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return Notice{}, err
+	case err == nil && (st == StatePending || st == StateParked):
+		return Notice{}, fmt.Errorf("notice %s is %s: %w", id, st, ErrDuplicate)
+	}
 	if err := p.allow(c.Partner); err != nil {
 		p.c.Logger.Warn("portal: re-send refused: rate limit", "partner", c.Partner, "token", c.Token, "id", id)
 		return Notice{}, err
