@@ -98,6 +98,8 @@ type Portal struct {
 
 	mu     sync.Mutex
 	limits map[string]*rate.Limiter
+	// pendingSlot lets one pull of pending notices run at a time.
+	pendingSlot chan struct{}
 }
 
 // NewPortal returns a portal over c's stores. It returns an error if a
@@ -123,7 +125,7 @@ func NewPortal(c PortalConfig) (*Portal, error) {
 		c.ActionBurst = DefaultPortalActionBurst
 	}
 	p := &Portal{c: c, tokens: tokens, partners: map[string]*Partner{}, limits: map[string]*rate.Limiter{},
-		intake: Intake{Queue: c.Queue, Published: c.Queue, Now: c.Now}}
+		pendingSlot: make(chan struct{}, 1), intake: Intake{Queue: c.Queue, Published: c.Queue, Now: c.Now}}
 	prefixes := map[string][]string{}
 	for _, pa := range c.Partners {
 		p.partners[pa.Name] = pa

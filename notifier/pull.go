@@ -94,6 +94,16 @@ func ParsePullState(s string) (State, error) {
 	return "", fmt.Errorf("%w: state %q: want delivered, gave-up or pending", ErrInvalidNotice, s)
 }
 
+// ErrBusy is wrapped by Pull's error for a page of pending notices asked
+// for while other pulls of pending notices have kept the portal's one slot
+// for PendingPullWait: each reads every pending notice from Redis, so
+// they take turns rather than all run at once.
+var ErrBusy = errors.New("busy: other pulls of pending notices are running")
+
+// PendingPullWait is how long a pull of pending notices waits for its
+// turn.
+const PendingPullWait = 5 * time.Second
+
 // errPageFull stops a scan once a page is complete.
 var errPageFull = errors.New("page full")
 
@@ -106,6 +116,16 @@ func (p *Portal) Pull(ctx context.Context, c Caller, q PullQuery) (PullPage, err
 		return PullPage{}, fmt.Errorf("%w: limit %d: want 1 to %d", ErrInvalidNotice, q.Limit, MaxPullLimit)
 	}
 	if q.State == StatePending {
+		wait := time.NewTimer(PendingPullWait)
+		defer wait.Stop()
+		select {
+		case p.pendingSlot <- struct{}{}:
+			defer func() { <-p.pendingSlot }()
+		case <-wait.C:
+			return PullPage{}, ErrBusy
+		case <-ctx.Done():
+			return PullPage{}, ctx.Err()
+		}
 		return p.pullPending(ctx, c, q)
 	}
 	return p.pullEnded(ctx, c, q)

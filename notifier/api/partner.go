@@ -105,6 +105,9 @@ func (h *partnerHandler) pull(w http.ResponseWriter, r *http.Request, c notifier
 	switch {
 	case errors.Is(err, notifier.ErrBadCursor):
 		writeError(w, http.StatusBadRequest, "since: "+err.Error())
+	case errors.Is(err, notifier.ErrBusy):
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, err.Error()+"; try again")
 	case err != nil:
 		h.unavailable(w, r, err)
 	default:

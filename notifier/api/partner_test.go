@@ -42,7 +42,7 @@ const (
 // three partners: shop (two tokens, a secret), bank, and solo (no
 // url_prefix).
 type partnerEnv struct {
-	t    *testing.T
+	t    testing.TB
 	q    *store.Redis
 	log  *store.SQLite
 	url  string
@@ -66,7 +66,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newPartnerEnv(t *testing.T, configure func(*notifier.PortalConfig)) *partnerEnv {
+func newPartnerEnv(t testing.TB, configure func(*notifier.PortalConfig)) *partnerEnv {
 	t.Helper()
 	srv := redistest.Start(t)
 	log, _ := storetest.StartLog(t)
@@ -507,4 +507,62 @@ func TestPartnerTestNotice(t *testing.T) {
 	if resp, b := e.do("POST", "/v1/partner/test", shopToken, `{"url":`); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("malformed body: %d %s, want 400", resp.StatusCode, b)
 	}
+}
+
+// BenchmarkPartnerPull measures one page of 100 through HTTP, with 10,000
+// notices pending (half of them shop's) and 10,000 ended (two attempts
+// each, half shop's): go test -run '^$' -bench PartnerPull ./notifier/api/
+func BenchmarkPartnerPull(b *testing.B) {
+	e := newPartnerEnv(b, nil)
+	ctx := context.Background()
+	const total = 10000
+	now := time.Now().Truncate(time.Millisecond)
+	var ns []notifier.Notice
+	for i := range total {
+		partner, prefix := "shop", shopPrefix
+		if i%2 == 1 {
+			partner, prefix = "bank", bankPrefix
+		}
+		ns = append(ns, notifier.Notice{ID: "p-" + strconv.Itoa(i), URL: prefix + "n", Body: bytes.Repeat([]byte("x"), 200),
+			Schedule: backoff.Schedule{time.Hour}, Stamp: now.Add(time.Duration(i) * time.Millisecond), Partner: partner})
+		if len(ns) == 1000 {
+			if _, err := e.q.Enqueue(ctx, ns); err != nil {
+				b.Fatal(err)
+			}
+			ns = ns[:0]
+		}
+		n := notifier.Notice{ID: "e-" + strconv.Itoa(i), URL: prefix + "n", Body: []byte("{}"), Schedule: backoff.Schedule{0, time.Second},
+			Stamp: now, Partner: partner}
+		for _, a := range []notifier.Attempt{
+			{NoticeID: n.ID, Stamp: now, N: 1, Due: now, Start: now, URL: n.URL, Status: 503, Outcome: notifier.Retry, Partner: partner},
+			{NoticeID: n.ID, Stamp: now, N: 2, Due: now, Start: now, URL: n.URL, Status: 200, Outcome: notifier.Delivered, Partner: partner, Ended: &n},
+		} {
+			if err := e.log.Record(ctx, a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := e.log.Sync(ctx); err != nil {
+		b.Fatal(err)
+	}
+	get := func(b *testing.B, q string) {
+		req, _ := http.NewRequest("GET", e.url+"/v1/partner/notices?"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+shopToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("%v %v", err, resp)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	b.Run("Pending", func(b *testing.B) {
+		for b.Loop() {
+			get(b, "state=pending&limit=100")
+		}
+	})
+	b.Run("Ended", func(b *testing.B) {
+		for b.Loop() {
+			get(b, "limit=100")
+		}
+	})
 }
