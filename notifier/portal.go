@@ -63,9 +63,9 @@ type PortalQueue interface {
 	Notices
 	Submitter
 	Published
-	// Pending returns notice id's pending attempt with its body. It wraps
-	// ErrNotFound if nothing is pending for id.
-	Pending(ctx context.Context, id string) (Pending, error)
+	// StoredNotice returns notice id, pending or parked, with its body. It
+	// wraps ErrNotFound if the store holds no such notice.
+	StoredNotice(ctx context.Context, id string) (Notice, error)
 }
 
 // PortalConfig configures NewPortal.
@@ -261,14 +261,18 @@ func (p *Portal) Body(ctx context.Context, c Caller, id string) (Notice, State, 
 	if err := ValidateID(id); err != nil {
 		return Notice{}, "", notFound(id)
 	}
-	pn, err := p.c.Queue.Pending(ctx, id)
+	n, err := p.c.Queue.StoredNotice(ctx, id)
 	switch {
 	case err == nil:
-		if pn.Notice.Partner != c.Partner {
+		if n.Partner != c.Partner {
 			return Notice{}, "", notFound(id)
 		}
-		pn.Notice.Secrets = nil
-		return pn.Notice, StatePending, nil
+		st, err := p.c.Queue.State(ctx, id)
+		if err != nil {
+			st = StatePending // it was there a moment ago
+		}
+		n.Secrets = nil
+		return n, st, nil
 	case !errors.Is(err, ErrNotFound):
 		return Notice{}, "", err
 	}

@@ -342,6 +342,35 @@ func TestPartnerNoticeBody(t *testing.T) {
 		}
 	})
 
+	t.Run("AParkedNoticeToo", func(t *testing.T) {
+		// As serve parks it while its partner is paused: the receiver
+		// that was down is the one that wants it.
+		ctx := context.Background()
+		stamp := time.Now().Truncate(time.Millisecond)
+		n := notifier.Notice{ID: "parked-1", URL: shopPrefix + "notify", Body: []byte("pending parked-1"), Schedule: backoff.Schedule{0},
+			Stamp: stamp, Partner: "shop"}
+		if errs, err := e.q.Enqueue(ctx, []notifier.Notice{n}); err != nil || errs[0] != nil {
+			t.Fatal(err, errs)
+		}
+		_, jobs, err := e.q.Claim(ctx, []notifier.Trigger{{ID: "parked-1", Stamp: stamp, N: 1}}, time.Minute)
+		if err != nil || len(jobs) != 1 {
+			t.Fatalf("claim: %v, %d jobs", err, len(jobs))
+		}
+		if ok, err := e.q.Park(ctx, jobs[0], "shop"); err != nil || !ok {
+			t.Fatalf("park: %v %v", ok, err)
+		}
+		resp, b := e.do("GET", "/v1/partner/notices/parked-1?format=raw", shopToken, "")
+		if resp.StatusCode != http.StatusOK || string(b) != "pending parked-1" || resp.Header.Get("Notice-State") != "parked" {
+			t.Errorf("%d %q state %q, want 200, its body, parked", resp.StatusCode, b, resp.Header.Get("Notice-State"))
+		}
+		if got, _ := e.pullAll(shopToken, "pending", "", 10); ids(got) != "parked-1" || got[0].State != notifier.StateParked {
+			t.Errorf("pending pull: %+v, want parked-1 as parked", got)
+		}
+		if resp, _ := e.do("GET", "/v1/partner/notices/parked-1", bankToken, ""); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("bank reads shop's parked notice: %d, want 404", resp.StatusCode)
+		}
+	})
+
 	t.Run("APendingNoticeToo", func(t *testing.T) {
 		e.pending("wait-1", "bank", time.Now())
 		resp, b := e.do("GET", "/v1/partner/notices/wait-1?format=raw", bankToken, "")
