@@ -27,8 +27,9 @@ import (
 //     started has a later stamp, so a walk that reached the end and resumes
 //     sees it.
 //
-// Cursors are opaque to clients: base64url of "a<seq>" (ended) or
-// "p<stamp ms>.<id>" (pending).
+// Cursors are opaque to clients: base64url of "a<seq>" (both ended
+// states; "d" or "g" for one) or "p<stamp ms>.<id>" (pending). A cursor is
+// good for the state it was handed out for only.
 
 // ErrBadCursor is wrapped by Pull's error for a cursor it did not hand out,
 // or one of another state.
@@ -131,19 +132,33 @@ func (p *Portal) Pull(ctx context.Context, c Caller, q PullQuery) (PullPage, err
 	return p.pullEnded(ctx, c, q)
 }
 
+// endedCursorKind is the first letter of the cursors of a walk of ended
+// notices in state st: a walk of one state skips the others' notices, so
+// its cursor is no good for another walk.
+func endedCursorKind(st State) string {
+	switch st {
+	case StateDelivered:
+		return "d"
+	case StateGaveUp:
+		return "g"
+	}
+	return "a"
+}
+
 func (p *Portal) pullEnded(ctx context.Context, c Caller, q PullQuery) (PullPage, error) {
+	kind := endedCursorKind(q.State)
 	var after int64
 	if q.Since != "" {
 		raw, ok := decodeCursor(q.Since)
 		var err error
-		if ok && strings.HasPrefix(raw, "a") {
+		if ok && strings.HasPrefix(raw, kind) {
 			after, err = strconv.ParseInt(raw[1:], 10, 64)
 		}
-		if !ok || !strings.HasPrefix(raw, "a") || err != nil || after < 0 {
-			return PullPage{}, fmt.Errorf("%w: not a cursor of delivered or gave-up notices", ErrBadCursor)
+		if !ok || !strings.HasPrefix(raw, kind) || err != nil || after < 0 {
+			return PullPage{}, fmt.Errorf("%w: not a cursor of this state's notices", ErrBadCursor)
 		}
 	}
-	page := PullPage{Notices: []PulledNotice{}, Next: encodeCursor("a" + strconv.FormatInt(after, 10))}
+	page := PullPage{Notices: []PulledNotice{}, Next: encodeCursor(kind + strconv.FormatInt(after, 10))}
 	scanned := 0
 	err := p.c.Log.Each(ctx, AttemptFilter{Partner: c.Partner, AfterSeq: after}, func(a Attempt) error {
 		if len(page.Notices) == q.Limit || scanned == PullScanLimit {
@@ -151,7 +166,7 @@ func (p *Portal) pullEnded(ctx context.Context, c Caller, q PullQuery) (PullPage
 			return errPageFull
 		}
 		scanned++
-		page.Next = encodeCursor("a" + strconv.FormatInt(a.Seq, 10))
+		page.Next = encodeCursor(kind + strconv.FormatInt(a.Seq, 10))
 		st := endedState(a.Outcome)
 		if st == "" || q.State != "" && st != q.State {
 			return nil

@@ -288,7 +288,8 @@ func TestPartnerPull(t *testing.T) {
 
 	t.Run("BadParametersAre400", func(t *testing.T) {
 		_, endedCursor := e.pullAll(shopToken, "", "", 100)
-		for _, q := range []string{"since=garbage!", "since=" + endedCursor + "&state=pending", "limit=0", "limit=1001",
+		for _, q := range []string{"since=garbage!", "since=" + endedCursor + "&state=pending",
+			"since=" + endedCursor + "&state=gave-up", "limit=0", "limit=1001",
 			"limit=x", "state=cancelled", "since=" + base64.RawURLEncoding.EncodeToString([]byte("a-5"))} {
 			resp, b := e.do("GET", "/v1/partner/notices?"+q, shopToken, "")
 			if resp.StatusCode != http.StatusBadRequest || !bytes.HasPrefix(b, []byte(`{"error":`)) {
