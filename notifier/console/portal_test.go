@@ -222,6 +222,17 @@ func TestPortalPagesAreScoped(t *testing.T) {
 		}
 	})
 
+	t.Run("AParkedNoticeIsItsPartnersOnly", func(t *testing.T) {
+		// Parked before its first attempt: no attempt names its partner.
+		e.park("shop-parked", "shop")
+		if body := shop.page("/portal/notices/shop-parked"); !strings.Contains(body, `data-state="parked"`) {
+			t.Error("shop's parked notice does not show as parked")
+		}
+		if resp, _ := bank.get("/portal/notices/shop-parked"); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("bank opens shop's parked notice: %d, want 404", resp.StatusCode)
+		}
+	})
+
 	t.Run("ButtonsNeedTheSessionsCSRFAndReachOnlyItsNotices", func(t *testing.T) {
 		for _, form := range []url.Values{{}, {"csrf": {"x"}}, {"csrf": {bank.portalCSRF()}}} {
 			if resp, _ := shop.post("/portal/notices/shop-done/retry", form); resp.StatusCode != http.StatusForbidden {
