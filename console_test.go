@@ -75,6 +75,7 @@ func (p *consolePartner) arrivals(id string) []time.Time {
 type consoleServe struct {
 	base, redis, db string
 	partner         *consolePartner
+	logs            *syncBuffer
 }
 
 func startConsoleServe(t *testing.T, p *consolePartner, extra ...string) *consoleServe {
@@ -83,8 +84,8 @@ func startConsoleServe(t *testing.T, p *consolePartner, extra ...string) *consol
 	s := &consoleServe{redis: srv.URL(), db: filepath.Join(t.TempDir(), "attempts.db"), partner: p}
 	args := append([]string{"--redis", s.redis, "--db", s.db, "--allow-private", "--listen", "127.0.0.1:0",
 		"--api-token", consoleToken}, extra...)
-	logs := startServe(t, srv.Client(), args...)
-	s.base = "http://" + waitLog(t, logs, regexp.MustCompile(`msg="api listening" addr=(\S+)`))
+	s.logs = startServe(t, srv.Client(), args...)
+	s.base = "http://" + waitLog(t, s.logs, regexp.MustCompile(`msg="api listening" addr=(\S+)`))
 	return s
 }
 

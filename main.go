@@ -293,8 +293,24 @@ func apiPart(ctx context.Context, cfg cli.ServeConfig, q *store.Redis, rdb redis
 		adminRDB.Close()
 		return notifier.Part{}, fmt.Errorf("%w: --listen: %v", cli.ErrBadInput, err)
 	}
+	// The partner portal: its own pages and API, reached by partners'
+	// portal tokens only.
+	portal, err := notifier.NewPortal(notifier.PortalConfig{Queue: admin, Log: alog, Partners: cfg.Config.Partners,
+		Reserved: []string{cfg.APIToken, cfg.APIReadToken}, Logger: log})
+	var partnerAPI, partnerUI http.Handler
+	if err == nil {
+		if partnerAPI, err = api.NewPartner(api.PartnerServer{Portal: portal, Logger: log}); err == nil {
+			partnerUI, err = console.NewPortal(console.PortalOptions{Portal: portal, Queue: admin, Log: alog, Logger: log, Done: done})
+		}
+	}
+	if err != nil {
+		adminRDB.Close()
+		return notifier.Part{}, fmt.Errorf("%w: --config: %v", cli.ErrBadInput, err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", ui)
+	mux.Handle("/portal/", partnerUI)
+	mux.Handle("/v1/partner/", partnerAPI)
 	mux.Handle("/", h)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +59,10 @@ type Partner struct {
 	PauseOnGone bool
 	// Egress is how its attempts reach it (TLS, proxy; see egress.go).
 	Egress PartnerEgress
+	// PortalTokens let this partner into the partner portal, each one
+	// seeing only this partner's notices (see Portal). Several are valid
+	// at once, so a partner can rotate. Never logged or published.
+	PortalTokens []string
 
 	slots *slots
 	lim   *rate.Limiter
@@ -109,6 +114,10 @@ type rawPartner struct {
 	PauseAfter    int      `toml:"pause_after"`
 	PauseOnGone   bool     `toml:"pause_on_gone"`
 	rawEgress              // client_cert, client_key, ca_file, server_name, min_tls, proxy
+	// PortalTokens and PortalTokensFile (one token a line) are read
+	// together; see portaltokens.go.
+	PortalTokens     []string `toml:"portal_tokens"`
+	PortalTokensFile string   `toml:"portal_tokens_file"`
 }
 
 // LoadConfig reads a TOML config file (see deploy/notifier.toml). Unknown
@@ -122,7 +131,7 @@ func LoadConfig(path string) (*Config, error) {
 	if und := md.Undecoded(); len(und) > 0 {
 		return nil, fmt.Errorf("%w: %s: unknown key %q", ErrConfig, path, und[0].String())
 	}
-	c, err := raw.build()
+	c, err := raw.build(filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, err)
 	}
@@ -131,7 +140,9 @@ func LoadConfig(path string) (*Config, error) {
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
 
-func (raw *rawConfig) build() (*Config, error) {
+// build checks raw; dir is the config file's directory, against which
+// relative file names are read.
+func (raw *rawConfig) build(dir string) (*Config, error) {
 	c := &Config{AlertURL: raw.Alerts.URL, AlertTimeout: 10 * time.Second}
 	if c.AlertURL != "" {
 		if err := ValidateURL(c.AlertURL); err != nil {
@@ -147,7 +158,7 @@ func (raw *rawConfig) build() (*Config, error) {
 	}
 	seen := map[string]bool{}
 	for i, rp := range raw.Partner {
-		p, err := rp.build()
+		p, err := rp.build(dir)
 		if err != nil {
 			return nil, fmt.Errorf("partner %d (%q): %v", i+1, rp.Name, err)
 		}
@@ -157,10 +168,13 @@ func (raw *rawConfig) build() (*Config, error) {
 		seen[p.Name] = true
 		c.Partners = append(c.Partners, p)
 	}
+	if err := checkPortalTokens(c.Partners); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
-func (rp rawPartner) build() (*Partner, error) {
+func (rp rawPartner) build(dir string) (*Partner, error) {
 	if err := ValidatePartnerName(rp.Name); err != nil {
 		return nil, err
 	}
@@ -226,6 +240,11 @@ func (rp rawPartner) build() (*Partner, error) {
 		return nil, err
 	}
 	p.Egress = eg
+	tokens, err := rp.portalTokens(dir)
+	if err != nil {
+		return nil, err
+	}
+	p.PortalTokens = tokens
 	return p, nil
 }
 

@@ -21,6 +21,7 @@
 //	park.go     the partners with parked attempts, configured or not, and
 //	            Publish: what serve publishes for enqueue and other serves
 //	listing.go  listing pending notices by reading payload headers only
+//	stored.go   a waiting notice with its body, for the partner portal
 //	fleet.go    FleetLog: the capped attempt stream shared by every serve
 //	payload.go  the payload encoding (header line, then the raw body)
 //	eval.go     running scripts pipelined, each sent once (never re-sent

@@ -23,4 +23,10 @@
 //	GET    /metrics               Prometheus text (token unless Server.PublicMetrics)
 //
 // Every /v1 route requires "Authorization: Bearer <token>".
+//
+// NewPartner serves the partner API under /v1/partner/ (partner.go): the
+// routes a partner's portal token reaches, each answered by a
+// notifier.Portal for that partner only. The two handlers share no token:
+// the operator's token is not a partner's, and a partner's token opens no
+// operator route.
 package api

@@ -20,6 +20,11 @@
 // derived from the session; read-only sessions see no buttons and their
 // POSTs are refused with 403.
 //
+// NewPortal serves the partner portal under /portal/ (portal.go,
+// portal_pages.go, templates/portal_*.html): the same list, timeline and
+// feed, scoped by notifier.Portal to the partner whose portal token opened
+// the session, with its own cookie, CSRF tokens and login; see portal.go.
+//
 // What is never shown: notice bodies, headers and secrets (they stay in
 // Redis and the archive), and URLs' query strings (notifier.RedactURL).
 // Partners' replies are shown as escaped text. Templates, CSS and the one

@@ -140,6 +140,13 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, s session) {
 			return
 		}
 	}
+	h.streamAttempts(w, r, f, feedRowOf)
+}
+
+// streamAttempts streams the attempts matching f, each as row makes it,
+// until the browser leaves or Options.Done is closed. The partner portal's
+// feed is the same stream with the partner in f.
+func (h *handler) streamAttempts(w http.ResponseWriter, r *http.Request, f notifier.AttemptFilter, row func(notifier.Attempt) feedRow) {
 	// The stream outlives the server's read and write timeouts, which
 	// are meant for single requests.
 	rc := http.NewResponseController(w)
@@ -185,7 +192,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, s session) {
 		select {
 		case a := <-rows:
 			var b []byte
-			if b, err = json.Marshal(feedRowOf(a)); err == nil {
+			if b, err = json.Marshal(row(a)); err == nil {
 				_, err = fmt.Fprintf(w, "event: attempt\nid: %d\ndata: %s\n\n", a.Seq, b)
 			}
 		case <-ping.C:
