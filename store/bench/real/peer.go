@@ -1,0 +1,8 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+)
+
+func runPeer(ctx context.Context, cfg config, log *slog.Logger) error { return nil }
