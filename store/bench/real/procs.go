@@ -152,6 +152,12 @@ func startServe(ctx context.Context, bin, dir, redisURL, prefix string, noWake b
 	return s, nil
 }
 
+// waker says whether serve runs with its waker, for Result.Waker.
+func (s *serveProc) waker() *bool {
+	on := !s.noWake
+	return &on
+}
+
 func (s *serveProc) sample(partnerPid int) cpuSample {
 	return cpuSample{serve: cpuTime(s.cmd.Process.Pid), redis: cpuTime(s.redisPid), partner: cpuTime(partnerPid)}
 }

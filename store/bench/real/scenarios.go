@@ -21,8 +21,9 @@ type Result struct {
 	// Path is "real": serve, the partner and enqueue are processes of
 	// their own, as users run them.
 	Path string `json:"path"`
-	// Waker is whether serve ran with its waker (false: --no-wake).
-	Waker bool `json:"waker"`
+	// Waker is whether serve ran with its waker (false: --no-wake); nil
+	// for asynq.
+	Waker *bool `json:"waker,omitempty"`
 	// Pending is how many other notices were pending (due in a day).
 	Pending int `json:"pending"`
 	// Notices is how many notices the scenario enqueued; Delivered how
@@ -98,7 +99,7 @@ type run struct {
 // enqueue has finished, and times their first attempts at the partner.
 func (r *run) throughput(ctx context.Context, n int) (Result, error) {
 	r.seq++
-	res := Result{Scenario: "throughput", Waker: !r.serve.noWake, Notices: n, BodyBytes: r.cfg.body}
+	res := Result{Scenario: "throughput", Waker: r.serve.waker(), Notices: n, BodyBytes: r.cfg.body}
 	// Due after the enqueue ends (it runs at tens of thousands of lines a
 	// second), so that the notices are all due at once and the enqueue's
 	// CPU is not mixed with delivery.
@@ -154,7 +155,7 @@ func (r *run) throughput(ctx context.Context, n int) (Result, error) {
 func (r *run) lateness(ctx context.Context, pending int) (Result, error) {
 	r.seq++
 	k, rate := r.cfg.due, r.cfg.rate
-	res := Result{Scenario: "lateness", Waker: !r.serve.noWake, Pending: pending, Notices: k, DuePerSec: rate, BodyBytes: r.cfg.body}
+	res := Result{Scenario: "lateness", Waker: r.serve.waker(), Pending: pending, Notices: k, DuePerSec: rate, BodyBytes: r.cfg.body}
 	// The first attempts all come due at enqueue; the retries start once
 	// those are done (assuming at least 2,500 a second) and are spread at
 	// rate a second after that.
@@ -219,7 +220,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()/10) / 100 }
 // files of at most 100,000 lines, and reports the enqueue rate and the
 // Redis memory each pending notice takes.
 func (r *run) loadBacklog(ctx context.Context, from, count int) (Result, error) {
-	res := Result{Scenario: "enqueue-backlog", Waker: !r.serve.noWake, Pending: from + count, Notices: count, BodyBytes: r.cfg.body}
+	res := Result{Scenario: "enqueue-backlog", Waker: r.serve.waker(), Pending: from + count, Notices: count, BodyBytes: r.cfg.body}
 	mem0, err := r.serve.usedMemory(ctx)
 	if err != nil {
 		return res, err
