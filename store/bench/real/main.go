@@ -30,6 +30,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // config is the run's settings: flags, each defaulting to an environment
@@ -126,6 +128,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
+	// go-redis logs each refused dial while serve's Redis loads its AOF
+	// after a restart; startServe's wait reports a Redis that never comes.
+	redis.SetLogger(quiet{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -139,6 +144,11 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// quiet discards go-redis's log lines.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
 
 // emit prints r as one JSON line, with the machine's cores and the Redis
 // version filled in.
@@ -180,15 +190,23 @@ func setup(ctx context.Context, cfg config) (*run, func(), error) {
 	}, nil
 }
 
-// restart restarts serve with the waker on or off, on the same data.
-func (r *run) restart(ctx context.Context, waker bool) error {
+// restart restarts serve with the waker on or off, on the same data. A
+// serve that exits while starting is started again, twice at most: its
+// embedded Redis must load the whole backlog from the AOF first, and serve
+// gives up on a Redis that takes more than 15 s, which a million pending
+// notices can on a loaded machine.
+func (r *run) restart(ctx context.Context, waker bool, log *slog.Logger) error {
 	r.serve.stop()
-	s, err := startServe(ctx, r.cfg.bin, r.serve.dir, r.cfg.redisURL, r.serve.keys.Prefix, !waker)
-	if err != nil {
-		return err
+	var err error
+	for try := 1; try <= 3; try++ {
+		var s *serveProc
+		if s, err = startServe(ctx, r.cfg.bin, r.serve.dir, r.cfg.redisURL, r.serve.keys.Prefix, !waker); err == nil {
+			r.serve = s
+			return nil
+		}
+		log.Warn("serve did not start", "try", try, "err", err)
 	}
-	r.serve = s
-	return nil
+	return err
 }
 
 func (r *run) version(ctx context.Context) string {
@@ -229,7 +247,7 @@ func runReal(ctx context.Context, cfg config, log *slog.Logger) error {
 		for _, w := range []bool{waker, !waker} {
 			if w != !r.serve.noWake {
 				log.Info("restarting serve", "waker", w)
-				if err := r.restart(ctx, w); err != nil {
+				if err := r.restart(ctx, w, log); err != nil {
 					return err
 				}
 			}

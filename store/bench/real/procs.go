@@ -82,6 +82,7 @@ type serveProc struct {
 	rdb                *redis.Client
 	redisPid           int
 	logf               *os.File
+	stopped            bool
 	// keys is serve's key layout: the default prefix on the embedded
 	// Redis, a prefix of the run's own on a Redis named with --redis.
 	keys store.Keys
@@ -136,7 +137,7 @@ func startServe(ctx context.Context, bin, dir, redisURL, prefix string, noWake b
 		case err := <-s.done:
 			s.done <- err
 			s.stop()
-			return nil, fmt.Errorf("serve exited: %v (log: %s)", err, logf.Name())
+			return nil, fmt.Errorf("serve exited: %v: %s", err, lastLine(logf.Name()))
 		case <-ctx.Done():
 			s.stop()
 			return nil, ctx.Err()
@@ -163,7 +164,12 @@ func (s *serveProc) sample(partnerPid int) cpuSample {
 }
 
 // stop sends SIGTERM and waits for serve (and its embedded Redis) to exit.
+// Stopping a stopped serve does nothing.
 func (s *serveProc) stop() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
 	if s.rdb != nil {
 		_ = s.rdb.Close()
 	}
@@ -197,6 +203,14 @@ func (s *serveProc) enqueueFile(ctx context.Context, path string) (wall, cpu tim
 		return wall, cpu, fmt.Errorf("enqueue --file %s: %v: %s", path, err, firstLine(out.String()))
 	}
 	return wall, cpu, nil
+}
+
+// lastLine is the last line of the file at path, where serve says why it
+// stopped.
+func lastLine(path string) string {
+	b, _ := os.ReadFile(path)
+	s := strings.TrimSpace(string(b))
+	return s[strings.LastIndexByte(s, '\n')+1:]
 }
 
 func firstLine(s string) string {
