@@ -35,6 +35,9 @@ type partnerStats struct {
 	Arrived int64 `json:"arrived"`
 	FirstNS int64 `json:"first_ns"`
 	LastNS  int64 `json:"last_ns"`
+	// Conns counts connections opened: a sender that does not reuse its
+	// connections costs the partner (and itself) more per notice.
+	Conns int64 `json:"conns"`
 }
 
 // partnerServer answers every POST at once. It counts arrivals, keeps the
@@ -89,6 +92,14 @@ func (p *partnerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func (p *partnerServer) connState(_ net.Conn, st http.ConnState) {
+	if st == http.StateNew {
+		p.mu.Lock()
+		p.stats.Conns++
+		p.mu.Unlock()
+	}
+}
+
 // runPartner is the partner process: it listens on a loopback port, prints
 // its address on stdout, and serves until stdin closes (its parent went
 // away) or it is signalled.
@@ -97,7 +108,8 @@ func runPartner() error {
 	if err != nil {
 		return fmt.Errorf("partner listen: %w", err)
 	}
-	srv := &http.Server{Handler: &partnerServer{}, ReadHeaderTimeout: 5 * time.Second}
+	p := &partnerServer{}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 5 * time.Second, ConnState: p.connState}
 	fmt.Println(ln.Addr().String())
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)

@@ -158,7 +158,7 @@ func (r *run) asynq(ctx context.Context, round int) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Delivered = int(got.Delivered)
+	res.Delivered, res.PartnerConns = int(got.Delivered), st.Conns
 	if span := time.Duration(st.LastNS - st.FirstNS); span > 0 {
 		res.NoticesPerSec = float64(int(float64(st.Arrived-1) / span.Seconds()))
 	}

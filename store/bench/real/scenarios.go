@@ -53,9 +53,12 @@ type Result struct {
 	// dedup tombstone). Both once enqueue receipts are gone.
 	BytesPerPending   float64 `json:"bytes_per_pending,omitempty"`
 	BytesPerDelivered float64 `json:"bytes_per_delivered,omitempty"`
-	BodyBytes         int     `json:"body_bytes"`
-	Cores             int     `json:"cores"`
-	Redis             string  `json:"redis_version"`
+	// PartnerConns is how many connections the partner accepted during
+	// a throughput scenario.
+	PartnerConns int64  `json:"partner_conns,omitempty"`
+	BodyBytes    int    `json:"body_bytes"`
+	Cores        int    `json:"cores"`
+	Redis        string `json:"redis_version"`
 }
 
 // body is a JSON object of exactly size bytes (at least its fixed part).
@@ -138,7 +141,7 @@ func (r *run) throughput(ctx context.Context, n int) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Delivered = int(st.Arrived)
+	res.Delivered, res.PartnerConns = int(st.Arrived), st.Conns
 	if span := time.Duration(st.LastNS - st.FirstNS); span > 0 {
 		res.NoticesPerSec = float64(int(float64(st.Arrived-1) / span.Seconds()))
 	}
