@@ -74,7 +74,8 @@ func TestRealPathBench(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"throughput", "lateness/wake", "lateness/no-wake", "enqueue-backlog", "lateness/no-wake", "lateness/wake"}
+	want := []string{"throughput", "lateness/wake", "enqueue-backlog", "lateness/wake",
+		"lateness/no-wake", "enqueue-backlog", "lateness/no-wake"}
 	if len(got) != len(want) {
 		t.Fatalf("scenarios: got %v, want %v\n%s", got, want, stderr.String())
 	}

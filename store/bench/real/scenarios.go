@@ -96,6 +96,7 @@ type run struct {
 	partner *partnerProc
 	tmp     string
 	seq     int // distinguishes the ids of repeated scenarios
+	serves  int // numbers each serve's data directory
 }
 
 // throughput enqueues n notices through the CLI, due together once the
