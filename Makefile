@@ -8,7 +8,7 @@ GO ?= go
 BIN := bin/notifier
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test fuzz bench soak lint fmt deps test-deps
+.PHONY: build run test fuzz bench bench-inprocess bench-peer soak lint fmt deps test-deps
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
@@ -44,9 +44,27 @@ fuzz:
 		rm -f /tmp/notifier-fuzz.$$$$.log; \
 	done
 
-## bench: the performance figures in the README (one JSON line per scenario),
-## then the cluster scenarios on a throwaway local cluster (ports 7101-7106)
+## bench: the real path, as users run it (one JSON line per scenario): serve
+## as its own process on its defaults, a partner process, enqueue --file.
+## Sizes: BENCH_THROUGHPUT (20000), BENCH_DUE (10000), BENCH_RATE (1000),
+## BENCH_PENDING (0,100000,1000000; drop 1000000 for a quicker run),
+## BENCH_BODY (200); BENCH_REDIS=URL runs serve on that Redis instead.
 bench: deps build
+	$(GO) build -o bin/bench-real ./store/bench/real
+	./bin/bench-real --bin $(BIN)
+
+## bench-peer: notifier's throughput scenario and asynq doing the same job,
+## interleaved A B A B (BENCH_ROUNDS, 2), then the ratio. asynq is built
+## from its own module (store/bench/peer), so it is no dependency of notifier.
+bench-peer: deps build
+	$(GO) build -o bin/bench-real ./store/bench/real
+	cd store/bench/peer && $(GO) build -o ../../../bin/bench-peer-asynq .
+	./bin/bench-real --bin $(BIN) --peer bin/bench-peer-asynq
+
+## bench-inprocess: the in-process scenarios of `notifier bench` (the
+## dispatcher inside the benchmark, a private Redis without AOF), then the
+## cluster scenarios on a throwaway local cluster (ports 7101-7106)
+bench-inprocess: deps build
 	./$(BIN) bench --backlog 0,100000,1000000
 	@dir=$$(mktemp -d); trap 'deploy/local-cluster.sh stop '$$dir'; rm -rf '$$dir EXIT; \
 		url=$$(deploy/local-cluster.sh start $$dir) && ./$(BIN) bench --cluster $$url --serves 1,2

@@ -51,6 +51,9 @@ type Config struct {
 // Result is one JSON line of output.
 type Result struct {
 	Scenario string `json:"scenario"`
+	// Path is "in-process": the dispatcher runs inside the benchmark, not
+	// as serve (make bench measures the real path; see store/bench/real).
+	Path string `json:"path"`
 	// Serves is the number of dispatchers (serve instances) in a cluster
 	// scenario.
 	Serves  int  `json:"serves,omitempty"`
@@ -101,7 +104,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	info, _ := cfg.Redis.Info(ctx, "server").Result()
 	version := infoField(info, "redis_version")
 	emit := func(r Result) error {
-		r.Cores, r.Redis = runtime.NumCPU(), version
+		r.Path, r.Cores, r.Redis = "in-process", runtime.NumCPU(), version
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err

@@ -2,7 +2,11 @@
 // attempts arrive at a partner (with and without the waker, with a backlog
 // of pending notices), how many notices per second it delivers, how fast
 // it enqueues, and how much Redis memory a pending notice costs. It backs
-// `notifier bench` and `make bench`; it asserts nothing.
+// `notifier bench` and `make bench-inprocess`; it asserts nothing. Its
+// dispatcher runs inside the benchmark: `make bench` measures the real
+// path instead, serve and the partner as processes of their own
+// (store/bench/real), and `make bench-peer` compares it with asynq
+// (store/bench/peer, a module of its own).
 //
 // It sits under store because it runs the real adapters: store.Redis as
 // the queue and the expiry events, and a store.SQLite attempt log per
