@@ -79,7 +79,18 @@ func TestStatsThroughServe(t *testing.T) {
 	waitRows(t, db, 600)
 
 	t.Run("StatsPrintsWhatIsStored", func(t *testing.T) {
+		// Completions, which remember delivered ids, may trail the log.
 		st := statsJSON(t, "stats", target...)
+		for deadline := time.Now().Add(30 * time.Second); st.Redis.DeliveredRemembered == nil || *st.Redis.DeliveredRemembered < 600; {
+			if time.Now().After(deadline) {
+				t.Fatalf("delivered ids remembered: %v, want 600", st.Redis.DeliveredRemembered)
+			}
+			time.Sleep(100 * time.Millisecond)
+			st = statsJSON(t, "stats", target...)
+		}
+		if n := *st.Redis.DeliveredRemembered; n != 600 {
+			t.Errorf("delivered ids remembered: %d, want 600", n)
+		}
 		if st.Redis.Pending != 3 || st.Redis.Parked != 0 || st.Redis.UsedMemory <= 0 || st.Redis.Keys < 6 {
 			t.Errorf("redis: got %+v, want 3 pending, none parked, memory used, at least 6 keys (3 triggers, 3 payloads)", st.Redis)
 		}
@@ -113,11 +124,12 @@ func TestStatsThroughServe(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			v, ok := metricValue(t, base, `notifier_redis_entries{kind="pending"}`)
-			if ok && v == 3 {
+			dv, dok := metricValue(t, base, `notifier_redis_entries{kind="delivered"}`)
+			if ok && v == 3 && dok && dv == 600 {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf(`notifier_redis_entries{kind="pending"}: got %v (present: %v), want 3`, v, ok)
+				t.Fatalf(`notifier_redis_entries: pending %v (present: %v), want 3; delivered %v (present: %v), want 600`, v, ok, dv, dok)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}

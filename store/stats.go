@@ -22,8 +22,8 @@ var (
 )
 
 // RedisStats reads used_memory and the key count of every master, and
-// counts notifier's entries by kind: the due index, the parked sets and the
-// fleet stream. It costs a few commands per shard, never a scan.
+// counts notifier's entries by kind: the due index, the parked sets, the
+// fleet stream and the delivered ids remembered. It costs a few commands per shard, never a scan.
 func (r *Redis) RedisStats(ctx context.Context) (notifier.RedisStats, error) {
 	var st notifier.RedisStats
 	if err := r.eachMaster(ctx, func(ctx context.Context, node redis.Cmdable) error {
@@ -69,22 +69,12 @@ func (r *Redis) RedisStats(ctx context.Context) (notifier.RedisStats, error) {
 			st.Parked += c.Val()
 		}
 	}
-	n, err := r.deliveredRemembered(ctx)
+	n, err := r.RememberedDelivered(ctx)
 	if err != nil {
 		return st, err
 	}
-	st.DeliveredRemembered = n
+	st.DeliveredRemembered = &n
 	return st, nil
-}
-
-// deliveredRemembered counts the delivered ids the dedup window remembers,
-// or returns nil when that cannot be done without scanning the keyspace.
-// Today each delivered notice leaves its own tombstone key (P:p:<id> holding
-// "!delivered"), mixed with pending payloads, so nil. A layout that keeps
-// delivered ids in their own structures (bucketed sets or hashes) counts
-// them here, with one command per bucket.
-func (r *Redis) deliveredRemembered(context.Context) (*int64, error) {
-	return nil, nil
 }
 
 // eachMaster calls fn for the one node of a single Redis, or for every
