@@ -30,6 +30,13 @@ type ServerConfig struct {
 	AppendOnly string
 	// Extra holds further redis.conf lines (tests use it for hz and such).
 	Extra []string
+	// StartTimeout is how long the server may take to answer at all
+	// (default 15 s). While it answers that it is loading its AOF, it is
+	// making progress and is waited for however long that takes: a crash
+	// with a million notices pending leaves a file that takes minutes to
+	// load on a small machine, and giving up would keep serve down for
+	// good.
+	StartTimeout time.Duration
 }
 
 // Server is a redis-server child process listening on a unix socket.
@@ -119,20 +126,28 @@ func (s *Server) start(ctx context.Context, bin, confPath string) error {
 	}()
 	// Wait for the socket to answer; there is no readiness signal from a
 	// non-daemonized redis-server other than accepting connections.
-	deadline := time.NewTimer(15 * time.Second)
+	timeout := s.cfg.StartTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if ping(s.Socket) {
+		switch reply := pingReply("unix", s.Socket); {
+		case strings.HasPrefix(reply, "+PONG"):
 			return nil
+		case strings.HasPrefix(reply, "-LOADING"):
+			// Loading its data: alive and progressing.
+			deadline.Reset(timeout)
 		}
 		select {
 		case <-exited:
 			return fmt.Errorf("redis-server exited at start (%v): %s", s.exitErr(), s.logTail())
 		case <-deadline.C:
 			s.Kill()
-			return fmt.Errorf("redis-server did not answer on %s within 15s: %s", s.Socket, s.logTail())
+			return fmt.Errorf("redis-server did not answer on %s within %v: %s", s.Socket, timeout, s.logTail())
 		case <-ctx.Done():
 			s.Kill()
 			return ctx.Err()
@@ -253,19 +268,24 @@ func ping(sock string) bool { return Ping("unix", sock) }
 // Ping reports whether a Redis server answers PING at addr on network
 // ("unix" or "tcp") within about a second, without a client: start-up
 // checks of the embedded server and of test clusters use it.
-func Ping(network, addr string) bool {
+func Ping(network, addr string) bool { return strings.HasPrefix(pingReply(network, addr), "+PONG") }
+
+// pingReply is the start of a Redis server's reply to PING at addr ("" if
+// none came within about a second): "+PONG", or an error such as
+// "-LOADING" while it loads its data.
+func pingReply(network, addr string) string {
 	c, err := net.DialTimeout(network, addr, 100*time.Millisecond)
 	if err != nil {
-		return false
+		return ""
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
+		return ""
 	}
-	buf := make([]byte, 7)
+	buf := make([]byte, 16)
 	n, _ := c.Read(buf)
-	return strings.HasPrefix(string(buf[:n]), "+PONG")
+	return string(buf[:n])
 }
 
 // shutdownStale stops a redis-server still answering on sock: the private
