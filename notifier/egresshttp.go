@@ -119,6 +119,17 @@ func proxyErr(err error) error {
 	return err
 }
 
+// proxied sends with tr and reports a proxy the guard refused as
+// ErrProxyBlocked. Like roundTripper, it hides tr's CloseIdleConnections
+// from retryablehttp.
+type proxied struct{ tr *http.Transport }
+
+// RoundTrip implements http.RoundTripper.
+func (p proxied) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := p.tr.RoundTrip(req)
+	return resp, proxyErr(err)
+}
+
 // EgressOptions are what NewEgress builds serve's outbound clients from.
 type EgressOptions struct {
 	// Timeout, MaxIdlePerHost and Guard are every client's (see
@@ -178,7 +189,7 @@ func NewEgress(ctx context.Context, o EgressOptions) (*Egress, error) {
 	if err := checkProxy(ctx, o.Guard, o.Proxy, "--egress-proxy"); err != nil {
 		return nil, err
 	}
-	e.def = outboundClient(roundTripper{newOutboundTransport(base)})
+	e.def = outboundClient(proxied{newOutboundTransport(base)})
 	for _, p := range o.Partners {
 		if p.Egress.IsZero() {
 			continue
