@@ -7,6 +7,7 @@ package egresstest
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -252,6 +253,14 @@ func (p *Proxy) handle(c net.Conn) {
 		}
 		req.RequestURI = ""
 		req.Header.Del("Proxy-Authorization")
+		// The body is read here, not by the transport: its write loop may
+		// still read from br after RoundTrip returns (a partner may answer
+		// before reading the body), while the next ReadRequest reads br.
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
 		resp, err := forward.RoundTrip(req)
 		if err != nil {
 			io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
