@@ -150,7 +150,7 @@ func New(o Options) (http.Handler, error) {
 		h.keys[readAccess], h.sums[readAccess] = deriveKey(o.ReadToken), sha256.Sum256([]byte(o.ReadToken))
 	}
 	for _, name := range []string{"login", "message", "notices", "notice", "feed", "partners"} {
-		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/timeline.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", name, err)
 		}

@@ -95,7 +95,7 @@ func NewPortal(o PortalOptions) (http.Handler, error) {
 	}
 	fm["noticeURL"] = portalNoticeURL
 	for _, name := range []string{"login", "message", "notices", "notice", "feed"} {
-		t, err := template.New(name).Funcs(fm).ParseFS(templateFS, "templates/portal_layout.html", "templates/portal_"+name+".html")
+		t, err := template.New(name).Funcs(fm).ParseFS(templateFS, "templates/portal_layout.html", "templates/timeline.html", "templates/portal_"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: portal template %s: %w", name, err)
 		}
