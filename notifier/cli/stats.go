@@ -2,9 +2,7 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/notifier/notifier/notifier"
@@ -38,13 +36,14 @@ func stats(c *ucli.Context, env Env) error {
 		return err
 	}
 	defer q.Close()
+	l, err := localLog(c, env)
+	if err != nil {
+		return err
+	}
 	var alog notifier.LogStatsReader // nil, not a nil Log: no log on this host
-	switch l, err := env.History(dbPath(c)); {
-	case err == nil:
+	if l != nil {
 		alog = l
 		defer l.Close()
-	case !errors.Is(err, os.ErrNotExist):
-		return err
 	}
 	now := time.Now()
 	st, err := notifier.ReadStats(c.Context, q, alog, now)

@@ -42,13 +42,14 @@ func status(c *ucli.Context, env Env) error {
 		return err
 	}
 	defer q.Close()
+	l, err := localLog(c, env)
+	if err != nil {
+		return err
+	}
 	var alog notifier.History // nil, not a nil Log: no log on this host
-	switch l, err := env.History(dbPath(c)); {
-	case err == nil:
+	if l != nil {
 		alog = l
 		defer l.Close()
-	case !errors.Is(err, os.ErrNotExist):
-		return err
 	}
 	st, _, err := notifier.NoticeStatus(c.Context, q, alog, id)
 	if err != nil {
@@ -64,4 +65,15 @@ func status(c *ucli.Context, env Env) error {
 	}
 	fmt.Fprint(c.App.Writer, st.Format(time.Now()))
 	return nil
+}
+
+// localLog opens the attempt log the flags name, read-only, or returns nil
+// when there is none on this host (serve runs elsewhere): status and stats
+// then print what Redis knows alone.
+func localLog(c *ucli.Context, env Env) (Log, error) {
+	l, err := env.History(dbPath(c))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return l, err
 }

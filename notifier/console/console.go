@@ -187,16 +187,20 @@ func New(o Options) (http.Handler, error) {
 
 // ServeHTTP sets the headers every answer gets, then routes.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hd := w.Header()
-	// No inline script or style anywhere: the CSP forbids both, so an
-	// escaping mistake cannot run anything.
+	setSecurityHeaders(w.Header())
+	h.mux.ServeHTTP(w, r)
+}
+
+// setSecurityHeaders sets the headers every answer of the console and of
+// the partner portal gets. No inline script or style anywhere: the CSP
+// forbids both, so an escaping mistake cannot run anything.
+func setSecurityHeaders(hd http.Header) {
 	hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
 		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Referrer-Policy", "no-referrer")
 	hd.Set("Cache-Control", "no-store")
-	h.mux.ServeHTTP(w, r)
 }
 
 // deriveKey derives the HMAC key of sessions from a token, so that no

@@ -126,13 +126,7 @@ func NewPortal(o PortalOptions) (http.Handler, error) {
 
 // ServeHTTP sets the console's security headers, then routes.
 func (p *portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hd := w.Header()
-	hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
-		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-	hd.Set("X-Content-Type-Options", "nosniff")
-	hd.Set("X-Frame-Options", "DENY")
-	hd.Set("Referrer-Policy", "no-referrer")
-	hd.Set("Cache-Control", "no-store")
+	setSecurityHeaders(w.Header())
 	p.mux.ServeHTTP(w, r)
 }
 
