@@ -94,10 +94,10 @@ func (r *Redis) enqueueCall(n *notifier.Notice, forced string) (scriptCall, erro
 	t := notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}
 	due, _ := n.Schedule.Due(n.Stamp, 1)
 	return scriptCall{enqueueScript,
-		[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID), r.keys.Receipt(n.ID), r.keys.DedupDir(n.ID)},
-		append([]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake(), "0",
+		[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID), r.keys.Receipt(n.ID), r.keys.DedupDir(n.ID), r.keys.Records(n.ID)},
+		append(append([]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake(), "0",
 			r.instance + ":e" + strconv.FormatUint(r.claims.Add(1), 36), receiptTTL.Milliseconds()},
-			r.dedupRef(n.ID)...)}, nil
+			r.dedupRef(n.ID)...), n.ID)}, nil
 }
 
 // storeNotices runs the enqueue calls in pipelines of at most

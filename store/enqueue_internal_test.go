@@ -67,17 +67,22 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 			// Delivered (or ended otherwise) before the reply's loss was noticed.
 			rdb.ZRem(ctx, r.keys.DueOf(n.ID), r.keys.Member(notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}))
 			if ended.payload == "" {
-				rdb.Del(ctx, r.keys.Payload(n.ID))
+				if err := r.RemovePayload(ctx, n.ID); err != nil {
+					t.Fatal(err)
+				}
 				if ended.name == "Delivered" {
 					remember(t, r, n.ID)
 				}
 			} else {
+				if err := r.RemovePayload(ctx, n.ID); err != nil {
+					t.Fatal(err)
+				}
 				rdb.Set(ctx, r.keys.Payload(n.ID), ended.payload, time.Hour)
 			}
 			if v := run(call, true); v != 3 {
 				t.Fatalf("the same call sent again = %d, want 3 (stored by its first send)", v)
 			}
-			if rdb.Exists(ctx, r.keys.Payload(n.ID)).Val() == 1 && rdb.Get(ctx, r.keys.Payload(n.ID)).Val() != ended.payload {
+			if p := r.PayloadOf(ctx, n.ID); p != "" && p != ended.payload {
 				t.Errorf("the call sent again stored the notice again")
 			}
 			other, err := r.enqueueCall(&n, "0")

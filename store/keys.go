@@ -24,10 +24,14 @@ var ErrForeignKey = errors.New("not a trigger key")
 //
 //	P_<id>_<stamp>_<n>  trigger: the integer 1, with a TTL that ends when attempt n is due;
 //	                    its expired event is what wakes a delivery
-//	P:p:<id>            payload: the notice (JSON header line, '\n', raw body); no TTL.
-//	                    It is deleted when the notice is delivered or gives up
-//	                    (the archive in SQLite keeps it); a cancelled notice's
-//	                    becomes the tombstone "!cancelled" for the dedup window
+//	P:r                 payload table: meta hash of the linear-hashing table that holds
+//	                    pending notices' payloads (see records.go)
+//	P:r:<b>             payload bucket b: hash, notice id -> payload (header, raw body); no TTL.
+//	                    A payload leaves it when the notice is delivered or gives up
+//	                    (the archive in SQLite keeps it) or is cancelled
+//	P:p:<id>            payload of its own: a payload too large for a bucket, or one an
+//	                    earlier release stored; a cancelled notice's becomes the
+//	                    tombstone "!cancelled" for the dedup window
 //	P:dg                dedup directory: hash of the live generations of
 //	                    delivered ids, "<generation ms>.<g>" -> their expiry (Unix ms),
 //	                    and "#<generation ms>.<g>" -> how many ids they hold
@@ -68,7 +72,7 @@ var ErrForeignKey = errors.New("not a trigger key")
 //
 //	P_{T}<id>_<stamp>_<n>  trigger (the tag leads, so braces in an id never
 //	                       become the hash tag)
-//	P:{T}:p:<id>  P:{T}:l:<id>  P:{T}:due  P:{T}:wakeflag  P:{T}:parked:<partner>
+//	P:{T}:r  P:{T}:r:<b>  P:{T}:p:<id>  P:{T}:l:<id>  P:{T}:due  P:{T}:wakeflag  P:{T}:parked:<partner>
 //	P:{T}:dg  P:{T}:d:<gen>:<route>
 //
 // and due-index members are the trigger keys without "P_", tag included.
@@ -139,6 +143,13 @@ func (k Keys) TriggerPrefix() string { return k.prefix() + "_" }
 
 // Payload is the key holding notice id's payload.
 func (k Keys) Payload(id string) string { return k.scope(k.ShardOf(id)) + ":p:" + id }
+
+// Records is the payload table (its meta hash) of notice id's shard; its
+// buckets are this name followed by ":<b>" (see records.go).
+func (k Keys) Records(id string) string { return k.RecordsShard(k.ShardOf(id)) }
+
+// RecordsShard is the payload table of shard s.
+func (k Keys) RecordsShard(s int) string { return k.scope(s) + ":r" }
 
 // Receipt is the key an enqueue of notice id leaves for a minute, holding
 // that call's token, so the same call sent again after its reply was lost

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,15 +28,44 @@ const (
 	ListPage = 100
 )
 
-// readHeads reads the header line of each payload key, pipelined, without
+// readHeads reads the header line of each notice's payload, from the
+// payload table or, for the notices it does not hold, their own keys (see
+// readKeyHeads). heads[i] is nil if ids[i] has no payload.
+func (r *Redis) readHeads(ctx context.Context, ids []string) ([][]byte, error) {
+	heads, err := r.readRecords(ctx, ids, maxHead)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	var idx []int
+	for i, h := range heads {
+		if h == nil {
+			keys = append(keys, r.keys.Payload(ids[i]))
+			idx = append(idx, i)
+		}
+	}
+	if len(keys) == 0 {
+		return heads, nil
+	}
+	own, err := r.readKeyHeads(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range idx {
+		heads[i] = own[j]
+	}
+	return heads, nil
+}
+
+// readKeyHeads reads the header line of each payload key, pipelined, without
 // the body: GETRANGE of the first headChunk bytes and, for the rare longer
 // header, further ranges (each four times what was read so far) until its
-// newline. heads[i] is keys[i]'s header line with its '\n'; the whole value
-// for a tombstone; nil if the key does not exist; bytes without a '\n' for a
+// end (see headLen). heads[i] is keys[i]'s header; the whole value for a
+// tombstone; nil if the key does not exist; an incomplete header for a
 // corrupt payload. A header read in several ranges may mix two values if
 // its notice ended and was enqueued again in between: it then fails to
 // decode, or its stamp does not match the index entry read before it.
-func (r *Redis) readHeads(ctx context.Context, keys []string) ([][]byte, error) {
+func (r *Redis) readKeyHeads(ctx context.Context, keys []string) ([][]byte, error) {
 	heads := make([][]byte, len(keys))
 	todo := make([]int, len(keys))
 	for i := range todo {
@@ -61,11 +89,11 @@ func (r *Redis) readHeads(ctx context.Context, keys []string) ([][]byte, error) 
 		more := todo[:0]
 		for j, i := range todo {
 			b, _ := cmds[j].Bytes()
-			if k := bytes.IndexByte(b, '\n'); k >= 0 {
-				heads[i] = append(heads[i], b[:k+1]...)
+			heads[i] = append(heads[i], b...)
+			if end, ok := headLen(heads[i]); ok {
+				heads[i] = heads[i][:end]
 				continue
 			}
-			heads[i] = append(heads[i], b...)
 			if len(b) == asked[j] && len(heads[i]) < maxHead && !isTombstone(heads[i]) {
 				more = append(more, i)
 			}
@@ -82,7 +110,7 @@ func (r *Redis) readHeads(ctx context.Context, keys []string) ([][]byte, error) 
 
 // readHead is readHeads for one payload.
 func (r *Redis) readHead(ctx context.Context, id string) ([]byte, error) {
-	heads, err := r.readHeads(ctx, []string{r.keys.Payload(id)})
+	heads, err := r.readHeads(ctx, []string{id})
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +177,7 @@ func (r *Redis) pendingPage(ctx context.Context, ms []string, parked bool, fn fu
 		}
 		ts = append(ts, t)
 		scores = append(scores, ms[i+1])
-		keys = append(keys, r.keys.Payload(t.ID))
+		keys = append(keys, t.ID)
 	}
 	if len(ts) == 0 {
 		return nil
@@ -183,7 +211,7 @@ func (r *Redis) pendingPage(ctx context.Context, ms []string, parked bool, fn fu
 // error wrapping notifier.ErrNotFound if nothing is pending for it. It reads
 // the whole payload: what only shows the state uses PendingHeader.
 func (r *Redis) Pending(ctx context.Context, id string) (notifier.Pending, error) {
-	p, err := r.rdb.Get(ctx, r.keys.Payload(id)).Bytes()
+	p, err := r.readPayload(ctx, id)
 	if errors.Is(err, redis.Nil) {
 		return notifier.Pending{}, fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)
 	}

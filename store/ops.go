@@ -105,8 +105,8 @@ func (r *Redis) CancelInFlight(ctx context.Context, id string) (inFlight bool, e
 		if parked == "" {
 			parked = r.keys.ParkedOf(id, n.Partner)
 		}
-		keys := []string{r.keys.Payload(id), r.keys.DueOf(id), r.keys.Lease(id), parked}
-		args := []any{p, r.dedupWindow().Milliseconds()}
+		keys := []string{r.keys.Payload(id), r.keys.DueOf(id), r.keys.Lease(id), parked, r.keys.Records(id)}
+		args := []any{p, r.dedupWindow().Milliseconds(), id}
 		for k := 1; k <= len(n.Schedule); k++ {
 			t := notifier.Trigger{ID: id, Stamp: n.Stamp, N: k}
 			keys = append(keys, r.keys.Trigger(t))

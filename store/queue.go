@@ -20,8 +20,8 @@ func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Dur
 	for i, t := range ts {
 		tokens[i] = r.instance + ":" + strconv.FormatUint(r.claims.Add(1), 36)
 		calls[i] = scriptCall{claimScript,
-			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t)},
-			[]any{r.keys.Member(t), lease.Milliseconds(), tokens[i], end}}
+			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t), r.keys.Records(t.ID)},
+			[]any{r.keys.Member(t), lease.Milliseconds(), tokens[i], end, t.ID}}
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
 	if err != nil {
@@ -112,9 +112,9 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 			remember = "1"
 		}
 		calls[i] = scriptCall{completeScript,
-			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.WakeFlagOf(t.ID), r.keys.DedupDir(t.ID)},
+			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.WakeFlagOf(t.ID), r.keys.DedupDir(t.ID), r.keys.Records(t.ID)},
 			append([]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), remember, w.Milliseconds(), r.keys.Wake()},
-				append(r.dedupRef(t.ID), gen.Milliseconds())...)}
+				append(r.dedupRef(t.ID), gen.Milliseconds(), t.ID)...)}
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
 	if err != nil {

@@ -144,7 +144,7 @@ func TestClaimIsExclusive(t *testing.T) {
 		if kept, err := b.Finish(ctx, jobs2[0]); err != nil || !kept {
 			t.Fatalf("Finish by the new holder = %v, %v; want true", kept, err)
 		}
-		if n, _ := rdb.Exists(ctx, a.Keys().Payload("x")).Result(); n != 0 {
+		if p := a.PayloadOf(ctx, "x"); p != "" {
 			t.Fatal("Finish (a give-up) left the payload; only deliveries leave a tombstone")
 		}
 		if _, err := a.Pending(ctx, "x"); !errors.Is(err, notifier.ErrNotFound) {
@@ -162,7 +162,11 @@ func TestClaimOrphanAndCorrupt(t *testing.T) {
 	if _, err := r.Enqueue(ctx, []notifier.Notice{newNotice("gone", stamp, "0"), newNotice("junk", stamp, "0")}); err != nil {
 		t.Fatal(err)
 	}
-	rdb.Del(ctx, r.Keys().Payload("gone"))
+	for _, id := range []string{"gone", "junk"} {
+		if err := r.RemovePayload(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rdb.Set(ctx, r.Keys().Payload("junk"), "not a payload", 0)
 	ts := []notifier.Trigger{{ID: "gone", Stamp: stamp, N: 1}, {ID: "junk", Stamp: stamp, N: 1}, {ID: "never", Stamp: stamp, N: 1}}
 	res, jobs, err := r.Claim(ctx, ts, time.Minute)

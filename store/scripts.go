@@ -38,6 +38,7 @@ end
 //	KEYS[4] -> wake flag        ARGV[4] -> '1' to store it even if it was delivered
 //	KEYS[5] -> receipt key                 within the dedup window (an
 //	KEYS[6] -> dedup directory             operator's explicit re-send)
+//	KEYS[7] -> payload table
 //	                            ARGV[5] -> wake channel (a channel, not a key)
 //	                            ARGV[6] -> '1' when this call is sent again
 //	                                       after its reply was lost
@@ -45,6 +46,7 @@ end
 //	                            ARGV[8] -> the receipt's TTL, ms
 //	                            ARGV[9..11] -> dedup sets' prefix, the id's
 //	                                       route and member (see dedupLua)
+//	                            ARGV[12] -> notice id
 //
 // Returns 1; 3, for a call sent again, if the receipt holds this call's
 // token (the first send stored the notice, which may have been delivered,
@@ -54,14 +56,15 @@ end
 // cancelled id may be enqueued again: it was never delivered, so sending it
 // is no duplicate. A re-sent delivered id stays remembered as delivered: it
 // was.
-var enqueueScript = newScript(pxUntil + dedupLua + `
+var enqueueScript = newScript(pxUntil + dedupLua + recordsLuaSrc + `
 if ARGV[6] == '1' and redis.call('GET', KEYS[5]) == ARGV[7] then return 3 end
+if rec_get(KEYS[7], ARGV[12]) then return 0 end
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, 1) ~= '!' then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[4] ~= '1' and dedup_seen(KEYS[6], ARGV[9], ARGV[10], ARGV[11], now) then return 2 end
-redis.call('SET', KEYS[1], ARGV[1])
+rec_store(KEYS[7], KEYS[1], ARGV[12], ARGV[1])
 local px = px_until(ARGV[3])
 redis.call('SET', KEYS[3], 1, 'PX', px)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
@@ -83,6 +86,7 @@ const tombCancelled = "!cancelled"
 //	KEYS[2] -> payload key      ARGV[2] -> lease, ms
 //	KEYS[3] -> lease key        ARGV[3] -> claim token
 //	KEYS[4] -> trigger key      ARGV[4] -> lease end, Unix ms
+//	KEYS[5] -> payload table    ARGV[5] -> notice id
 //
 // Returns {0} stale (the attempt is not pending: done, superseded, never
 // existed, or re-armed for later than now by the server's clock, which a
@@ -95,13 +99,13 @@ const tombCancelled = "!cancelled"
 // lease is set, the member's score moves to the lease's end so the sweep
 // leaves it alone until then, and a trigger key that has not fired yet is
 // deleted (a sweep claimed it) so it cannot fire a second delivery later.
-var claimScript = newScript(`
+var claimScript = newScript(recordsLuaSrc + `
 local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not due then return {0} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {1} end
 local t = redis.call('TIME')
 if tonumber(due) > tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + 5 then return {0} end
-local p = redis.call('GET', KEYS[2])
+local p = rec_load(KEYS[5], KEYS[2], ARGV[5])
 if not p then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return {2}
@@ -125,21 +129,22 @@ return {3, p, due}
 //	KEYS[4] -> next trigger key ARGV[4] -> next due time, Unix ms
 //	KEYS[5] -> wake flag        ARGV[5] -> '1' to remember the id as delivered when removing
 //	KEYS[6] -> dedup directory  ARGV[6] -> the dedup window, ms (0: remember nothing)
-//	                            ARGV[7] -> wake channel (a channel, not a key)
+//	KEYS[7] -> payload table    ARGV[7] -> wake channel (a channel, not a key)
 //	                            ARGV[8..11] -> dedup sets' prefix, the id's route
 //	                                       and member, generation length ms
+//	                            ARGV[12] -> notice id
 //
 // Returns 1, or 0 if the claim was lost: another worker holds the lease, or
 // the attempt is no longer pending. A lease that merely ran out with nobody
 // taking over still completes, so a slow attempt is not repeated for nothing.
-var completeScript = newScript(pxUntil + dedupLua + `
+var completeScript = newScript(pxUntil + dedupLua + recordsLuaSrc + `
 local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[2] then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[3] == '' then
-  redis.call('DEL', KEYS[2])
+  rec_remove(KEYS[7], KEYS[2], ARGV[12])
   if ARGV[5] == '1' and tonumber(ARGV[6]) > 0 then
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -193,9 +198,10 @@ return 1
 //
 //	KEYS[1] -> payload key      ARGV[1] -> the payload's start the caller read (its header line)
 //	KEYS[2] -> due index        ARGV[2] -> tombstone TTL, ms (0: no tombstone)
-//	KEYS[3] -> lease key        ARGV[3..] -> due-index members of every attempt
+//	KEYS[3] -> lease key        ARGV[3] -> notice id
 //	KEYS[4] -> parked set of the notice's partner
-//	KEYS[5..] -> trigger keys of every attempt
+//	KEYS[5] -> payload table    ARGV[4..] -> due-index members of every attempt
+//	KEYS[6..] -> trigger keys of every attempt
 //
 // Returns 1; 2 if a worker held a claim on the notice (its POST may still
 // reach the partner; its completion finds no due-index entry and changes
@@ -204,20 +210,24 @@ return 1
 // caller reads again. Only the payload's start is compared, so the body is
 // neither sent nor read: a payload enqueued again has a new stamp in its
 // header.
-var cancelScript = newScript(`
-local p = redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1)
+var cancelScript = newScript(recordsLuaSrc + `
+local p = rec_get(KEYS[5], ARGV[3])
+if p then
+  p = string.sub(p, 1, #ARGV[1])
+else
+  p = redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1)
+end
 if p == '' or string.sub(p, 1, 1) == '!' then return 0 end
 if p ~= ARGV[1] then return -1 end
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   redis.call('ZREM', KEYS[2], ARGV[i])
   redis.call('ZREM', KEYS[4], ARGV[i])
 end
-for i = 5, #KEYS do redis.call('UNLINK', KEYS[i]) end
+for i = 6, #KEYS do redis.call('UNLINK', KEYS[i]) end
 local inflight = redis.call('DEL', KEYS[3])
+rec_remove(KEYS[5], KEYS[1], ARGV[3])
 if tonumber(ARGV[2]) > 0 then
   redis.call('SET', KEYS[1], '` + tombCancelled + `', 'PX', ARGV[2])
-else
-  redis.call('DEL', KEYS[1])
 end
 if inflight == 1 then return 2 end
 return 1

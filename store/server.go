@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -91,6 +92,8 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		"appendfsync " + cfg.AppendFsync,
 		`save ""`,
 		"notify-keyspace-events Ex",
+		// Pending notices' payloads share small hashes (see records.go).
+		"hash-max-listpack-value " + strconv.Itoa(recordValueMax),
 		"maxmemory-policy noeviction",
 		"daemonize no",
 		"logfile " + quote(filepath.Join(dir, "redis.log")),

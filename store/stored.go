@@ -18,7 +18,7 @@ var _ notifier.PortalLog = (*SQLite)(nil)
 // pulls it. It wraps notifier.ErrNotFound if Redis holds no such notice
 // (or only its tombstone).
 func (r *Redis) StoredNotice(ctx context.Context, id string) (notifier.Notice, error) {
-	p, err := r.rdb.Get(ctx, r.keys.Payload(id)).Bytes()
+	p, err := r.readPayload(ctx, id)
 	switch {
 	case errors.Is(err, redis.Nil):
 		return notifier.Notice{}, fmt.Errorf("notice %s: %w", id, notifier.ErrNotFound)

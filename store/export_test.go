@@ -1,0 +1,31 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// removePayloadScript deletes a notice's payload wherever it is kept, as
+// a lost write or an operator's DEL would.
+//
+//	KEYS[1] -> payload table    ARGV[1] -> notice id
+//	KEYS[2] -> payload key
+var removePayloadScript = newScript(recordsLuaSrc + `
+rec_remove(KEYS[1], KEYS[2], ARGV[1])
+return 1
+`)
+
+// RemovePayload deletes notice id's payload, from its bucket or its own key.
+func (r *Redis) RemovePayload(ctx context.Context, id string) error {
+	_, err := r.evalPipelined(ctx, []scriptCall{{removePayloadScript, []string{r.keys.Records(id), r.keys.Payload(id)}, []any{id}}})
+	if err != nil {
+		return fmt.Errorf("remove payload of %s: %w", id, err)
+	}
+	return nil
+}
+
+// PayloadOf returns notice id's payload as stored, "" if there is none.
+func (r *Redis) PayloadOf(ctx context.Context, id string) string {
+	p, _ := r.readPayload(ctx, id)
+	return string(p)
+}
