@@ -11,6 +11,7 @@ import (
 	"github.com/notifier/notifier/notifier"
 	"github.com/notifier/notifier/store"
 	"github.com/notifier/notifier/store/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // The payload table grows by splitting buckets as notices arrive and
@@ -109,5 +110,42 @@ func TestPayloadTableSplitsAndMerges(t *testing.T) {
 	check(alive)
 	if p := r.PayloadOf(ctx, "big"); len(p) <= limit {
 		t.Fatalf("the large payload is %d bytes after the others left", len(p))
+	}
+}
+
+// A notice stored by a release before the payload table (a JSON header
+// line in a key of its own) is listed, shown, claimed and completed as it
+// is: an upgrade needs no migration.
+func TestPayloadOfAnEarlierRelease(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	stamp := time.Now().Add(-time.Second).Truncate(time.Millisecond)
+	tr := notifier.Trigger{ID: "old-1", Stamp: stamp, N: 1}
+	legacy := fmt.Sprintf(`{"u":"http://127.0.0.1:9/old","h":{"X-Shop":["42"]},"s":[0,60000],"t":%d}`+"\n"+`{"paid":true}`, stamp.UnixMilli())
+	rdb.Set(ctx, r.Keys().Payload(tr.ID), legacy, 0)
+	rdb.ZAdd(ctx, r.Keys().DueOf(tr.ID), redis.Z{Score: float64(stamp.UnixMilli()), Member: r.Keys().Member(tr)})
+
+	p, err := r.Pending(ctx, tr.ID)
+	if err != nil || p.N != 1 || p.Notice.URL != "http://127.0.0.1:9/old" || string(p.Notice.Body) != `{"paid":true}` {
+		t.Fatalf("Pending = %+v, %v", p, err)
+	}
+	var listed []string
+	if err := r.EachPending(ctx, func(n notifier.PendingNotice) error {
+		listed = append(listed, n.Notice.ID+" "+n.Notice.Header.Get("X-Shop"))
+		return nil
+	}); err != nil || len(listed) != 1 || listed[0] != "old-1 42" {
+		t.Fatalf("EachPending = %v, %v", listed, err)
+	}
+	res, jobs, err := r.Claim(ctx, []notifier.Trigger{tr}, time.Minute)
+	if err != nil || res[0] != notifier.Claimed || string(jobs[0].Notice.Body) != `{"paid":true}` {
+		t.Fatalf("Claim = %v, %+v, %v", res, jobs, err)
+	}
+	if kept, err := r.Finish(ctx, jobs[0]); err != nil || !kept {
+		t.Fatalf("Finish = %v, %v", kept, err)
+	}
+	if n := rdb.Exists(ctx, r.Keys().Payload(tr.ID)).Val(); n != 0 {
+		t.Fatal("the earlier release's payload key outlived its notice")
 	}
 }
