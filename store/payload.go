@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/notifier/notifier/backoff"
@@ -31,6 +32,9 @@ type payloadHeader struct {
 }
 
 func encodePayload(n *notifier.Notice) ([]byte, error) {
+	if p, ok := appendPlainPayload(n); ok {
+		return p, nil
+	}
 	h := payloadHeader{URL: n.URL, Header: n.Header, Stamp: n.Stamp.UnixMilli(), Partner: n.Partner, Trace: n.Trace}
 	if !n.Success.IsZero() {
 		h.Success = n.Success.String()
@@ -49,6 +53,42 @@ func encodePayload(n *notifier.Notice) ([]byte, error) {
 	out := make([]byte, 0, len(line)+1+len(n.Body))
 	out = append(append(append(out, line...), '\n'), n.Body...)
 	return out, nil
+}
+
+// appendPlainPayload is encodePayload for the common notice, without
+// headers, success rule, secrets or trace context, whose URL and partner
+// need no escaping: the same bytes as json.Marshal gives, without its
+// reflection. It reports false for any other notice.
+func appendPlainPayload(n *notifier.Notice) ([]byte, bool) {
+	if len(n.Header) > 0 || !n.Success.IsZero() || len(n.Secrets) > 0 || n.Trace != "" || !plainJSON(n.URL) || !plainJSON(n.Partner) {
+		return nil, false
+	}
+	out := make([]byte, 0, 32+len(n.URL)+len(n.Partner)+14*len(n.Schedule)+1+len(n.Body))
+	out = append(append(append(out, `{"u":"`...), n.URL...), `","s":[`...)
+	for i, d := range n.Schedule {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = strconv.AppendInt(out, d.Milliseconds(), 10)
+	}
+	out = strconv.AppendInt(append(out, `],"t":`...), n.Stamp.UnixMilli(), 10)
+	if n.Partner != "" {
+		out = append(append(append(out, `,"p":"`...), n.Partner...), '"')
+	}
+	return append(append(append(out, '}'), '\n'), n.Body...), true
+}
+
+// plainJSON reports whether json.Marshal writes s as itself between quotes:
+// printable ASCII but for the characters it escapes ('"', '\\', and '<',
+// '>', '&' for HTML).
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 func decodePayload(id string, p []byte) (notifier.Notice, error) {
