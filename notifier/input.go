@@ -327,6 +327,13 @@ type Enqueuer interface {
 // were enqueued.
 func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Schedule, now func() time.Time, bad func(*LineError)) (int, error) {
 	const batchSize = 1000
+	// Senders keep this many pipelines in flight. Redis runs the
+	// scripts one at a time, so more would not make it faster; but with
+	// only two, both often finished together and Redis waited while
+	// they decoded their next batches' replies and built the next
+	// pipelines, and on a busy machine it waited for them to be
+	// scheduled.
+	const senders = 4
 	// A batch is the notices read since the previous one, and the lines
 	// refused while reading them: reported together, in line order, once
 	// every earlier batch has been.
@@ -339,7 +346,7 @@ func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Sche
 	var mu sync.Mutex // guards turn, enqueued and sendErr: the reader and the senders share them
 	turn := 0         // the seq of the next batch to report
 	turned := sync.NewCond(&mu)
-	batches := make(chan batch, 2)
+	batches := make(chan batch, senders)
 	var (
 		enqueued int
 		sendErr  error
@@ -347,9 +354,7 @@ func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Sche
 	)
 	done := make(chan struct{}) // closed when a send fails
 	var once sync.Once
-	// Two senders keep two pipelines in flight, so Redis works on one
-	// while the client writes the other and reads its replies.
-	for range 2 {
+	for range senders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
