@@ -32,7 +32,7 @@ test: test-deps
 # target that is still gathering its baseline on a loaded machine with a
 # bare "context deadline exceeded" failure.
 FUZZTIME ?= 20000x
-FUZZ_TARGETS := store:FuzzParseTrigger store:FuzzDecodePayload backoff:FuzzParse notifier:FuzzReadLines notifier:FuzzURLPolicyCheck notifier:FuzzSuccessRule
+FUZZ_TARGETS := store:FuzzParseTrigger store:FuzzDecodePayload backoff:FuzzParse notifier:FuzzReadLines notifier:FuzzFastLine notifier:FuzzURLPolicyCheck notifier:FuzzSuccessRule
 
 ## fuzz: run each fuzz target for FUZZTIME (make fuzz FUZZTIME=5m for a longer hunt, or 1000000x)
 fuzz:

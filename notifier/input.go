@@ -56,6 +56,12 @@ func NewID() string {
 // Notice turns l into a Notice stamped at stamp, with def as the schedule
 // when l names none and a fresh id when it has none.
 func (l *Line) Notice(def backoff.Schedule, stamp time.Time) (Notice, error) {
+	return l.notice(def, stamp, nil)
+}
+
+// notice is Notice, with d (if not nil) remembering schedules and URL
+// verdicts across the lines of one input.
+func (l *Line) notice(def backoff.Schedule, stamp time.Time, d *lineDecoder) (Notice, error) {
 	n := Notice{ID: l.ID, URL: l.URL, Schedule: def, Stamp: stamp.Truncate(time.Millisecond), Partner: l.Partner,
 		scheduleDefaulted: l.Schedule == ""}
 	if n.ID == "" {
@@ -115,13 +121,17 @@ func (l *Line) Notice(def backoff.Schedule, stamp time.Time) (Notice, error) {
 		}
 	}
 	if l.Schedule != "" {
-		s, err := backoff.Parse(l.Schedule)
+		s, err := d.schedule(l.Schedule)
 		if err != nil {
 			return Notice{}, fmt.Errorf("%w: %v", ErrInvalidNotice, err)
 		}
 		n.Schedule = s
 	}
-	if err := n.Validate(); err != nil {
+	check := (*Notice).Validate
+	if d != nil {
+		check = func(n *Notice) error { return n.ValidateMemo(&d.urls) }
+	}
+	if err := check(&n); err != nil {
 		return Notice{}, err
 	}
 	return n, nil
@@ -158,6 +168,7 @@ const maxLine = 2*MaxBodyBytes + 64<<10
 // returns only read errors.
 func ReadLines(r io.Reader, def backoff.Schedule, now func() time.Time, fn func(line int, n Notice) error, bad func(*LineError)) error {
 	br := bufio.NewReaderSize(r, 64<<10)
+	d := &lineDecoder{def: def, now: now}
 	for ln := 1; ; ln++ {
 		line, tooLong, rerr := readLine(br, maxLine)
 		if rerr != nil && rerr != io.EOF {
@@ -167,7 +178,7 @@ func ReadLines(r io.Reader, def backoff.Schedule, now func() time.Time, fn func(
 			bad(&LineError{Line: ln, Err: fmt.Errorf("%w: line is longer than %d bytes", ErrInvalidNotice, maxLine)})
 		}
 		if text := bytes.TrimSpace(line); len(text) > 0 && !tooLong {
-			if err := decodeLine(ln, text, def, now, fn, bad); err != nil {
+			if err := d.decodeLine(ln, text, fn, bad); err != nil {
 				return err
 			}
 		}
@@ -178,10 +189,14 @@ func ReadLines(r io.Reader, def backoff.Schedule, now func() time.Time, fn func(
 }
 
 // readLine reads one line of at most limit bytes; a longer one is skipped
-// to its end and reported as tooLong, so the lines after it still count.
+// to its end and reported as tooLong, so the lines after it still count. A
+// line that fits br's buffer is returned in it, valid until the next read.
 func readLine(br *bufio.Reader, limit int) (line []byte, tooLong bool, err error) {
-	for {
+	for first := true; ; first = false {
 		chunk, err := br.ReadSlice('\n')
+		if first && err != bufio.ErrBufferFull {
+			return chunk, false, err
+		}
 		if !tooLong {
 			if len(line)+len(chunk) > limit {
 				tooLong, line = true, nil
@@ -196,27 +211,39 @@ func readLine(br *bufio.Reader, limit int) (line []byte, tooLong bool, err error
 	}
 }
 
-// decodeLine decodes one non-blank line.
-func decodeLine(ln int, text []byte, def backoff.Schedule, now func() time.Time, fn func(line int, n Notice) error, bad func(*LineError)) error {
+// decodeLine decodes one non-blank line: with fast, else with
+// encoding/json.
+func (d *lineDecoder) decodeLine(ln int, text []byte, fn func(line int, n Notice) error, bad func(*LineError)) error {
 	var l Line
-	dec := json.NewDecoder(bytes.NewReader(text))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&l); err != nil {
-		bad(&LineError{Line: ln, Err: lineJSONError(text, err)})
-		return nil
+	if !d.fast(text, &l) {
+		if e := decodeJSON(text, &l); e != nil {
+			bad(&LineError{Line: ln, Err: e})
+			return nil
+		}
 	}
-	// More() is false before a stray '}' or ']', so ask for the next
-	// token instead: only the end of the line is acceptable.
-	if _, err := dec.Token(); err != io.EOF {
-		bad(&LineError{Line: ln, Err: fmt.Errorf("%w: text after the JSON object", ErrInvalidNotice)})
-		return nil
-	}
-	n, err := l.Notice(def, now())
+	n, err := l.notice(d.def, d.now(), d)
 	if err != nil {
 		bad(&LineError{Line: ln, Err: err})
 		return nil
 	}
 	return fn(ln, n)
+}
+
+// decodeJSON decodes text into l with encoding/json; the error says what is
+// wrong with the line.
+func decodeJSON(text []byte, l *Line) error {
+	*l = Line{}
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(l); err != nil {
+		return lineJSONError(text, err)
+	}
+	// More() is false before a stray '}' or ']', so ask for the next
+	// token instead: only the end of the line is acceptable.
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: text after the JSON object", ErrInvalidNotice)
+	}
+	return nil
 }
 
 // lineFields names the fields of a line, for the message about an unknown one.
@@ -300,6 +327,13 @@ type Enqueuer interface {
 // were enqueued.
 func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Schedule, now func() time.Time, bad func(*LineError)) (int, error) {
 	const batchSize = 1000
+	// Senders keep this many pipelines in flight. Redis runs the
+	// scripts one at a time, so more would not make it faster; but with
+	// only two, both often finished together and Redis waited while
+	// they decoded their next batches' replies and built the next
+	// pipelines, and on a busy machine it waited for them to be
+	// scheduled.
+	const senders = 4
 	// A batch is the notices read since the previous one, and the lines
 	// refused while reading them: reported together, in line order, once
 	// every earlier batch has been.
@@ -312,7 +346,7 @@ func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Sche
 	var mu sync.Mutex // guards turn, enqueued and sendErr: the reader and the senders share them
 	turn := 0         // the seq of the next batch to report
 	turned := sync.NewCond(&mu)
-	batches := make(chan batch, 2)
+	batches := make(chan batch, senders)
 	var (
 		enqueued int
 		sendErr  error
@@ -320,9 +354,7 @@ func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Sche
 	)
 	done := make(chan struct{}) // closed when a send fails
 	var once sync.Once
-	// Two senders keep two pipelines in flight, so Redis works on one
-	// while the client writes the other and reads its replies.
-	for range 2 {
+	for range senders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -91,11 +91,57 @@ var reserved = map[string]bool{
 }
 
 // Validate reports whether n can be stored and delivered.
-func (n *Notice) Validate() error {
+func (n *Notice) Validate() error { return n.validate(ValidateURL) }
+
+// ValidateMemo is Validate for one of many notices, most of which share a
+// few URLs: m remembers ValidateURL's verdict (a function of the URL
+// alone) per URL, so each is parsed once. Its result is Validate's.
+func (n *Notice) ValidateMemo(m *URLMemo) error { return n.validate(m.Check) }
+
+// URLMemo remembers the verdicts of a URL check by URL, for at most
+// urlMemoSize URLs (later ones are checked every time). Its zero value
+// memoises ValidateURL; it is not safe for concurrent use.
+type URLMemo struct {
+	// Func is the check; nil means ValidateURL. It must be a function of
+	// the URL alone.
+	Func    func(raw string) error
+	last    string
+	lastErr error
+	seen    map[string]error
+}
+
+// urlMemoSize bounds a URLMemo, so a file of distinct URLs costs no more
+// memory than a few batches of them.
+const urlMemoSize = 1024
+
+// Check returns the check's verdict on raw, from memory when it has one.
+func (m *URLMemo) Check(raw string) error {
+	if m.seen != nil && raw == m.last {
+		return m.lastErr
+	}
+	err, ok := m.seen[raw]
+	if !ok {
+		if m.Func != nil {
+			err = m.Func(raw)
+		} else {
+			err = ValidateURL(raw)
+		}
+		if m.seen == nil {
+			m.seen = make(map[string]error)
+		}
+		if len(m.seen) < urlMemoSize {
+			m.seen[raw] = err
+		}
+	}
+	m.last, m.lastErr = raw, err
+	return err
+}
+
+func (n *Notice) validate(checkURL func(string) error) error {
 	if err := ValidateID(n.ID); err != nil {
 		return err
 	}
-	if err := ValidateURL(n.URL); err != nil {
+	if err := checkURL(n.URL); err != nil {
 		return err
 	}
 	if len(n.Body) > MaxBodyBytes {

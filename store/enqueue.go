@@ -58,9 +58,14 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 	errs := make([]error, len(notices))
 	calls := make([]scriptCall, 0, len(notices))
 	idx := make([]int, 0, len(notices))
+	// Notices of one call mostly share a few URLs: each is checked once.
+	var valid, allowed notifier.URLMemo
+	if policy != nil {
+		allowed.Func = policy.Check
+	}
 	for i := range notices {
 		n := &notices[i]
-		if err := n.Validate(); err != nil {
+		if err := n.ValidateMemo(&valid); err != nil {
 			errs[i] = err
 			continue
 		}
@@ -69,7 +74,7 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 			continue
 		}
 		if policy != nil {
-			if err := policy.Check(n.URL); err != nil {
+			if err := allowed.Check(n.URL); err != nil {
 				errs[i] = fmt.Errorf("%w: notice %s: url %s: %w", notifier.ErrInvalidNotice, n.ID, notifier.RedactURL(n.URL), err)
 				continue
 			}
