@@ -45,9 +45,10 @@ const recordLoad = 40
 const recordValueMax = 4096
 
 // recordsLua defines the scripts' access to the table. rec_get(meta, id)
-// returns the payload in its bucket or false; rec_put stores one (the
-// caller has checked it is new and fits); rec_del removes one, returning 1,
-// or 0 if it was in no bucket. Splits and merges move whole buckets inside
+// returns the payload in its bucket or false; rec_find locates a notice's
+// place once, for rec_exists and rec_store (which puts a payload that fits
+// in its bucket, else in its own key); rec_del removes one, returning 1, or
+// 0 if it was in no bucket. Splits and merges move whole buckets inside
 // the calling script, so no reader ever sees a notice in two buckets or in
 // none.
 const recordsLua = `
@@ -80,9 +81,8 @@ local function rec_move(src, dst, pairs_)
     if src then redis.call('HDEL', src, unpack(fields)) end
   end
 end
-local function rec_put(meta, id, value)
-  local i, p, n = rec_meta(meta)
-  if redis.call('HSET', rec_bucket(meta, rec_hash(id), i, p), id, value) == 0 then return end
+local function rec_put_at(meta, bucket, id, value, i, p, n)
+  if redis.call('HSET', bucket, id, value) == 0 then return end
   n = n + 1
   if n <= LOAD * (2 ^ i + p) then
     redis.call('HSET', meta, 'n', n)
@@ -137,13 +137,21 @@ local function rec_load(meta, key, id)
   if v then return v, true end
   return redis.call('GET', key), false
 end
-local function rec_store(meta, key, id, value)
+local function rec_find(meta, id)
+  local i, p, n = rec_meta(meta)
+  local bucket = rec_bucket(meta, rec_hash(id), i, p)
+  return {meta = meta, bucket = bucket, id = id, i = i, p = p, n = n}
+end
+local function rec_exists(at)
+  return redis.call('HEXISTS', at.bucket, at.id) == 1
+end
+local function rec_store(at, key, value, had_key)
   if #value > VMAX then
     redis.call('SET', key, value)
-  else
-    redis.call('DEL', key)
-    rec_put(meta, id, value)
+    return
   end
+  if had_key then redis.call('DEL', key) end
+  rec_put_at(at.meta, at.bucket, at.id, value, at.i, at.p, at.n)
 end
 local function rec_remove(meta, key, id)
   if rec_del(meta, id) == 0 then redis.call('DEL', key) end

@@ -58,13 +58,14 @@ end
 // was.
 var enqueueScript = newScript(pxUntil + dedupLua + recordsLuaSrc + `
 if ARGV[6] == '1' and redis.call('GET', KEYS[5]) == ARGV[7] then return 3 end
-if rec_get(KEYS[7], ARGV[12]) then return 0 end
+local at = rec_find(KEYS[7], ARGV[12])
+if rec_exists(at) then return 0 end
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, 1) ~= '!' then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[4] ~= '1' and dedup_seen(KEYS[6], ARGV[9], ARGV[10], ARGV[11], now) then return 2 end
-rec_store(KEYS[7], KEYS[1], ARGV[12], ARGV[1])
+rec_store(at, KEYS[1], ARGV[1], cur)
 local px = px_until(ARGV[3])
 redis.call('SET', KEYS[3], 1, 'PX', px)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
