@@ -34,15 +34,23 @@ test: test-deps
 FUZZTIME ?= 20000x
 FUZZ_TARGETS := store:FuzzParseTrigger store:FuzzDecodePayload backoff:FuzzParse notifier:FuzzReadLines notifier:FuzzFastLine notifier:FuzzURLPolicyCheck notifier:FuzzSuccessRule
 
-## fuzz: run each fuzz target for FUZZTIME (make fuzz FUZZTIME=5m for a longer hunt, or 1000000x)
+## fuzz: run each fuzz target for FUZZTIME (make fuzz FUZZTIME=5m for a longer hunt, or 1000000x).
+## The targets run at the same time, each as its own go test with a log of
+## its own: their builds and baselines overlap instead of queueing. A
+## failing target's log is printed in full.
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
+	@logs=$$(mktemp -d); pids=""; \
+	for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
 		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$$pkg/ >/tmp/notifier-fuzz.$$$$.log 2>&1 \
-			|| { cat /tmp/notifier-fuzz.$$$$.log; rm -f /tmp/notifier-fuzz.$$$$.log; exit 1; }; \
-		rm -f /tmp/notifier-fuzz.$$$$.log; \
-	done
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$$pkg/ >$$logs/$$name.log 2>&1 & \
+		pids="$$pids $$!:$$name"; \
+	done; \
+	fail=0; \
+	for p in $$pids; do \
+		wait $${p%%:*} || { echo "fuzz $${p#*:} failed:"; cat $$logs/$${p#*:}.log; fail=1; }; \
+	done; \
+	rm -rf $$logs; exit $$fail
 
 ## bench: the real path, as users run it (one JSON line per scenario): serve
 ## as its own process on its defaults, a partner process, enqueue --file.

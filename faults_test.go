@@ -95,6 +95,15 @@ func (p *faultPartner) atLeast(n int) <-chan struct{} {
 	return ch
 }
 
+// How long the fault tests wait for progress (the partner has seen so
+// many POSTs) and for every notice to be delivered. Generous: these tests
+// run in parallel under -race on a loaded 2-core machine, thousands of
+// attempts each; a wait ends as soon as its condition holds.
+const (
+	progressWait = 3 * time.Minute
+	deliveryWait = 5 * time.Minute
+)
+
 func (p *faultPartner) wait(t *testing.T, ch <-chan struct{}, what string, d time.Duration) {
 	t.Helper()
 	select {
@@ -219,15 +228,15 @@ func TestServeKilledTwice(t *testing.T) {
 	first := spawnServe(t, args...)
 	first.waitSubscribed(rdb, 1)
 	enqueueMany(t, srv.URL(), p.URL, "k", total, always("0,500ms,10s"))
-	p.wait(t, p.atLeast(total/2), "first serve makes half the attempts", 60*time.Second)
+	p.wait(t, p.atLeast(total/2), "first serve makes half the attempts", progressWait)
 	first.kill9()
 	second := spawnServe(t, args...)
 	second.waitSubscribed(rdb, 1)
-	p.wait(t, p.atLeast(total*5/4), "second serve makes progress", 60*time.Second)
+	p.wait(t, p.atLeast(total*5/4), "second serve makes progress", progressWait)
 	second.kill9()
 	third := spawnServe(t, args...)
 	t.Cleanup(third.stop)
-	p.wait(t, p.done, "every notice delivered after two kills", 90*time.Second)
+	p.wait(t, p.done, "every notice delivered after two kills", deliveryWait)
 	waitDrained(t, rdb)
 	dups, example := p.duplicates()
 	t.Logf("%d POSTs for %d notices, %d duplicates (e.g. %s)", p.total, total, dups, example)
@@ -253,12 +262,12 @@ func TestCrashCostsNoAttempt(t *testing.T) {
 	first := spawnServe(t, args...)
 	first.waitSubscribed(rdb, 1)
 	enqueueMany(t, srv.URL(), p.URL, "x", total, always("0,500ms,1s,1500ms,2s"))
-	p.wait(t, p.atLeast(total/2), "first serve makes a share of the attempts", 60*time.Second)
+	p.wait(t, p.atLeast(total/2), "first serve makes a share of the attempts", progressWait)
 	first.kill9()
 	time.Sleep(300 * time.Millisecond) // the downtime under test, not a wait for a condition
 	second := spawnServe(t, args...)
 	t.Cleanup(second.stop)
-	p.wait(t, p.done, "every notice delivered by its third attempt", 120*time.Second)
+	p.wait(t, p.done, "every notice delivered by its third attempt", deliveryWait)
 	waitDrained(t, rdb)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -287,14 +296,14 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 	const total = 1000
 	srv, rdb, p, s := faultRun(t, total)
 	enqueueMany(t, srv.URL(), p.URL, "r", total, always("0,1s,10s"))
-	p.wait(t, p.atLeast(total/2), "half the first attempts", 60*time.Second)
+	p.wait(t, p.atLeast(total/2), "half the first attempts", progressWait)
 	srv.Kill()
 	outage := time.After(time.Second) // attempts come due while Redis is down
 	<-outage
 	if err := srv.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	p.wait(t, p.done, "every notice delivered after the Redis restart", 90*time.Second)
+	p.wait(t, p.done, "every notice delivered after the Redis restart", deliveryWait)
 	waitDrained(t, rdb)
 	select {
 	case err := <-s.done:
@@ -314,12 +323,12 @@ func TestPubSubConnectionKilled(t *testing.T) {
 	srv, rdb, p, _ := faultRun(t, total, "--lease", "30s")
 	// First attempts come due over one second, starting 1 s from now.
 	enqueueMany(t, srv.URL(), p.URL, "c", total, func(i int) string { return fmt.Sprintf("%dms,%dms", 1000+i, 3000+i) })
-	p.wait(t, p.atLeast(100), "attempts start coming due", 30*time.Second)
+	p.wait(t, p.atLeast(100), "attempts start coming due", progressWait)
 	killed, err := rdb.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Result()
 	if err != nil || killed < 1 {
 		t.Fatalf("CLIENT KILL TYPE pubsub = %d, %v", killed, err)
 	}
-	p.wait(t, p.done, "every notice delivered", 60*time.Second)
+	p.wait(t, p.done, "every notice delivered", deliveryWait)
 	waitDrained(t, rdb)
 	if dups, example := p.duplicates(); dups != 0 {
 		t.Errorf("%d duplicate POSTs (e.g. %s), want 0: no process died", dups, example)
@@ -342,7 +351,7 @@ func TestThreeServesPostEachAttemptOnce(t *testing.T) {
 		s.waitSubscribed(rdb, int64(i+1))
 	}
 	enqueueMany(t, srv.URL(), p.URL, "m", total, always("0,2s,30s"))
-	p.wait(t, p.done, "every notice delivered", 120*time.Second)
+	p.wait(t, p.done, "every notice delivered", deliveryWait)
 	waitDrained(t, rdb)
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -97,7 +97,9 @@ func (s *stack) enqueue(ns ...notifier.Notice) {
 // rows waits until the log holds at least n attempts and returns them.
 func (s *stack) rows(n int) []notifier.Attempt {
 	s.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	// Generous: hundreds of attempts under -race on a loaded 2-core machine
+	// can take many seconds; the wait ends as soon as the rows are there.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if err := s.log.Sync(context.Background()); err != nil {
 			s.t.Fatal(err)
