@@ -50,6 +50,9 @@ type SQLite struct {
 	// everything.
 	pruner *pruner
 	log    *slog.Logger
+	// stmts are the writer's prepared statements; only Run's goroutine
+	// uses them.
+	stmts *stmts
 
 	// mu makes "intake closed" and "send to queue" exclusive: Record and
 	// Sync send while holding the read lock, and stop takes the write lock
