@@ -182,6 +182,7 @@ func TestSQLiteFilters(t *testing.T) {
 		{"ZeroFilterSelectsAll", notifier.AttemptFilter{}, 0, []int64{1, 2, 3, 4, 5}},
 		{"NoticeIDSelectsOneNotice", notifier.AttemptFilter{NoticeID: "b"}, 0, []int64{2, 5}},
 		{"OutcomeSelectsOneOutcome", notifier.AttemptFilter{Outcome: notifier.GaveUp}, 0, []int64{4, 5}},
+		{"DeliveredHasNoIndexEntriesButIsFound", notifier.AttemptFilter{Outcome: notifier.Delivered}, 0, []int64{3}},
 		{"AfterSeqSkipsUpToAndIncludingIt", notifier.AttemptFilter{AfterSeq: 3}, 0, []int64{4, 5}},
 		{"FiltersCombine", notifier.AttemptFilter{NoticeID: "a", Outcome: notifier.Retry}, 0, []int64{1}},
 		{"NoMatchIsEmpty", notifier.AttemptFilter{NoticeID: "a", Outcome: notifier.GaveUp}, 0, nil},

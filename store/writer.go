@@ -138,6 +138,17 @@ func (s *SQLite) Run(ctx context.Context) error {
 	}
 	defer st.close()
 	s.stmts = st
+	// The checkpointer runs as long as the writer, final batches included.
+	ckctx, stopCheckpoints := context.WithCancel(wctx)
+	ckDone := make(chan struct{})
+	go func() {
+		defer close(ckDone)
+		_ = s.ck.Run(ckctx) // it logs its errors and returns nil
+	}()
+	defer func() {
+		stopCheckpoints()
+		<-ckDone
+	}()
 	batch := make([]item, 0, maxBatch)
 	// Retention steps take turns with batches of attempts: a step that
 	// left rows to delete schedules the next at once (again), and the
@@ -360,5 +371,6 @@ func (s *SQLite) insert(ctx context.Context, rows []*notifier.Attempt) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit attempts: %w", err)
 	}
+	s.ck.committed()
 	return nil
 }
