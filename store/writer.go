@@ -293,8 +293,7 @@ const archiveSQL = `INSERT INTO notices
 		attempts = excluded.attempts, payload = excluded.payload`
 
 // stmts are the writer's two statements, prepared once on its connection
-// and reused by every batch: preparing them per transaction cost more than
-// a small batch's inserts.
+// and reused by every batch rather than prepared in each transaction.
 type stmts struct {
 	insert, archive *sql.Stmt
 }
