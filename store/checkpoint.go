@@ -5,39 +5,50 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
 // Checkpoints: the writer's connection has SQLite's automatic checkpoint
 // off (wal_autocheckpoint = 0), so no commit of attempts or of a retention
-// step ever copies the WAL into the database file itself. A checkpointer
-// does it on a connection of its own, in PASSIVE mode, which never waits for
-// the writer nor makes it wait: the writer goes on appending to the WAL
-// while pages are copied.
+// step copies the WAL into the database file itself. A checkpointer does it
+// on a connection of its own, in PASSIVE mode, which neither waits for the
+// writer nor makes it wait: the writer goes on appending to the WAL while
+// pages are copied.
+//
+// The writer starts the WAL over from its beginning only if, when a
+// transaction of its begins, every frame in the WAL has been copied. A
+// writer that is never idle always has a transaction under way while a
+// checkpoint runs, and the WAL would grow without end; so once it holds
+// more than restartBytes, one more checkpoint takes its turn between two of
+// the writer's transactions (the writer waits for it, as it waited for every
+// automatic checkpoint before), copying what the last one left, and the next
+// transaction starts the WAL over.
 const (
 	// checkpointEvery is the least time between two checkpoints while
 	// the writer commits; an idle log is not checkpointed.
-	checkpointEvery = time.Second
+	checkpointEvery = 250 * time.Millisecond
 	// catchUpTries bounds the PASSIVE checkpoints run one after the other
-	// to copy the frames the writer appended during the previous one. The
-	// writer starts the WAL over from its beginning only once every frame
-	// has been copied, so the checkpointer tries to get there.
-	catchUpTries = 8
+	// to copy the frames the writer appended during the previous one.
+	catchUpTries = 4
+	// restartBytes is the WAL size past which a checkpoint runs between
+	// two transactions of the writer.
+	restartBytes = 16 << 20
 )
 
 // checkpointer copies the WAL into the database file off the writer's
-// connection. Only its Run uses it; the writer calls committed.
+// connection. Only its Run uses it; the writer calls committed, and holds
+// mu for each of its transactions.
 type checkpointer struct {
 	db  *sql.DB // a connection of its own
 	log *slog.Logger
 	// kick is signalled (never blocking) after each commit of the writer.
 	kick chan struct{}
-	// walLimit is the WAL's size, in frames, past which the checkpointer
-	// stops being passive: a RESTART checkpoint waits for the writer's
-	// transaction to end and makes the next one wait, but lets the
-	// writer start the WAL over, so it cannot grow without bound when
-	// PASSIVE ones never catch up.
-	walLimit int64
+	// restartFrames is restartBytes in frames (pages) of this file.
+	restartFrames int64
+	// mu is held by the writer for each of its transactions, and by the
+	// checkpoint that lets it start the WAL over.
+	mu sync.Mutex
 }
 
 // newCheckpointer opens the checkpointer's connection to path.
@@ -52,7 +63,7 @@ func newCheckpointer(path string, log *slog.Logger) (*checkpointer, error) {
 		db.Close()
 		return nil, fmt.Errorf("attempt log checkpointer: %w", err)
 	}
-	return &checkpointer{db: db, log: log, kick: make(chan struct{}, 1), walLimit: walLimit / max(pageSize, 512)}, nil
+	return &checkpointer{db: db, log: log, kick: make(chan struct{}, 1), restartFrames: restartBytes / max(pageSize, 512)}, nil
 }
 
 // committed tells the checkpointer that the writer committed.
@@ -92,25 +103,38 @@ func (c *checkpointer) Run(ctx context.Context) error {
 	}
 }
 
-// checkpoint runs PASSIVE checkpoints until every frame of the WAL is in
-// the database file or catchUpTries have run, then a RESTART one if the WAL
-// has grown past walLimit.
+// checkpoint runs PASSIVE checkpoints until one copies every frame it found
+// or catchUpTries have run; then, if the WAL holds more than restartFrames,
+// one more between two of the writer's transactions.
 func (c *checkpointer) checkpoint(ctx context.Context) error {
 	var frames int64
 	for range catchUpTries {
-		var busy, done int64
-		err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
-		if err != nil {
-			return fmt.Errorf("passive checkpoint: %w", err)
+		var (
+			done int64
+			err  error
+		)
+		if frames, done, err = c.passive(ctx); err != nil {
+			return err
 		}
 		if frames == done {
-			return nil
+			break
 		}
 	}
-	if frames > c.walLimit {
-		if _, err := c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)"); err != nil {
-			return fmt.Errorf("restart checkpoint: %w", err)
-		}
+	if frames <= c.restartFrames {
+		return nil
 	}
-	return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, _, err := c.passive(ctx)
+	return err
+}
+
+// passive runs one PASSIVE checkpoint and returns the frames in the WAL
+// and how many of them are in the database file.
+func (c *checkpointer) passive(ctx context.Context) (frames, done int64, err error) {
+	var busy int64
+	if err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done); err != nil {
+		return 0, 0, fmt.Errorf("passive checkpoint: %w", err)
+	}
+	return frames, done, nil
 }

@@ -138,6 +138,8 @@ func (s *SQLite) prune(ctx context.Context) (more bool, err error) {
 	start := time.Now()
 	batchA, batchE := p.attempts, p.ends
 	cutoff := p.now().Add(-p.retain)
+	s.ck.mu.Lock()
+	defer s.ck.mu.Unlock()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("retention: begin: %w", err)

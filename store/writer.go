@@ -330,6 +330,8 @@ func archived(n *notifier.Notice) notifier.Notice {
 // row whose Ended is set. A notice that does not encode is not archived; its
 // attempt is still written.
 func (s *SQLite) insert(ctx context.Context, rows []*notifier.Attempt) error {
+	s.ck.mu.Lock()
+	defer s.ck.mu.Unlock()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

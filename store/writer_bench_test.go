@@ -47,7 +47,8 @@ func BenchmarkRecordDelivered(b *testing.B) {
 // benchRecordDelivered records b.N attempts named name(i), with a Sync
 // after every sync of them (0: only at the end).
 func benchRecordDelivered(b *testing.B, name func(int) string, sync int) {
-	s := startLog(b, tempLog(b))
+	path := tempLog(b)
+	s := startLog(b, path)
 	ctx := context.Background()
 	for _, x := range strings.Split(os.Getenv("BENCH_SQL"), ";") {
 		if x != "" {
@@ -89,4 +90,10 @@ func benchRecordDelivered(b *testing.B, name func(int) string, sync int) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/row")
+	// The WAL's size at the end: checkpoints kept up if it stays small.
+	wal, err := fileSize(path + "-wal")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(wal)/(1<<20), "wal-MiB")
 }
