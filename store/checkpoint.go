@@ -27,7 +27,7 @@ import (
 const (
 	// checkpointEvery is the least time between two checkpoints while
 	// the writer commits; an idle log is not checkpointed.
-	checkpointEvery = 250 * time.Millisecond
+	checkpointEvery = time.Second
 	// catchUpTries bounds the PASSIVE checkpoints run one after the other
 	// to copy the frames the writer appended during the previous one.
 	catchUpTries = 4
