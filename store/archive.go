@@ -19,7 +19,7 @@ const (
 
 // noticesWhere returns the WHERE clause for f. Like attemptsWhere it leaves out
 // the zero fields, so the (ended_us) and (outcome, ended_us) indexes stay
-// usable.
+// usable, and repeats the partial index's term for the outcomes it holds.
 func noticesWhere(f notifier.NoticeFilter) *clause {
 	var c clause
 	if !f.Since.IsZero() {
@@ -30,6 +30,9 @@ func noticesWhere(f notifier.NoticeFilter) *clause {
 	}
 	if f.Outcome != "" {
 		c.and("outcome = ?", string(f.Outcome))
+		if f.Outcome != notifier.Delivered {
+			c.and(notDelivered)
+		}
 	}
 	if f.Partner != "" {
 		c.and("partner = ?", f.Partner)

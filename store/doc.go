@@ -35,6 +35,8 @@
 //	sqlite.go   opening, migrations (migrations/*.sql), Close, and the WHERE
 //	            clause builder the attempt and archive queries share
 //	writer.go   Record and Sync, and Run: the one writer, committing batches
+//	checkpoint.go  WAL checkpoints, on a connection of their own, never in
+//	            the writer's commits
 //	retention.go  --retain: the writer's batched deletes, incremental vacuum,
 //	            and the one-off switch of older files to incremental
 //	            auto-vacuum

@@ -17,10 +17,10 @@ import (
 // attempts, and hands the freed pages back to the file system. Each step is
 // one short transaction on the one write connection, sized to take about
 // pruneTarget, so attempt logging waits behind it for milliseconds; a queue
-// of 8192 attempts absorbs that wait without slowing the workers. Like any
-// commit, a step's commit may run SQLite's automatic WAL checkpoint (every
-// 1000 pages written), which takes longer: the histogram in LogStats counts
-// the whole step, checkpoint included.
+// of 8192 attempts absorbs that wait without slowing the workers. No commit
+// of the writer runs a WAL checkpoint: the checkpointer does, on a connection
+// of its own (checkpoint.go). The histogram in LogStats counts the whole
+// step.
 const (
 	// pruneEvery is how often the writer looks for rows past retention
 	// when the last look found none left.
@@ -138,6 +138,8 @@ func (s *SQLite) prune(ctx context.Context) (more bool, err error) {
 	start := time.Now()
 	batchA, batchE := p.attempts, p.ends
 	cutoff := p.now().Add(-p.retain)
+	s.ck.mu.Lock()
+	defer s.ck.mu.Unlock()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("retention: begin: %w", err)
@@ -166,9 +168,9 @@ func (s *SQLite) prune(ctx context.Context) (more bool, err error) {
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("retention: commit: %w", err)
 	}
-	// The commit may run a WAL checkpoint, as any batch's commit may; it
-	// is counted in the step but not in adapting the batches, which only
-	// the deletes and the vacuum make longer.
+	s.ck.committed()
+	// The commit is counted in the step but not in adapting the batches,
+	// which only the deletes and the vacuum make longer.
 	commit := time.Now()
 	work := commit.Sub(start)
 	if err := s.vacuum(ctx); err != nil {

@@ -50,6 +50,11 @@ type SQLite struct {
 	// everything.
 	pruner *pruner
 	log    *slog.Logger
+	// stmts are the writer's prepared statements; only Run's goroutine
+	// uses them.
+	stmts *stmts
+	// ck checkpoints the WAL while Run runs; nil when read-only.
+	ck *checkpointer
 
 	// mu makes "intake closed" and "send to queue" exclusive: Record and
 	// Sync send while holding the read lock, and stop takes the write lock
@@ -115,12 +120,24 @@ func OpenSQLiteWith(path string, o SQLiteOptions) (*SQLite, error) {
 		w.Close()
 		return nil, fmt.Errorf("migrate attempt log %s: %w", path, err)
 	}
-	r, err := openReader(path)
+	// Checkpoints run on the checkpointer's connection (checkpoint.go).
+	if _, err := w.Exec("PRAGMA wal_autocheckpoint = 0"); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("attempt log %s: wal_autocheckpoint: %w", path, err)
+	}
+	ck, err := newCheckpointer(path, log)
 	if err != nil {
 		w.Close()
 		return nil, err
 	}
+	r, err := openReader(path)
+	if err != nil {
+		ck.db.Close()
+		w.Close()
+		return nil, err
+	}
 	s := &SQLite{
+		ck:       ck,
 		path:     path,
 		w:        w,
 		r:        r,
@@ -257,10 +274,15 @@ func applyMigration(db *sql.DB, version int, body string) error {
 func (s *SQLite) Close() error {
 	s.stop()
 	var errs []error
-	if s.w != nil {
-		errs = append(errs, s.w.Close())
+	if s.ck != nil {
+		errs = append(errs, s.ck.db.Close())
 	}
 	errs = append(errs, s.r.Close())
+	if s.w != nil {
+		// Last: the last connection to close checkpoints the whole WAL
+		// and deletes it.
+		errs = append(errs, s.w.Close())
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close attempt log: %w", err)
 	}

@@ -24,6 +24,13 @@ const (
 	maxBatch = 1000
 	// writeTries is how often a batch is tried before Run gives up.
 	writeTries = 3
+	// batchWait is how long the writer lets a batch gather after its
+	// first attempt arrives, unless a Sync waits for it or it fills. Each
+	// commit writes every page it changed, whatever the number of rows
+	// on it, so at thousands of attempts a second a few milliseconds
+	// turn many small commits into one larger one; readers see a row
+	// that much later.
+	batchWait = 10 * time.Millisecond
 )
 
 // writeBackoff is the pause before the second and later tries of a batch.
@@ -125,6 +132,23 @@ func (s *SQLite) Run(ctx context.Context) error {
 	// A batch that has been taken off the queue is written even if ctx ends
 	// meanwhile: cancelling it would lose it.
 	wctx := context.WithoutCancel(ctx)
+	st, err := s.prepare(wctx)
+	if err != nil {
+		return fmt.Errorf("attempt log: %w", err)
+	}
+	defer st.close()
+	s.stmts = st
+	// The checkpointer runs as long as the writer, final batches included.
+	ckctx, stopCheckpoints := context.WithCancel(wctx)
+	ckDone := make(chan struct{})
+	go func() {
+		defer close(ckDone)
+		_ = s.ck.Run(ckctx) // it logs its errors and returns nil
+	}()
+	defer func() {
+		stopCheckpoints()
+		<-ckDone
+	}()
 	batch := make([]item, 0, maxBatch)
 	// Retention steps take turns with batches of attempts: a step that
 	// left rows to delete schedules the next at once (again), and the
@@ -137,10 +161,12 @@ func (s *SQLite) Run(ctx context.Context) error {
 		tick = t.C
 		again <- struct{}{} // a first step at start
 	}
+	wait := time.NewTimer(batchWait)
+	wait.Stop()
 	for {
 		select {
 		case it := <-s.queue:
-			batch = s.fill(append(batch[:0], it))
+			batch = s.gather(ctx, append(batch[:0], it), wait)
 			if err := s.commit(wctx, batch); err != nil {
 				return err
 			}
@@ -180,6 +206,31 @@ func (s *SQLite) pruneStep(ctx context.Context, again chan struct{}) {
 		default:
 		}
 	}
+}
+
+// gather adds queued items to batch, which holds one, for up to batchWait
+// (on wait, a stopped timer), until it holds maxBatch, or at once when a
+// Sync's barrier is among them or ctx ends.
+func (s *SQLite) gather(ctx context.Context, batch []item, wait *time.Timer) []item {
+	if batch[0].done != nil {
+		return s.fill(batch)
+	}
+	wait.Reset(batchWait)
+	defer wait.Stop()
+	for len(batch) < maxBatch {
+		select {
+		case it := <-s.queue:
+			batch = append(batch, it)
+			if it.done != nil {
+				return s.fill(batch)
+			}
+		case <-wait.C:
+			return batch
+		case <-ctx.Done():
+			return s.fill(batch)
+		}
+	}
+	return batch
 }
 
 // fill appends queued items to batch without waiting, up to maxBatch.
@@ -235,33 +286,62 @@ const insertSQL = `INSERT INTO attempts
 // archiveSQL keeps the last end of each notice: a notice retried after it
 // ended and ending again replaces its row.
 const archiveSQL = `INSERT INTO notices
-	(id, stamp_ms, partner, outcome, ended_us, attempts, url, payload)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	(id, partner, outcome, ended_us, attempts, payload)
+	VALUES (?, ?, ?, ?, ?, ?)
 	ON CONFLICT (id) DO UPDATE SET
-		stamp_ms = excluded.stamp_ms, partner = excluded.partner,
-		outcome = excluded.outcome, ended_us = excluded.ended_us,
-		attempts = excluded.attempts, url = excluded.url, payload = excluded.payload`
+		partner = excluded.partner, outcome = excluded.outcome, ended_us = excluded.ended_us,
+		attempts = excluded.attempts, payload = excluded.payload`
+
+// stmts are the writer's two statements, prepared once on its connection
+// and reused by every batch rather than prepared in each transaction.
+type stmts struct {
+	insert, archive *sql.Stmt
+}
+
+// prepare prepares the writer's statements on s.w.
+func (s *SQLite) prepare(ctx context.Context) (*stmts, error) {
+	insert, err := s.w.PrepareContext(ctx, insertSQL)
+	if err != nil {
+		return nil, fmt.Errorf("prepare insert: %w", err)
+	}
+	archive, err := s.w.PrepareContext(ctx, archiveSQL)
+	if err != nil {
+		insert.Close()
+		return nil, fmt.Errorf("prepare archive: %w", err)
+	}
+	return &stmts{insert: insert, archive: archive}, nil
+}
+
+func (p *stmts) close() {
+	p.insert.Close()
+	p.archive.Close()
+}
+
+// archived is what the archive keeps of an ended notice: what retry and
+// replay re-send. Never its own secrets (a re-send is signed with its
+// partner's), nor its trace context (a re-send starts a trace of its own).
+func archived(n *notifier.Notice) notifier.Notice {
+	kept := *n
+	kept.Secrets, kept.Trace = nil, ""
+	return kept
+}
 
 // insert writes rows in one transaction, and archives the notice of each
 // row whose Ended is set. A notice that does not encode is not archived; its
 // attempt is still written.
 func (s *SQLite) insert(ctx context.Context, rows []*notifier.Attempt) error {
+	s.ck.mu.Lock()
+	defer s.ck.mu.Unlock()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
-	// Prepared once per transaction: parsing the INSERT per row would cost
-	// more than executing it.
-	stmt, err := tx.PrepareContext(ctx, insertSQL)
-	if err != nil {
-		return fmt.Errorf("prepare insert: %w", err)
-	}
+	// Bound to the transaction, the statements prepared on the writer's
+	// one connection are reused, not prepared again.
+	stmt := tx.StmtContext(ctx, s.stmts.insert)
 	defer stmt.Close()
-	archive, err := tx.PrepareContext(ctx, archiveSQL)
-	if err != nil {
-		return fmt.Errorf("prepare archive: %w", err)
-	}
+	archive := tx.StmtContext(ctx, s.stmts.archive)
 	defer archive.Close()
 	for _, a := range rows {
 		var next sql.NullInt64
@@ -278,13 +358,13 @@ func (s *SQLite) insert(ctx context.Context, rows []*notifier.Attempt) error {
 		if a.Ended == nil {
 			continue
 		}
-		payload, err := encodePayload(a.Ended)
+		n := archived(a.Ended)
+		payload, err := encodePayload(&n)
 		if err != nil {
 			continue // the attempt row says how it ended; nothing to re-send
 		}
 		_, err = archive.ExecContext(ctx,
-			a.NoticeID, a.Ended.Stamp.UnixMilli(), a.Partner, string(a.Outcome),
-			a.Start.Add(a.Duration).UnixMicro(), a.N, a.URL, payload)
+			a.NoticeID, a.Partner, string(a.Outcome), a.Start.Add(a.Duration).UnixMicro(), a.N, payload)
 		if err != nil {
 			return fmt.Errorf("archive notice %s: %w", a.NoticeID, err)
 		}
@@ -292,5 +372,6 @@ func (s *SQLite) insert(ctx context.Context, rows []*notifier.Attempt) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit attempts: %w", err)
 	}
+	s.ck.committed()
 	return nil
 }

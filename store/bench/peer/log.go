@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// schema is notifier's attempts table and its indexes (store/migrations),
+// schema is notifier's attempts table and its indexes as migrated
+// (store/migrations, 0003 made two of them partial),
 // so that asynq's attempts cost the log what notifier's attempts do.
 const schema = `
 CREATE TABLE attempts (
@@ -28,8 +29,8 @@ CREATE TABLE attempts (
 	partner     TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX attempts_notice_seq ON attempts (notice_id, seq);
-CREATE INDEX attempts_outcome_seq ON attempts (outcome, seq);
-CREATE INDEX attempts_partner_seq ON attempts (partner, seq);
+CREATE INDEX attempts_outcome_seq ON attempts (outcome, seq) WHERE outcome <> 'delivered';
+CREATE INDEX attempts_partner_seq ON attempts (partner, seq) WHERE partner <> '';
 `
 
 // attemptLog appends rows through one writer connection, in transactions
