@@ -23,7 +23,10 @@
 //	listing.go  listing pending notices by reading payload headers only
 //	stored.go   a waiting notice with its body, for the partner portal
 //	fleet.go    FleetLog: the capped attempt stream shared by every serve
-//	payload.go  the payload encoding (header line, then the raw body)
+//	payload.go  the payload encoding (binary header, then the raw body; the
+//	            JSON header line of earlier releases still decodes)
+//	records.go  the payload table: pending notices' payloads in shared small
+//	            hashes (linear hashing), its Lua helpers, and TuneRecords
 //	eval.go     running scripts pipelined, each sent once (never re-sent
 //	            blindly by go-redis), again only when Redis did not run it
 //	connect.go  Redis URLs (single node, Sentinel, Cluster) and clients
