@@ -242,7 +242,13 @@ func checkpointAll(t *testing.T, s *SQLite) {
 // waitFor polls cond every 10 ms for up to 20 s.
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	waitForWithin(t, 20*time.Second, cond, what)
+}
+
+// waitForWithin is waitFor with a deadline of d.
+func waitForWithin(t *testing.T, d time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for: %s", what)
