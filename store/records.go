@@ -65,10 +65,6 @@ local function rec_bucket(meta, h, i, p)
   if b < p then b = h % (2 * m) end
   return meta .. ':' .. tostring(b)
 end
-local function rec_get(meta, id)
-  local i, p = rec_meta(meta)
-  return redis.call('HGET', rec_bucket(meta, rec_hash(id), i, p), id)
-end
 local function rec_move(src, dst, pairs_)
   for k = 1, #pairs_, 400 do
     local chunk, fields = {}, {}
@@ -132,15 +128,16 @@ local function rec_head_len(v)
   end
   return nil
 end
-local function rec_load(meta, key, id)
-  local v = rec_get(meta, id)
-  if v then return v, true end
-  return redis.call('GET', key), false
-end
 local function rec_find(meta, id)
   local i, p, n = rec_meta(meta)
   local bucket = rec_bucket(meta, rec_hash(id), i, p)
   return {meta = meta, bucket = bucket, id = id, i = i, p = p, n = n}
+end
+local function rec_get(meta, id)
+  return redis.call('HGET', rec_find(meta, id).bucket, id)
+end
+local function rec_load(meta, key, id)
+  return rec_get(meta, id) or redis.call('GET', key)
 end
 local function rec_exists(at)
   return redis.call('HEXISTS', at.bucket, at.id) == 1
