@@ -102,7 +102,7 @@ func (r *Redis) enqueueCall(n *notifier.Notice, forced string) (scriptCall, erro
 		[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID), r.keys.Receipt(n.ID), r.keys.DedupDir(n.ID), r.keys.Records(n.ID)},
 		append(append([]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake(), "0",
 			r.instance + ":e" + strconv.FormatUint(r.claims.Add(1), 36), receiptTTL.Milliseconds()},
-			r.dedupRef(n.ID)...), n.ID)}, nil
+			r.dedupRef(n.ID)...), n.ID, 1, r.farHorizon().Milliseconds())}, nil
 }
 
 // storeNotices runs the enqueue calls in pipelines of at most

@@ -11,7 +11,8 @@ import (
 //	KEYS[1] -> payload table    ARGV[1] -> notice id
 //	KEYS[2] -> payload key
 var removePayloadScript = newScript(recordsLuaSrc + `
-rec_remove(KEYS[1], KEYS[2], ARGV[1])
+local v = rec_get(KEYS[1], ARGV[1])
+rec_remove(KEYS[1], KEYS[2], ARGV[1], v and rec_far(v))
 return 1
 `)
 

@@ -32,7 +32,7 @@ const (
 // payload table or, for the notices it does not hold, their own keys (see
 // readKeyHeads). heads[i] is nil if ids[i] has no payload.
 func (r *Redis) readHeads(ctx context.Context, ids []string) ([][]byte, error) {
-	heads, err := r.readRecords(ctx, ids, maxHead)
+	heads, _, err := r.readRecords(ctx, ids, maxHead)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +150,9 @@ func (r *Redis) EachPending(ctx context.Context, fn func(notifier.PendingNotice)
 		if err := scan(r.keys.DueShard(s), false); err != nil {
 			return err
 		}
+	}
+	if err := r.eachFar(ctx, fn); err != nil {
+		return err
 	}
 	names, err := r.parkingPartners(ctx)
 	if err != nil {
@@ -274,6 +277,11 @@ func (r *Redis) pendingAttempt(ctx context.Context, n notifier.Notice) (notifier
 			}
 			return notifier.Pending{Notice: n, N: k + 1, Due: due, InFlight: inFlight}, nil
 		}
+	}
+	if _, fars, err := r.readRecords(ctx, []string{id}, 1); err != nil {
+		return notifier.Pending{}, fmt.Errorf("read notice %s: %w", id, err)
+	} else if f := fars[0]; f.N > 0 {
+		return notifier.Pending{Notice: n, N: f.N, Due: f.Due}, nil
 	}
 	switch p, ok, err := r.parkedAttempt(ctx, n); {
 	case err != nil:

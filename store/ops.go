@@ -322,7 +322,7 @@ func (r *Redis) parkedSet(ctx context.Context, id string, n *notifier.Notice) (s
 }
 
 // PendingCount counts pending notices: those in the due index (in flight
-// included) and those parked for the named partners.
+// included), the far ones, and those parked for the named partners.
 func (r *Redis) PendingCount(ctx context.Context, partners []string) (int64, error) {
 	pipe := r.rdb.Pipeline()
 	var cmds []*redis.IntCmd
@@ -335,7 +335,10 @@ func (r *Redis) PendingCount(ctx context.Context, partners []string) (int64, err
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("count pending notices: %w", err)
 	}
-	var n int64
+	n, err := r.farCount(ctx)
+	if err != nil {
+		return 0, err
+	}
 	for _, c := range cmds {
 		n += c.Val()
 	}

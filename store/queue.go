@@ -114,7 +114,7 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 		calls[i] = scriptCall{completeScript,
 			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.WakeFlagOf(t.ID), r.keys.DedupDir(t.ID), r.keys.Records(t.ID)},
 			append([]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), remember, w.Milliseconds(), r.keys.Wake()},
-				append(r.dedupRef(t.ID), gen.Milliseconds(), t.ID)...)}
+				append(r.dedupRef(t.ID), gen.Milliseconds(), t.ID, c.Next, r.farHorizon().Milliseconds())...)}
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
 	if err != nil {
@@ -189,6 +189,7 @@ func (r *Redis) Extend(ctx context.Context, job notifier.Job, lease time.Duratio
 // Overdue implements notifier.Queue. On a cluster each shard gives up to
 // limit, and the oldest limit of all are returned.
 func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier.Trigger, error) {
+	r.promote(ctx)
 	n := r.keys.ShardCount()
 	res, err := r.shardRanges(ctx, func(s int) redis.ZRangeArgs {
 		return redis.ZRangeArgs{Key: r.keys.DueShard(s), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(t.UnixMilli(), 10), Count: int64(limit)}

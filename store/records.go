@@ -52,6 +52,7 @@ const recordValueMax = 4096
 // the calling script, so no reader ever sees a notice in two buckets or in
 // none.
 const recordsLua = `
+local rec_vmax = VMAX
 local function rec_meta(meta)
   local m = redis.call('HMGET', meta, 'i', 'p', 'n')
   return tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0
@@ -59,11 +60,39 @@ end
 local function rec_hash(id)
   return tonumber(string.sub(redis.sha1hex(id), 1, 8), 16)
 end
-local function rec_bucket(meta, h, i, p)
+local function rec_bucket_no(h, i, p)
   local m = 2 ^ i
   local b = h % m
   if b < p then b = h % (2 * m) end
-  return meta .. ':' .. tostring(b)
+  return b
+end
+local function rec_bucket(meta, h, i, p)
+  return meta .. ':' .. tostring(rec_bucket_no(h, i, p))
+end
+local function rec_far(v)
+  if string.byte(v, 1) ~= 2 or #v < 9 then return nil end
+  local a, b, c1, c2, c3, c4, c5, c6 = string.byte(v, 2, 9)
+  return a * 256 + b, ((((c1 * 256 + c2) * 256 + c3) * 256 + c4) * 256 + c5) * 256 + c6
+end
+local function rec_plain(v)
+  if v and rec_far(v) then return string.sub(v, 10) end
+  return v
+end
+local function rec_farv(v, n, due)
+  local d, bs = due, {}
+  for k = 6, 1, -1 do
+    bs[k] = d % 256
+    d = math.floor(d / 256)
+  end
+  return string.char(2, math.floor(n / 256) % 256, n % 256, unpack(bs)) .. rec_plain(v)
+end
+local function rec_min_far(vals, from, step)
+  local md
+  for k = from, #vals, step do
+    local _, d = rec_far(vals[k])
+    if d and (not md or d < md) then md = d end
+  end
+  return md
 end
 local function rec_move(src, dst, pairs_)
   for k = 1, #pairs_, 400 do
@@ -94,7 +123,11 @@ local function rec_put_at(meta, bucket, id, value, i, p, n)
       moved[#moved + 1] = all[k + 1]
     end
   end
-  if #moved > 0 then rec_move(src, meta .. ':' .. tostring(p + 2 ^ i), moved) end
+  if #moved > 0 then
+    rec_move(src, meta .. ':' .. tostring(p + 2 ^ i), moved)
+    local md = rec_min_far(moved, 2, 2)
+    if md then redis.call('ZADD', meta .. ':t', 'LT', string.format('%.0f', md), tostring(p + 2 ^ i)) end
+  end
   p = p + 1
   if p == 2 ^ i then i, p = i + 1, 0 end
   redis.call('HSET', meta, 'i', i, 'p', p, 'n', n)
@@ -103,6 +136,7 @@ local function rec_del(meta, id)
   local i, p, n = rec_meta(meta)
   if redis.call('HDEL', rec_bucket(meta, rec_hash(id), i, p), id) == 0 then return 0 end
   n = n - 1
+  if n == 0 then redis.call('DEL', meta .. ':t') end
   local nb = 2 ^ i + p
   if nb == 1 or n * 4 >= LOAD * nb then
     redis.call('HSET', meta, 'n', n)
@@ -115,6 +149,11 @@ local function rec_del(meta, id)
   if #all > 0 then
     rec_move(nil, meta .. ':' .. tostring(p), all)
     redis.call('DEL', src)
+  end
+  local st = redis.call('ZSCORE', meta .. ':t', tostring(p + 2 ^ i))
+  if st then
+    redis.call('ZADD', meta .. ':t', 'LT', st, tostring(p))
+    redis.call('ZREM', meta .. ':t', tostring(p + 2 ^ i))
   end
   redis.call('HSET', meta, 'i', i, 'p', p, 'n', n)
   return 1
@@ -130,14 +169,18 @@ local function rec_head_len(v)
 end
 local function rec_find(meta, id)
   local i, p, n = rec_meta(meta)
-  local bucket = rec_bucket(meta, rec_hash(id), i, p)
-  return {meta = meta, bucket = bucket, id = id, i = i, p = p, n = n}
+  local b = rec_bucket_no(rec_hash(id), i, p)
+  return {meta = meta, b = tostring(b), bucket = meta .. ':' .. tostring(b), id = id, i = i, p = p, n = n}
 end
 local function rec_get(meta, id)
   return redis.call('HGET', rec_find(meta, id).bucket, id)
 end
 local function rec_load(meta, key, id)
-  return rec_get(meta, id) or redis.call('GET', key)
+  return rec_plain(rec_get(meta, id)) or redis.call('GET', key)
+end
+local function rec_far_mark(at, due, was_far)
+  redis.call('ZADD', at.meta .. ':t', 'LT', string.format('%.0f', due), at.b)
+  if not was_far then redis.call('HINCRBY', at.meta, 'f', 1) end
 end
 local function rec_exists(at)
   return redis.call('HEXISTS', at.bucket, at.id) == 1
@@ -150,8 +193,12 @@ local function rec_store(at, key, value, had_key)
   if had_key then redis.call('DEL', key) end
   rec_put_at(at.meta, at.bucket, at.id, value, at.i, at.p, at.n)
 end
-local function rec_remove(meta, key, id)
-  if rec_del(meta, id) == 0 then redis.call('DEL', key) end
+local function rec_remove(meta, key, id, far)
+  if rec_del(meta, id) == 0 then
+    redis.call('DEL', key)
+  elseif far then
+    redis.call('HINCRBY', meta, 'f', -1)
+  end
 end
 `
 
@@ -160,7 +207,8 @@ var recordsLuaSrc = strings.NewReplacer("LOAD", strconv.Itoa(recordLoad), "VMAX"
 
 // readRecordsScript returns the payloads of ids held in the table (false
 // for the others), each cut to its first ARGV[1] bytes or to its header
-// line, whichever is shorter, so a listing never carries bodies.
+// line, whichever is shorter, so a listing never carries bodies. A far
+// record keeps its prefix (see splitFar).
 //
 //	KEYS[1] -> the shard's table    ARGV[1] -> byte limit (0: whole payloads)
 //	                                ARGV[2..] -> notice ids
@@ -170,7 +218,12 @@ local limit = tonumber(ARGV[1])
 local out = {}
 for k = 2, #ARGV do
   local v = redis.call('HGET', rec_bucket(KEYS[1], rec_hash(ARGV[k]), i, p), ARGV[k])
-  if v and limit > 0 then v = string.sub(v, 1, math.min(limit, rec_head_len(v) or #v)) end
+  if v and limit > 0 then
+    local off = 0
+    if rec_far(v) then off = 9 end
+    local plain = string.sub(v, off + 1)
+    v = string.sub(v, 1, off + math.min(limit, rec_head_len(plain) or #plain))
+  end
   out[#out + 1] = v
 end
 return out
@@ -178,9 +231,11 @@ return out
 
 // readRecords returns, for each id, its payload from the table (cut as
 // readRecordsScript says when limit > 0), or nil if the table does not hold
-// it (it may have a key of its own, or be gone).
-func (r *Redis) readRecords(ctx context.Context, ids []string, limit int) ([][]byte, error) {
+// it (it may have a key of its own, or be gone), and what its far prefix
+// says if it has one (N is 0 if not).
+func (r *Redis) readRecords(ctx context.Context, ids []string, limit int) ([][]byte, []farInfo, error) {
 	out := make([][]byte, len(ids))
+	fars := make([]farInfo, len(ids))
 	byShard := make(map[int][]int)
 	for i, id := range ids {
 		s := r.keys.ShardOf(id)
@@ -199,28 +254,28 @@ func (r *Redis) readRecords(ctx context.Context, ids []string, limit int) ([][]b
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
 	if err != nil {
-		return nil, fmt.Errorf("read %d notices: %w", len(ids), err)
+		return nil, nil, fmt.Errorf("read %d notices: %w", len(ids), err)
 	}
 	for c, cmd := range cmds {
 		vals, err := cmd.Slice()
 		if err != nil {
-			return nil, fmt.Errorf("read %d notices: %w", len(ids), err)
+			return nil, nil, fmt.Errorf("read %d notices: %w", len(ids), err)
 		}
 		for j, i := range byShard[shards[c]] {
 			if j < len(vals) {
 				if v, ok := vals[j].(string); ok {
-					out[i] = []byte(v)
+					fars[i], out[i], _ = splitFar([]byte(v))
 				}
 			}
 		}
 	}
-	return out, nil
+	return out, fars, nil
 }
 
 // readPayload returns notice id's whole payload, from its bucket or its own
 // key, or redis.Nil if there is none (a tombstone is returned as it is).
 func (r *Redis) readPayload(ctx context.Context, id string) ([]byte, error) {
-	vals, err := r.readRecords(ctx, []string{id}, 0)
+	vals, _, err := r.readRecords(ctx, []string{id}, 0)
 	if err != nil {
 		return nil, err
 	}

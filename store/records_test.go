@@ -57,6 +57,9 @@ func TestPayloadTableSplitsAndMerges(t *testing.T) {
 	}
 
 	table := r.Keys().RecordsShard(0)
+	// Every notice is due in two hours: beyond the far horizon, so its
+	// attempt waits in the table (far) until promoted.
+	far := true
 	check := func(alive map[string]bool) {
 		t.Helper()
 		meta := rdb.HGetAll(ctx, table).Val()
@@ -64,7 +67,19 @@ func TestPayloadTableSplitsAndMerges(t *testing.T) {
 		if n != len(alive) {
 			t.Fatalf("table counts %d notices, want %d (meta %v)", n, len(alive), meta)
 		}
-		buckets, _ := rdb.Keys(ctx, table+":*").Result()
+		if f, _ := strconv.Atoi(meta["f"]); far && f != n || !far && f != 0 {
+			t.Fatalf("table counts %d far notices of %d (far: %v)", f, n, far)
+		}
+		all, _ := rdb.Keys(ctx, table+":*").Result()
+		var buckets []string
+		for _, b := range all {
+			if b != table+":t" {
+				buckets = append(buckets, b)
+			}
+		}
+		if len(alive) == 0 && len(all) != 0 {
+			t.Errorf("keys left when empty: %v", all)
+		}
 		if len(alive) > 0 {
 			avg := float64(n) / float64(len(buckets))
 			if avg > 40 || avg < 10 {
@@ -99,6 +114,24 @@ func TestPayloadTableSplitsAndMerges(t *testing.T) {
 			t.Fatal(err)
 		}
 		delete(alive, ids[i])
+	}
+	check(alive)
+	// Promoting them all shows that the bucket times kept up with the
+	// splits and merges: every far attempt is found, due when it was.
+	r.FarHorizon = 3 * time.Hour
+	if _, err := r.Overdue(ctx, time.Now(), 1); err != nil {
+		t.Fatal(err)
+	}
+	far = false
+	due := stamp.Add(time.Hour).UnixMilli()
+	for id := range alive {
+		m := r.Keys().Member(notifier.Trigger{ID: id, Stamp: stamp, N: 1})
+		if s, err := rdb.ZScore(ctx, r.Keys().Due(), m).Result(); err != nil || int64(s) != due {
+			t.Fatalf("notice %s after promotion: due-index score %v, %v; want %d", id, s, err, due)
+		}
+	}
+	if n := rdb.Exists(ctx, table+":t").Val(); n != 0 {
+		t.Errorf("bucket times left after every far attempt was promoted")
 	}
 	check(alive)
 	for i := 0; i < count; i += 2 {

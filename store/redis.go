@@ -37,11 +37,17 @@ type Redis struct {
 	// setting a key to expire at once and waiting for its event (default
 	// 5 s); CanaryDeadline is how long the event may take (default 2 s).
 	CanaryInterval, CanaryDeadline time.Duration
+	// FarHorizon is how far ahead an attempt must be due to wait in the
+	// payload table rather than the due index (default 30 s; see far.go).
+	// Every sweep promotes those due within it, so it must be well above
+	// the sweep interval.
+	FarHorizon time.Duration
 
 	instance string // random, so claim tokens of different processes never collide
 	claims   atomic.Uint64
 	foreign  atomic.Uint64
 	heardAt  atomic.Int64 // Unix ns of the last proof that Listen's subscription works
+	promoted atomic.Int64 // Unix ns of the last promotion of far attempts
 	logged   sync.Once
 }
 

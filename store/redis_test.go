@@ -340,6 +340,7 @@ func TestWakeHintWhenArmedDue(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	r := store.NewRedis(rdb, "", nil)
+	r.FarHorizon = 2 * time.Hour // the notice due in an hour is in the due index
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready, woken := make(chan struct{}, 1), make(chan struct{}, 10)

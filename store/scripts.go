@@ -47,6 +47,12 @@ end
 //	                            ARGV[9..11] -> dedup sets' prefix, the id's
 //	                                       route and member (see dedupLua)
 //	                            ARGV[12] -> notice id
+//	                            ARGV[13] -> n, the attempt armed
+//	                            ARGV[14] -> the far horizon, ms (see promoteScript)
+//
+// An attempt due beyond the far horizon is not put in the due index: its
+// payload in the table carries its due time instead (rec_farv) until
+// promoteScript moves it there.
 //
 // Returns 1; 3, for a call sent again, if the receipt holds this call's
 // token (the first send stored the notice, which may have been delivered,
@@ -65,10 +71,15 @@ if cur and string.sub(cur, 1, 1) ~= '!' then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[4] ~= '1' and dedup_seen(KEYS[6], ARGV[9], ARGV[10], ARGV[11], now) then return 2 end
-rec_store(at, KEYS[1], ARGV[1], cur)
 local px = px_until(ARGV[3])
+if px > tonumber(ARGV[14]) and #ARGV[1] + 9 <= rec_vmax then
+  rec_far_mark(at, tonumber(ARGV[3]), false)
+  rec_store(at, KEYS[1], rec_farv(ARGV[1], tonumber(ARGV[13]), tonumber(ARGV[3])), cur)
+else
+  rec_store(at, KEYS[1], ARGV[1], cur)
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+end
 redis.call('SET', KEYS[3], 1, 'PX', px)
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('SET', KEYS[5], ARGV[7], 'PX', ARGV[8])
 wake_if_due(px, ARGV[5], KEYS[4])
 return 1
@@ -134,6 +145,11 @@ return {3, p, due}
 //	                            ARGV[8..11] -> dedup sets' prefix, the id's route
 //	                                       and member, generation length ms
 //	                            ARGV[12] -> notice id
+//	                            ARGV[13] -> n of the next attempt
+//	                            ARGV[14] -> the far horizon, ms
+//
+// A next attempt due beyond the far horizon is armed in the payload table,
+// as enqueueScript does, when the payload is in a bucket.
 //
 // Returns 1, or 0 if the claim was lost: another worker holds the lease, or
 // the attempt is no longer pending. A lease that merely ran out with nobody
@@ -153,8 +169,18 @@ if ARGV[3] == '' then
   end
 else
   local px = px_until(ARGV[4])
+  local at, v = nil, nil
+  if px > tonumber(ARGV[14]) then
+    at = rec_find(KEYS[7], ARGV[12])
+    v = redis.call('HGET', at.bucket, ARGV[12])
+  end
+  if v and #rec_plain(v) + 9 <= rec_vmax then
+    rec_far_mark(at, tonumber(ARGV[4]), rec_far(v))
+    redis.call('HSET', at.bucket, ARGV[12], rec_farv(v, tonumber(ARGV[13]), tonumber(ARGV[4])))
+  else
+    redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+  end
   redis.call('SET', KEYS[4], 1, 'PX', px)
-  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
   wake_if_due(px, ARGV[7], KEYS[5])
 end
 return 1
@@ -213,8 +239,9 @@ return 1
 // header.
 var cancelScript = newScript(recordsLuaSrc + `
 local p = rec_get(KEYS[5], ARGV[3])
+local far = p and rec_far(p)
 if p then
-  p = string.sub(p, 1, #ARGV[1])
+  p = string.sub(rec_plain(p), 1, #ARGV[1])
 else
   p = redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1)
 end
@@ -226,7 +253,7 @@ for i = 4, #ARGV do
 end
 for i = 6, #KEYS do redis.call('UNLINK', KEYS[i]) end
 local inflight = redis.call('DEL', KEYS[3])
-rec_remove(KEYS[5], KEYS[1], ARGV[3])
+rec_remove(KEYS[5], KEYS[1], ARGV[3], far)
 if tonumber(ARGV[2]) > 0 then
   redis.call('SET', KEYS[1], '` + tombCancelled + `', 'PX', ARGV[2])
 end

@@ -61,6 +61,11 @@ func (r *Redis) RedisStats(ctx context.Context) (notifier.RedisStats, error) {
 		}
 	}
 	st.FleetStream = fleet.Val()
+	far, err := r.farCount(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Pending += far
 	if len(parked) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
 			return st, fmt.Errorf("count parked: %w", err)
