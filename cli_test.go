@@ -98,7 +98,7 @@ func TestEnqueueFileKeepsGoodLines(t *testing.T) {
 	}
 	// c, due in an hour, waits in the payload table rather than the due index.
 	ctx := context.Background()
-	far, _ := rdb.HGet(ctx, "noticeId:r", "f").Int64()
+	far, _ := rdb.HGet(ctx, "noticeId:b", "f").Int64()
 	if n := rdb.ZCard(ctx, "noticeId:due").Val(); n != 2 || far != 1 {
 		t.Errorf("due index holds %d notices and the table %d far ones, want 2 and 1", n, far)
 	}

@@ -179,14 +179,14 @@ func pendingKeys(t *testing.T, rdb *redis.Client) []string {
 	for _, k := range all {
 		switch {
 		case k == "noticeId:schedule", k == "noticeId:urlpolicy", k == "noticeId:partners", k == "noticeId:wakeflag",
-			strings.HasPrefix(k, "noticeId:partner:"), strings.HasPrefix(k, "noticeId:e:"),
+			strings.HasPrefix(k, "noticeId:partner:"), strings.HasPrefix(k, "noticeId:ew:"),
 			k == "noticeId:dg", strings.HasPrefix(k, "noticeId:d:"):
 			continue
 		case strings.HasPrefix(k, "noticeId:p:"):
 			if v, err := rdb.Get(ctx, k).Result(); err == nil && strings.HasPrefix(v, "!") {
 				continue
 			}
-		case k == "noticeId:r":
+		case k == "noticeId:b":
 			if rdb.HGet(ctx, k, "n").Val() == "0" {
 				continue // the payload table, empty
 			}

@@ -129,14 +129,14 @@ func (s *stack) assertRedisEmpty() {
 	}
 	var keys []string
 	for _, k := range all {
-		if k == "noticeId:wakeflag" || k == "noticeId:partners" || strings.HasPrefix(k, "noticeId:partner:") || strings.HasPrefix(k, "noticeId:e:") ||
+		if k == "noticeId:wakeflag" || k == "noticeId:partners" || strings.HasPrefix(k, "noticeId:partner:") || strings.HasPrefix(k, "noticeId:ew:") ||
 			k == "noticeId:dg" || strings.HasPrefix(k, "noticeId:d:") {
 			continue // lives 2 ms after a wake message; a partner's state; an enqueue receipt (a minute); delivered ids
 		}
 		if v, err := s.rdb.Get(context.Background(), k).Result(); err == nil && strings.HasPrefix(v, "!") && strings.HasPrefix(k, "noticeId:p:") {
 			continue
 		}
-		if k == "noticeId:r" && s.rdb.HGet(context.Background(), k, "n").Val() == "0" {
+		if k == "noticeId:b" && s.rdb.HGet(context.Background(), k, "n").Val() == "0" {
 			continue // the payload table, empty
 		}
 		keys = append(keys, k)

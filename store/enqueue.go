@@ -22,6 +22,10 @@ const enqueuePipelineBytes = 4 << 20
 // cost little memory.
 const receiptTTL = time.Minute
 
+// receiptWindow is how long the enqueue calls that share a receipts hash
+// take to start; the hash lives receiptTTL past its last call's.
+const receiptWindow = 10 * time.Second
+
 // enqueueResends is how often a pipeline of enqueue scripts whose
 // connection failed is sent again. The script recognises a payload it
 // stored already (reply 3), so sending it again is safe and tells which
@@ -99,9 +103,9 @@ func (r *Redis) enqueueCall(n *notifier.Notice, forced string) (scriptCall, erro
 	t := notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}
 	due, _ := n.Schedule.Due(n.Stamp, 1)
 	return scriptCall{enqueueScript,
-		[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID), r.keys.Receipt(n.ID), r.keys.DedupDir(n.ID), r.keys.Records(n.ID)},
+		[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID), r.keys.Receipts(n.ID, r.Now().UnixMilli()/receiptWindow.Milliseconds()), r.keys.DedupDir(n.ID), r.keys.Records(n.ID)},
 		append(append([]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake(), "0",
-			r.instance + ":e" + strconv.FormatUint(r.claims.Add(1), 36), receiptTTL.Milliseconds()},
+			r.instance + ":e" + strconv.FormatUint(r.claims.Add(1), 36), (receiptTTL + receiptWindow).Milliseconds()},
 			r.dedupRef(n.ID)...), n.ID, 1, r.farHorizon().Milliseconds())}, nil
 }
 

@@ -98,26 +98,25 @@ local bs = redis.call('ZRANGE', T, '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, tonum
 local moved = 0
 for _, b in ipairs(bs) do
   local bucket = KEYS[1] .. ':' .. b
-  local all = redis.call('HGETALL', bucket)
+  local all = redis.call('LRANGE', bucket, 0, -1)
   local nextd
-  local plain = {}
+  local promoted = 0
   for k = 1, #all, 2 do
     local n, due = rec_far(all[k + 1])
     if n then
       if due <= upto then
         local v = string.sub(all[k + 1], 10)
         redis.call('ZADD', KEYS[2], 'NX', string.format('%.0f', due), ARGV[2] .. all[k] .. '_' .. rec_stamp(v) .. '_' .. n)
-        plain[#plain + 1] = all[k]
-        plain[#plain + 1] = v
+        redis.call('LSET', bucket, k, v)
+        promoted = promoted + 1
       elseif not nextd or due < nextd then
         nextd = due
       end
     end
   end
-  if #plain > 0 then
-    rec_move(nil, bucket, plain)
-    redis.call('HINCRBY', KEYS[1], 'f', -#plain / 2)
-    moved = moved + #plain / 2
+  if promoted > 0 then
+    redis.call('HINCRBY', KEYS[1], 'f', -promoted)
+    moved = moved + promoted
   end
   if nextd then
     redis.call('ZADD', T, string.format('%.0f', nextd), b)
@@ -174,7 +173,7 @@ var farRecordsScript = newScript(recordsLuaSrc + `
 local out = {}
 local limit = tonumber(ARGV[1])
 for k = 2, #ARGV do
-  local all = redis.call('HGETALL', KEYS[1] .. ':' .. ARGV[k])
+  local all = redis.call('LRANGE', KEYS[1] .. ':' .. ARGV[k], 0, -1)
   for j = 1, #all, 2 do
     local n, due = rec_far(all[j + 1])
     if n then

@@ -25,10 +25,15 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	P_<id>_<stamp>_<n>  trigger: the integer 1, with a TTL that ends when attempt n is due;
 //	                    its expired event is what wakes a delivery
 //	P:r                 payload table: meta hash of the linear-hashing table that holds
-//	                    pending notices' payloads (see records.go)
-//	P:r:<b>             payload bucket b: hash, notice id -> payload (header, raw body); no TTL.
-//	                    A payload leaves it when the notice is delivered or gives up
-//	                    (the archive in SQLite keeps it) or is cancelled
+//	                    pending notices' payloads (see records.go), and f, how many
+//	                    of them are far (see far.go)
+//	P:r:<b>             payload bucket b: hash, notice id -> payload (header, raw body),
+//	                    behind a 9-byte prefix (attempt, due time) while the attempt
+//	                    is far; no TTL. A payload leaves it when the notice is
+//	                    delivered or gives up (the archive in SQLite keeps it) or is
+//	                    cancelled
+//	P:r:t               bucket times: sorted set, bucket number -> a time no later than
+//	                    its earliest far attempt, read by promoteScript
 //	P:p:<id>            payload of its own: a payload too large for a bucket, or one an
 //	                    earlier release stored; a cancelled notice's becomes the
 //	                    tombstone "!cancelled" for the dedup window
@@ -42,6 +47,8 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	                    without "P_"), score = due time in Unix ms, or the lease's end
 //	                    while the attempt is claimed
 //	P:l:<id>            lease: claim token of the worker making the notice's attempt, PX lease
+//	P:ew:<w>            receipts of the enqueue calls of receipt window w: hash, notice id ->
+//	                    the call's token, for a minute after the window's last call
 //	P:schedule          the default schedule of the serve that last started, read by enqueue
 //	P:urlpolicy         JSON address policy of that serve (SSRF guard), applied at enqueue
 //	P:wake              pubsub channel: an attempt was armed already due, wake up now
@@ -72,7 +79,8 @@ var ErrForeignKey = errors.New("not a trigger key")
 //
 //	P_{T}<id>_<stamp>_<n>  trigger (the tag leads, so braces in an id never
 //	                       become the hash tag)
-//	P:{T}:r  P:{T}:r:<b>  P:{T}:p:<id>  P:{T}:l:<id>  P:{T}:due  P:{T}:wakeflag  P:{T}:parked:<partner>
+//	P:{T}:r  P:{T}:r:<b>  P:{T}:r:t  P:{T}:p:<id>  P:{T}:l:<id>  P:{T}:ew:<w>  P:{T}:due
+//	P:{T}:wakeflag  P:{T}:parked:<partner>
 //	P:{T}:dg  P:{T}:d:<gen>:<route>
 //
 // and due-index members are the trigger keys without "P_", tag included.
@@ -149,12 +157,18 @@ func (k Keys) Payload(id string) string { return k.scope(k.ShardOf(id)) + ":p:" 
 func (k Keys) Records(id string) string { return k.RecordsShard(k.ShardOf(id)) }
 
 // RecordsShard is the payload table of shard s.
-func (k Keys) RecordsShard(s int) string { return k.scope(s) + ":r" }
+func (k Keys) RecordsShard(s int) string { return k.scope(s) + ":b" }
 
-// Receipt is the key an enqueue of notice id leaves for a minute, holding
-// that call's token, so the same call sent again after its reply was lost
-// knows it stored the notice (however it has ended since).
-func (k Keys) Receipt(id string) string { return k.scope(k.ShardOf(id)) + ":e:" + id }
+// Receipts is the hash where the enqueue calls of notice id's shard made
+// in receipt window w (their start in Unix ms divided by the window's
+// length) leave their tokens: field id, value the token, for a minute, so
+// the same call sent again after its reply was lost knows it stored the
+// notice (however it has ended since). One hash a window rather than a key
+// a notice keeps a burst of enqueues from growing Redis's key tables for
+// good: they never shrink while a quarter of the keys remain.
+func (k Keys) Receipts(id string, w int64) string {
+	return k.scope(k.ShardOf(id)) + ":ew:" + strconv.FormatInt(w, 10)
+}
 
 // DedupDir is the directory of the dedup generations of notice id's shard.
 func (k Keys) DedupDir(id string) string { return k.DedupDirShard(k.ShardOf(id)) }
@@ -248,9 +262,9 @@ func (k Keys) Pattern() string { return globEscape(k.prefix()) + "*" }
 // prefix (on a cluster, of every shard).
 func (k Keys) ReceiptPattern() string {
 	if k.sharded() {
-		return globEscape(k.prefix()) + ":{*}:e:*"
+		return globEscape(k.prefix()) + ":{*}:ew:*"
 	}
-	return globEscape(k.prefix()) + ":e:*"
+	return globEscape(k.prefix()) + ":ew:*"
 }
 
 // globEscape escapes s for a SCAN MATCH pattern.

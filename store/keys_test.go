@@ -150,8 +150,8 @@ func TestKeysNames(t *testing.T) {
 	for _, k := range []Keys{{Prefix: "pay"}, {Prefix: "pay", Shards: ClusterShards}} {
 		pat := k.ReceiptPattern()
 		for _, id := range []string{"x", "o_1", "a:b"} {
-			if ok, _ := path.Match(pat, k.Receipt(id)); !ok {
-				t.Errorf("ReceiptPattern %q does not match %q", pat, k.Receipt(id))
+			if ok, _ := path.Match(pat, k.Receipts(id, 176495000)); !ok {
+				t.Errorf("ReceiptPattern %q does not match %q", pat, k.Receipts(id, 176495000))
 			}
 			if ok, _ := path.Match(pat, k.Payload(id)); ok {
 				t.Errorf("ReceiptPattern %q matches the payload %q", pat, k.Payload(id))

@@ -112,17 +112,11 @@ type Settings struct {
 }
 
 // Publish checks that Redis publishes expired events (turning them on if it
-// may), lets pending notices share listpacks (TuneRecords) and publishes s. The partners of the previous config are made
+// may) and publishes s. The partners of the previous config are made
 // findable first, in case they have attempts parked.
 func (r *Redis) Publish(ctx context.Context, s Settings) error {
 	if err := r.CheckEvents(ctx, true); err != nil {
 		return err
-	}
-	if ok, was := r.TuneRecords(ctx, true); !ok {
-		r.log.Info("hash-max-listpack-value is below what pending notices need to share small hashes and cannot be raised here: they share hash tables, which cost more memory per notice",
-			"setting", listpackSetting, "want", recordValueMax)
-	} else if was != "" {
-		r.log.Warn("raised hash-max-listpack-value so pending notices share small hashes", "was", was, "now", recordValueMax)
 	}
 	if err := r.SetDefaultSchedule(ctx, s.Schedule); err != nil {
 		return err

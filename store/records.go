@@ -2,55 +2,60 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
-
-	"github.com/redis/go-redis/v9"
 )
 
-// Pending notices' payloads live in shared small hashes rather than one
+// Pending notices' payloads live in shared small lists rather than one
 // string key each: a key costs about 100 bytes of Redis bookkeeping before
-// its value, a field of a listpack-encoded hash a few. The hashes of one
-// shard form a linear-hashing table (Litwin, 1980), so it grows and
-// shrinks one bucket at a time with the number of notices, and every
-// lookup is one HGET however large it gets:
+// its value, an entry of a listpack a few. The lists of one shard form a
+// linear-hashing table (Litwin, 1980), so it grows and shrinks one bucket
+// at a time with the number of notices, and every lookup is one LPOS and
+// one LINDEX however large it gets:
 //
-//	P:r        meta hash: i (level), p (split pointer), n (records held)
-//	P:r:<b>    bucket b: notice id -> payload
+//	P:b        meta hash: i (level), p (split pointer), n (records held),
+//	           f (how many are far: see far.go)
+//	P:b:<b>    bucket b: list of pairs, notice id then its payload
 //
 // A notice's bucket is h mod 2^i, or h mod 2^(i+1) when that is below p,
 // where h is the first 32 bits of SHA-1 of its id (redis.sha1hex, so the
 // scripts need nothing from the caller). After an insert that brings the
 // average above recordLoad per bucket, bucket p splits into p and p+2^i;
 // after a delete that brings it under a quarter of that, the last bucket
-// merges back. Buckets therefore hold about recordLoad notices, well inside
-// Redis's default hash-max-listpack-entries (128), so they stay listpacks as
-// long as each payload fits hash-max-listpack-value: serve raises that to
-// recordValueMax where it may (see Redis.TuneRecords). A payload longer than
-// recordValueMax is stored under its own key P:p:<id> instead, where
-// payloads of earlier releases are found too: readers look in the bucket
-// first, then there. Keeping large payloads out of buckets keeps every
-// bucket operation cheap, and lets a listing cut headers out of buckets
-// without copying bodies.
+// merges back. A removed pair is overwritten by the bucket's last pair,
+// so buckets stay dense.
+//
+// Lists rather than hashes: a hash stays a compact listpack only while
+// every value fits hash-max-listpack-value (64 bytes by default, less than
+// any payload), and a hash table costs some 70 bytes more per notice,
+// whereas a list's listpack nodes take entries of any size at Redis's
+// default settings. So no setting needs changing, on any Redis. An id is
+// never mistaken for a payload by LPOS: ids are printable ASCII, and
+// payloads start with a byte below 0x20.
+//
+// A payload longer than recordValueMax is stored under its own key
+// P:p:<id> instead, where payloads of releases before the table are found
+// too: readers look in the bucket first, then there. Keeping large
+// payloads out of buckets keeps every bucket operation cheap, and lets a
+// listing cut headers out of buckets without copying bodies. The release
+// before this one kept the same table in hashes (P:r, P:r:<b>); readers
+// and removers look there when a notice is in neither of the above, so an
+// upgrade needs no migration, and nothing is added to it.
 const recordLoad = 40
 
-// recordValueMax is the largest payload (header and body) a bucket takes,
-// and the hash-max-listpack-value serve sets where it may, so that such
-// payloads share listpacks; larger ones keep a key of their own, which
-// costs little next to their size. Where the setting stays lower, buckets
-// are hash tables: more memory per notice, still less than a key each.
+// recordValueMax is the largest payload (header and body) a bucket takes;
+// larger ones keep a key of their own, which costs little next to their
+// size, so no bucket operation copies a large body.
 const recordValueMax = 4096
 
 // recordsLua defines the scripts' access to the table. rec_get(meta, id)
-// returns the payload in its bucket or false; rec_find locates a notice's
-// place once, for rec_exists and rec_store (which puts a payload that fits
-// in its bucket, else in its own key); rec_del removes one, returning 1, or
-// 0 if it was in no bucket. Splits and merges move whole buckets inside
-// the calling script, so no reader ever sees a notice in two buckets or in
-// none.
+// returns the payload in its bucket (or the previous release's table) or
+// false; rec_find locates a notice's place once, for rec_exists,
+// rec_at_get and rec_store (which puts a payload that fits in its bucket,
+// else in its own key); rec_del removes one, returning 1, or 0 if it was
+// in no bucket. Splits and merges move whole buckets inside the calling
+// script, so no reader ever sees a notice in two buckets or in none.
 const recordsLua = `
 local rec_vmax = VMAX
 local function rec_meta(meta)
@@ -94,37 +99,48 @@ local function rec_min_far(vals, from, step)
   end
   return md
 end
-local function rec_move(src, dst, pairs_)
+local function rec_append(dst, pairs_)
   for k = 1, #pairs_, 400 do
-    local chunk, fields = {}, {}
-    for j = k, math.min(k + 399, #pairs_), 2 do
-      chunk[#chunk + 1] = pairs_[j]
-      chunk[#chunk + 1] = pairs_[j + 1]
-      fields[#fields + 1] = pairs_[j]
-    end
-    redis.call('HSET', dst, unpack(chunk))
-    if src then redis.call('HDEL', src, unpack(fields)) end
+    redis.call('RPUSH', dst, unpack(pairs_, k, math.min(k + 399, #pairs_)))
   end
 end
+local function rec_pos(bucket, id)
+  return redis.call('LPOS', bucket, id)
+end
+local function rec_cut(bucket, pos)
+  local last = redis.call('LRANGE', bucket, -2, -1)
+  if last[1] ~= nil and pos < redis.call('LLEN', bucket) - 2 then
+    redis.call('LSET', bucket, pos, last[1])
+    redis.call('LSET', bucket, pos + 1, last[2])
+  end
+  redis.call('LTRIM', bucket, 0, -3)
+end
 local function rec_put_at(meta, bucket, id, value, i, p, n)
-  if redis.call('HSET', bucket, id, value) == 0 then return end
+  local pos = rec_pos(bucket, id)
+  if pos then
+    redis.call('LSET', bucket, pos + 1, value)
+    return
+  end
+  redis.call('RPUSH', bucket, id, value)
   n = n + 1
   if n <= LOAD * (2 ^ i + p) then
     redis.call('HSET', meta, 'n', n)
     return
   end
   local src = meta .. ':' .. tostring(p)
-  local all = redis.call('HGETALL', src)
+  local all = redis.call('LRANGE', src, 0, -1)
   local m2 = 2 ^ (i + 1)
-  local moved = {}
+  local kept, moved = {}, {}
   for k = 1, #all, 2 do
-    if rec_hash(all[k]) % m2 ~= p then
-      moved[#moved + 1] = all[k]
-      moved[#moved + 1] = all[k + 1]
-    end
+    local into = kept
+    if rec_hash(all[k]) % m2 ~= p then into = moved end
+    into[#into + 1] = all[k]
+    into[#into + 1] = all[k + 1]
   end
   if #moved > 0 then
-    rec_move(src, meta .. ':' .. tostring(p + 2 ^ i), moved)
+    redis.call('DEL', src)
+    rec_append(src, kept)
+    rec_append(meta .. ':' .. tostring(p + 2 ^ i), moved)
     local md = rec_min_far(moved, 2, 2)
     if md then redis.call('ZADD', meta .. ':t', 'LT', string.format('%.0f', md), tostring(p + 2 ^ i)) end
   end
@@ -134,7 +150,10 @@ local function rec_put_at(meta, bucket, id, value, i, p, n)
 end
 local function rec_del(meta, id)
   local i, p, n = rec_meta(meta)
-  if redis.call('HDEL', rec_bucket(meta, rec_hash(id), i, p), id) == 0 then return 0 end
+  local bucket = rec_bucket(meta, rec_hash(id), i, p)
+  local pos = rec_pos(bucket, id)
+  if not pos then return 0 end
+  rec_cut(bucket, pos)
   n = n - 1
   if n == 0 then redis.call('DEL', meta .. ':t') end
   local nb = 2 ^ i + p
@@ -145,9 +164,9 @@ local function rec_del(meta, id)
   if p == 0 then i, p = i - 1, 2 ^ (i - 1) end
   p = p - 1
   local src = meta .. ':' .. tostring(p + 2 ^ i)
-  local all = redis.call('HGETALL', src)
+  local all = redis.call('LRANGE', src, 0, -1)
   if #all > 0 then
-    rec_move(nil, meta .. ':' .. tostring(p), all)
+    rec_append(meta .. ':' .. tostring(p), all)
     redis.call('DEL', src)
   end
   local st = redis.call('ZSCORE', meta .. ':t', tostring(p + 2 ^ i))
@@ -156,6 +175,30 @@ local function rec_del(meta, id)
     redis.call('ZREM', meta .. ':t', tostring(p + 2 ^ i))
   end
   redis.call('HSET', meta, 'i', i, 'p', p, 'n', n)
+  return 1
+end
+local function rec_legacy(meta)
+  return string.sub(meta, 1, -2) .. 'r'
+end
+local function rec_legacy_bucket(meta, id)
+  local lm = rec_legacy(meta)
+  local i, p, n = rec_meta(lm)
+  if n == 0 then return nil end
+  return rec_bucket(lm, rec_hash(id), i, p), lm, n
+end
+local function rec_legacy_get(meta, id)
+  local b = rec_legacy_bucket(meta, id)
+  if not b then return false end
+  return redis.call('HGET', b, id)
+end
+local function rec_legacy_del(meta, id)
+  local b, lm, n = rec_legacy_bucket(meta, id)
+  if not b or redis.call('HDEL', b, id) == 0 then return 0 end
+  if n <= 1 then
+    redis.call('DEL', lm)
+  else
+    redis.call('HSET', lm, 'n', n - 1)
+  end
   return 1
 end
 local function rec_head_len(v)
@@ -172,8 +215,15 @@ local function rec_find(meta, id)
   local b = rec_bucket_no(rec_hash(id), i, p)
   return {meta = meta, b = tostring(b), bucket = meta .. ':' .. tostring(b), id = id, i = i, p = p, n = n}
 end
+local function rec_at_get(at)
+  local pos = rec_pos(at.bucket, at.id)
+  if not pos then return false end
+  return redis.call('LINDEX', at.bucket, pos + 1), pos
+end
 local function rec_get(meta, id)
-  return redis.call('HGET', rec_find(meta, id).bucket, id)
+  local v = rec_at_get(rec_find(meta, id))
+  if v then return v end
+  return rec_legacy_get(meta, id)
 end
 local function rec_load(meta, key, id)
   return rec_plain(rec_get(meta, id)) or redis.call('GET', key)
@@ -183,7 +233,7 @@ local function rec_far_mark(at, due, was_far)
   if not was_far then redis.call('HINCRBY', at.meta, 'f', 1) end
 end
 local function rec_exists(at)
-  return redis.call('HEXISTS', at.bucket, at.id) == 1
+  return rec_pos(at.bucket, at.id) ~= false or rec_legacy_get(at.meta, at.id) ~= false
 end
 local function rec_store(at, key, value, had_key)
   if #value > VMAX then
@@ -194,10 +244,10 @@ local function rec_store(at, key, value, had_key)
   rec_put_at(at.meta, at.bucket, at.id, value, at.i, at.p, at.n)
 end
 local function rec_remove(meta, key, id, far)
-  if rec_del(meta, id) == 0 then
+  if rec_del(meta, id) == 1 then
+    if far then redis.call('HINCRBY', meta, 'f', -1) end
+  elseif rec_legacy_del(meta, id) == 0 then
     redis.call('DEL', key)
-  elseif far then
-    redis.call('HINCRBY', meta, 'f', -1)
   end
 end
 `
@@ -213,11 +263,10 @@ var recordsLuaSrc = strings.NewReplacer("LOAD", strconv.Itoa(recordLoad), "VMAX"
 //	KEYS[1] -> the shard's table    ARGV[1] -> byte limit (0: whole payloads)
 //	                                ARGV[2..] -> notice ids
 var readRecordsScript = newScript(recordsLuaSrc + `
-local i, p = rec_meta(KEYS[1])
 local limit = tonumber(ARGV[1])
 local out = {}
 for k = 2, #ARGV do
-  local v = redis.call('HGET', rec_bucket(KEYS[1], rec_hash(ARGV[k]), i, p), ARGV[k])
+  local v = rec_get(KEYS[1], ARGV[k])
   if v and limit > 0 then
     local off = 0
     if rec_far(v) then off = 9 end
@@ -283,63 +332,4 @@ func (r *Redis) readPayload(ctx context.Context, id string) ([]byte, error) {
 		return vals[0], nil
 	}
 	return r.rdb.Get(ctx, r.keys.Payload(id)).Bytes()
-}
-
-// TuneRecords lets pending notices' payloads share listpacks: where serve
-// may change settings (set) it raises the Redis setting
-// hash-max-listpack-value to recordValueMax on every master where it is
-// lower. It reports whether the setting is (now) high enough everywhere,
-// and its old value where it was raised. Where it cannot be read or raised,
-// buckets are hash tables: more memory per notice, nothing else changes.
-func (r *Redis) TuneRecords(ctx context.Context, set bool) (ok bool, was string) {
-	var nodes []redis.Cmdable
-	if cc, isCluster := r.rdb.(*redis.ClusterClient); isCluster {
-		var mu sync.Mutex
-		_ = cc.ForEachMaster(ctx, func(_ context.Context, n *redis.Client) error {
-			mu.Lock()
-			nodes = append(nodes, n)
-			mu.Unlock()
-			return nil
-		})
-	} else {
-		nodes = []redis.Cmdable{r.rdb}
-	}
-	ok = len(nodes) > 0
-	for _, n := range nodes {
-		w, err := raiseListpackValue(ctx, n, set)
-		if err != nil {
-			r.log.Debug("cannot tune the payload table", "err", err)
-			ok = false
-		}
-		if w != "" {
-			was = w
-		}
-	}
-	return ok, was
-}
-
-const listpackSetting = "hash-max-listpack-value"
-
-// raiseListpackValue raises node's hash-max-listpack-value to
-// recordValueMax if it is lower and set allows, returning its old value if
-// it did; an error if it stays lower.
-func raiseListpackValue(ctx context.Context, n redis.Cmdable, set bool) (string, error) {
-	vals, err := n.ConfigGet(ctx, listpackSetting).Result()
-	if err != nil {
-		return "", fmt.Errorf("CONFIG GET %s: %w", listpackSetting, err)
-	}
-	cur, err := strconv.Atoi(vals[listpackSetting])
-	if err != nil {
-		return "", fmt.Errorf("CONFIG GET %s: %q: %w", listpackSetting, vals[listpackSetting], errors.ErrUnsupported)
-	}
-	if cur >= recordValueMax {
-		return "", nil
-	}
-	if !set {
-		return "", fmt.Errorf("%s is %d", listpackSetting, cur)
-	}
-	if err := n.ConfigSet(ctx, listpackSetting, strconv.Itoa(recordValueMax)).Err(); err != nil {
-		return "", fmt.Errorf("CONFIG SET %s: %w", listpackSetting, err)
-	}
-	return strconv.Itoa(cur), nil
 }

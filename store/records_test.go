@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -23,16 +24,6 @@ func TestPayloadTableSplitsAndMerges(t *testing.T) {
 	rdb := srv.Client()
 	r := store.NewRedis(rdb, "", nil)
 	ctx := context.Background()
-	rdb.ConfigSet(ctx, "hash-max-listpack-value", "64") // Redis's default
-	if ok, _ := r.TuneRecords(ctx, false); ok {
-		t.Fatal("TuneRecords without leave to set: the default setting reported high enough")
-	}
-	if ok, was := r.TuneRecords(ctx, true); !ok || was != "64" {
-		t.Fatalf("TuneRecords = %v, %q; want the setting raised on our own Redis", ok, was)
-	}
-	if ok, was := r.TuneRecords(ctx, false); !ok || was != "" {
-		t.Fatalf("TuneRecords again = %v, %q; want it found high enough", ok, was)
-	}
 	const limit = 4096
 	const count = 2000
 	stamp := time.Now().Add(time.Hour).Truncate(time.Millisecond)
@@ -89,8 +80,8 @@ func TestPayloadTableSplitsAndMerges(t *testing.T) {
 			t.Errorf("buckets left when empty: %v", buckets)
 		}
 		for _, b := range buckets {
-			if enc := rdb.ObjectEncoding(ctx, b).Val(); enc != "listpack" {
-				t.Errorf("bucket %s is a %s (%d fields), want a listpack", b, enc, rdb.HLen(ctx, b).Val())
+			if enc := rdb.ObjectEncoding(ctx, b).Val(); enc != "quicklist" && enc != "listpack" {
+				t.Errorf("bucket %s is a %s (%d entries), want a list", b, enc, rdb.LLen(ctx, b).Val())
 			}
 		}
 		for _, id := range ids {
@@ -180,5 +171,55 @@ func TestPayloadOfAnEarlierRelease(t *testing.T) {
 	}
 	if n := rdb.Exists(ctx, r.Keys().Payload(tr.ID)).Val(); n != 0 {
 		t.Fatal("the earlier release's payload key outlived its notice")
+	}
+}
+
+// A notice the previous release stored in its hash table (P:r) is refused
+// as a duplicate while pending, shown, listed, claimed and completed as it
+// is, and leaves nothing behind: an upgrade needs no migration.
+func TestPayloadOfThePreviousTable(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	stamp := time.Now().Add(-time.Second).Truncate(time.Millisecond)
+	n := newNotice("prev-1", stamp, "0,60")
+	if errs, err := r.Enqueue(ctx, []notifier.Notice{n}); err != nil || errs[0] != nil {
+		t.Fatalf("Enqueue: %v %v", errs, err)
+	}
+	// Move its record where the previous release kept it.
+	table := r.Keys().RecordsShard(0)
+	v, err := rdb.LIndex(ctx, table+":0", 1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(ctx, table+":0", table)
+	rdb.HSet(ctx, "noticeId:r", "i", 0, "p", 0, "n", 1)
+	rdb.HSet(ctx, "noticeId:r:0", n.ID, v)
+
+	if errs, err := r.Enqueue(ctx, []notifier.Notice{n}); err != nil || !errors.Is(errs[0], notifier.ErrDuplicate) {
+		t.Fatalf("Enqueue again = %v, %v; want a duplicate", errs, err)
+	}
+	p, err := r.Pending(ctx, n.ID)
+	if err != nil || p.N != 1 || string(p.Notice.Body) != string(n.Body) {
+		t.Fatalf("Pending = %+v, %v", p, err)
+	}
+	var listed []string
+	if err := r.EachPending(ctx, func(p notifier.PendingNotice) error {
+		listed = append(listed, p.Notice.ID)
+		return nil
+	}); err != nil || len(listed) != 1 || listed[0] != n.ID {
+		t.Fatalf("EachPending = %v, %v", listed, err)
+	}
+	tr := notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}
+	res, jobs, err := r.Claim(ctx, []notifier.Trigger{tr}, time.Minute)
+	if err != nil || res[0] != notifier.Claimed || string(jobs[0].Notice.Body) != string(n.Body) {
+		t.Fatalf("Claim = %v, %+v, %v", res, jobs, err)
+	}
+	if kept, err := r.Finish(ctx, jobs[0]); err != nil || !kept {
+		t.Fatalf("Finish = %v, %v", kept, err)
+	}
+	if left := rdb.Keys(ctx, "noticeId:[rb]*").Val(); len(left) != 0 {
+		t.Fatalf("left after the notice ended: %v", left)
 	}
 }

@@ -36,14 +36,14 @@ end
 //	KEYS[2] -> due index        ARGV[2] -> due-index member of attempt n
 //	KEYS[3] -> trigger key      ARGV[3] -> due time, Unix ms (the member's score)
 //	KEYS[4] -> wake flag        ARGV[4] -> '1' to store it even if it was delivered
-//	KEYS[5] -> receipt key                 within the dedup window (an
+//	KEYS[5] -> receipts hash               within the dedup window (an
 //	KEYS[6] -> dedup directory             operator's explicit re-send)
 //	KEYS[7] -> payload table
 //	                            ARGV[5] -> wake channel (a channel, not a key)
 //	                            ARGV[6] -> '1' when this call is sent again
 //	                                       after its reply was lost
 //	                            ARGV[7] -> this call's token
-//	                            ARGV[8] -> the receipt's TTL, ms
+//	                            ARGV[8] -> the receipts hash's TTL, ms
 //	                            ARGV[9..11] -> dedup sets' prefix, the id's
 //	                                       route and member (see dedupLua)
 //	                            ARGV[12] -> notice id
@@ -63,7 +63,7 @@ end
 // is no duplicate. A re-sent delivered id stays remembered as delivered: it
 // was.
 var enqueueScript = newScript(pxUntil + dedupLua + recordsLuaSrc + `
-if ARGV[6] == '1' and redis.call('GET', KEYS[5]) == ARGV[7] then return 3 end
+if ARGV[6] == '1' and redis.call('HGET', KEYS[5], ARGV[12]) == ARGV[7] then return 3 end
 local at = rec_find(KEYS[7], ARGV[12])
 if rec_exists(at) then return 0 end
 local cur = redis.call('GET', KEYS[1])
@@ -80,7 +80,8 @@ else
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 end
 redis.call('SET', KEYS[3], 1, 'PX', px)
-redis.call('SET', KEYS[5], ARGV[7], 'PX', ARGV[8])
+redis.call('HSET', KEYS[5], ARGV[12], ARGV[7])
+redis.call('PEXPIRE', KEYS[5], ARGV[8])
 wake_if_due(px, ARGV[5], KEYS[4])
 return 1
 `)
@@ -169,14 +170,14 @@ if ARGV[3] == '' then
   end
 else
   local px = px_until(ARGV[4])
-  local at, v = nil, nil
+  local at, v, pos = nil, nil, nil
   if px > tonumber(ARGV[14]) then
     at = rec_find(KEYS[7], ARGV[12])
-    v = redis.call('HGET', at.bucket, ARGV[12])
+    v, pos = rec_at_get(at)
   end
   if v and #rec_plain(v) + 9 <= rec_vmax then
     rec_far_mark(at, tonumber(ARGV[4]), rec_far(v))
-    redis.call('HSET', at.bucket, ARGV[12], rec_farv(v, tonumber(ARGV[13]), tonumber(ARGV[4])))
+    redis.call('LSET', at.bucket, pos + 1, rec_farv(v, tonumber(ARGV[13]), tonumber(ARGV[4])))
   else
     redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
   end

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,7 +92,6 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		`save ""`,
 		"notify-keyspace-events Ex",
 		// Pending notices' payloads share small hashes (see records.go).
-		"hash-max-listpack-value " + strconv.Itoa(recordValueMax),
 		"maxmemory-policy noeviction",
 		"daemonize no",
 		"logfile " + quote(filepath.Join(dir, "redis.log")),
