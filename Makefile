@@ -8,7 +8,7 @@ GO ?= go
 BIN := bin/notifier
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test fuzz bench bench-inprocess bench-peer soak lint fmt deps test-deps
+.PHONY: build run test fuzz bench bench-inprocess bench-peer bench-locked-redis soak lint fmt deps test-deps
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
@@ -68,6 +68,20 @@ bench-peer: deps build
 	$(GO) build -o bin/bench-real ./store/bench/real
 	cd store/bench/peer && $(GO) build -o ../../../bin/bench-peer-asynq .
 	./bin/bench-real --bin $(BIN) --peer bin/bench-peer-asynq
+
+## bench-locked-redis: the backlog scenarios (bytes_per_pending, enqueue,
+## lateness) on a private redis-server at its default settings whose ACL
+## refuses CONFIG SET, as a managed Redis may: serve can change nothing.
+bench-locked-redis: deps build
+	$(GO) build -o bin/bench-real ./store/bench/real
+	@dir=$$(mktemp -d); trap 'kill $$(cat '$$dir'/redis.pid 2>/dev/null) 2>/dev/null; rm -rf '$$dir EXIT; \
+		printf 'user default on nopass ~* &* +@all -config|set\n' > $$dir/acl.conf; \
+		redis-server --port 0 --unixsocket $$dir/redis.sock --save '' --appendonly no \
+			--notify-keyspace-events Ex --aclfile $$dir/acl.conf --dir $$dir \
+			--daemonize yes --pidfile $$dir/redis.pid --logfile $$dir/redis.log || exit 1; \
+		for i in $$(seq 100); do [ -S $$dir/redis.sock ] && break; sleep 0.1; done; \
+		./bin/bench-real --bin $(BIN) --redis unix://$$dir/redis.sock --throughput 0 \
+			--pending $${BENCH_PENDING:-100000} --due $${BENCH_DUE:-1000}
 
 ## bench-inprocess: the in-process scenarios of `notifier bench` (the
 ## dispatcher inside the benchmark, a private Redis without AOF), then the

@@ -15,7 +15,7 @@ import (
 // one LINDEX however large it gets:
 //
 //	P:b        meta hash: i (level), p (split pointer), n (records held),
-//	           f (how many are far: see far.go)
+//	           f (how many are far: see far.go), L (1: no previous table)
 //	P:b:<b>    bucket b: list of pairs, notice id then its payload
 //
 // A notice's bucket is h mod 2^i, or h mod 2^(i+1) when that is below p,
@@ -23,8 +23,9 @@ import (
 // scripts need nothing from the caller). After an insert that brings the
 // average above recordLoad per bucket, bucket p splits into p and p+2^i;
 // after a delete that brings it under a quarter of that, the last bucket
-// merges back. A removed pair is overwritten by the bucket's last pair,
-// so buckets stay dense.
+// merges back. A pair is removed by overwriting its payload with its id
+// and removing both copies of the id (LSET, LREM): ids are unique in a
+// bucket, and no payload equals an id.
 //
 // Lists rather than hashes: a hash stays a compact listpack only while
 // every value fits hash-max-listpack-value (64 bytes by default, less than
@@ -41,7 +42,8 @@ import (
 // listing cut headers out of buckets without copying bodies. The release
 // before this one kept the same table in hashes (P:r, P:r:<b>); readers
 // and removers look there when a notice is in neither of the above, so an
-// upgrade needs no migration, and nothing is added to it.
+// upgrade needs no migration, and nothing is added to it. Once an enqueue
+// finds it gone, field L of P:b says so, and lookups skip it.
 const recordLoad = 40
 
 // recordValueMax is the largest payload (header and body) a bucket takes;
@@ -53,14 +55,15 @@ const recordValueMax = 4096
 // returns the payload in its bucket (or the previous release's table) or
 // false; rec_find locates a notice's place once, for rec_exists,
 // rec_at_get and rec_store (which puts a payload that fits in its bucket,
-// else in its own key); rec_del removes one, returning 1, or 0 if it was
+// else in its own key, for a notice rec_exists has just found absent);
+// rec_del removes one, returning 1, or 0 if it was
 // in no bucket. Splits and merges move whole buckets inside the calling
 // script, so no reader ever sees a notice in two buckets or in none.
 const recordsLua = `
 local rec_vmax = VMAX
 local function rec_meta(meta)
-  local m = redis.call('HMGET', meta, 'i', 'p', 'n')
-  return tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0
+  local m = redis.call('HMGET', meta, 'i', 'p', 'n', 'L')
+  return tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0, m[4] == '1'
 end
 local function rec_hash(id)
   return tonumber(string.sub(redis.sha1hex(id), 1, 8), 16)
@@ -107,20 +110,11 @@ end
 local function rec_pos(bucket, id)
   return redis.call('LPOS', bucket, id)
 end
-local function rec_cut(bucket, pos)
-  local last = redis.call('LRANGE', bucket, -2, -1)
-  if last[1] ~= nil and pos < redis.call('LLEN', bucket) - 2 then
-    redis.call('LSET', bucket, pos, last[1])
-    redis.call('LSET', bucket, pos + 1, last[2])
-  end
-  redis.call('LTRIM', bucket, 0, -3)
+local function rec_cut(bucket, pos, id)
+  redis.call('LSET', bucket, pos + 1, id)
+  redis.call('LREM', bucket, 2, id)
 end
 local function rec_put_at(meta, bucket, id, value, i, p, n)
-  local pos = rec_pos(bucket, id)
-  if pos then
-    redis.call('LSET', bucket, pos + 1, value)
-    return
-  end
   redis.call('RPUSH', bucket, id, value)
   n = n + 1
   if n <= LOAD * (2 ^ i + p) then
@@ -153,7 +147,7 @@ local function rec_del(meta, id)
   local bucket = rec_bucket(meta, rec_hash(id), i, p)
   local pos = rec_pos(bucket, id)
   if not pos then return 0 end
-  rec_cut(bucket, pos)
+  rec_cut(bucket, pos, id)
   n = n - 1
   if n == 0 then redis.call('DEL', meta .. ':t') end
   local nb = 2 ^ i + p
@@ -211,9 +205,9 @@ local function rec_head_len(v)
   return nil
 end
 local function rec_find(meta, id)
-  local i, p, n = rec_meta(meta)
+  local i, p, n, nolegacy = rec_meta(meta)
   local b = rec_bucket_no(rec_hash(id), i, p)
-  return {meta = meta, b = tostring(b), bucket = meta .. ':' .. tostring(b), id = id, i = i, p = p, n = n}
+  return {meta = meta, b = tostring(b), bucket = meta .. ':' .. tostring(b), id = id, i = i, p = p, n = n, nolegacy = nolegacy}
 end
 local function rec_at_get(at)
   local pos = rec_pos(at.bucket, at.id)
@@ -221,8 +215,9 @@ local function rec_at_get(at)
   return redis.call('LINDEX', at.bucket, pos + 1), pos
 end
 local function rec_get(meta, id)
-  local v = rec_at_get(rec_find(meta, id))
-  if v then return v end
+  local at = rec_find(meta, id)
+  local v = rec_at_get(at)
+  if v or at.nolegacy then return v end
   return rec_legacy_get(meta, id)
 end
 local function rec_load(meta, key, id)
@@ -233,7 +228,14 @@ local function rec_far_mark(at, due, was_far)
   if not was_far then redis.call('HINCRBY', at.meta, 'f', 1) end
 end
 local function rec_exists(at)
-  return rec_pos(at.bucket, at.id) ~= false or rec_legacy_get(at.meta, at.id) ~= false
+  if rec_pos(at.bucket, at.id) then return true end
+  if at.nolegacy then return false end
+  local b = rec_legacy_bucket(at.meta, at.id)
+  if not b then
+    redis.call('HSET', at.meta, 'L', 1)
+    return false
+  end
+  return redis.call('HEXISTS', b, at.id) == 1
 end
 local function rec_store(at, key, value, had_key)
   if #value > VMAX then
