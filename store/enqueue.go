@@ -22,9 +22,9 @@ const enqueuePipelineBytes = 4 << 20
 // cost little memory.
 const receiptTTL = time.Minute
 
-// receiptWindow is how long the enqueue calls that share a receipts hash
-// take to start; the hash lives receiptTTL past its last call's.
-const receiptWindow = 10 * time.Second
+// receiptWindow is how long the enqueue calls that share receipt hashes
+// take to start; a hash lives receiptTTL past its last call's.
+const receiptWindow = time.Second
 
 // enqueueResends is how often a pipeline of enqueue scripts whose
 // connection failed is sent again. The script recognises a payload it
