@@ -26,7 +26,9 @@
 //	payload.go  the payload encoding (binary header, then the raw body; the
 //	            JSON header line of earlier releases still decodes)
 //	records.go  the payload table: pending notices' payloads in shared small
-//	            hashes (linear hashing), its Lua helpers, and TuneRecords
+//	            lists (linear hashing) and its Lua helpers
+//	far.go      far attempts: those due beyond the far horizon wait in the
+//	            table, not the due index, until promoteScript moves them
 //	eval.go     running scripts pipelined, each sent once (never re-sent
 //	            blindly by go-redis), again only when Redis did not run it
 //	connect.go  Redis URLs (single node, Sentinel, Cluster) and clients

@@ -25,16 +25,18 @@ var ErrForeignKey = errors.New("not a trigger key")
 //
 //	P_<id>_<stamp>_<n>  trigger: the integer 1, with a TTL that ends when attempt n is due;
 //	                    its expired event is what wakes a delivery
-//	P:r                 payload table: meta hash of the linear-hashing table that holds
-//	                    pending notices' payloads (see records.go), and f, how many
-//	                    of them are far (see far.go)
-//	P:r:<b>             payload bucket b: hash, notice id -> payload (header, raw body),
-//	                    behind a 9-byte prefix (attempt, due time) while the attempt
-//	                    is far; no TTL. A payload leaves it when the notice is
+//	P:b                 payload table: meta hash of the linear-hashing table that holds
+//	                    pending notices' payloads (see records.go), f, how many of
+//	                    them are far (see far.go), and L once P:r is found gone
+//	P:b:<b>             payload bucket b: list of pairs, notice id then payload (header,
+//	                    raw body), behind a 9-byte prefix (attempt, due time) while the
+//	                    attempt is far; no TTL. A payload leaves it when the notice is
 //	                    delivered or gives up (the archive in SQLite keeps it) or is
 //	                    cancelled
-//	P:r:t               bucket times: sorted set, bucket number -> a time no later than
+//	P:b:t               bucket times: sorted set, bucket number -> a time no later than
 //	                    its earliest far attempt, read by promoteScript
+//	P:r  P:r:<b>        the previous release's payload table (hash buckets): read and
+//	                    emptied, never added to
 //	P:p:<id>            payload of its own: a payload too large for a bucket, or one an
 //	                    earlier release stored; a cancelled notice's becomes the
 //	                    tombstone "!cancelled" for the dedup window
@@ -80,7 +82,7 @@ var ErrForeignKey = errors.New("not a trigger key")
 //
 //	P_{T}<id>_<stamp>_<n>  trigger (the tag leads, so braces in an id never
 //	                       become the hash tag)
-//	P:{T}:r  P:{T}:r:<b>  P:{T}:r:t  P:{T}:p:<id>  P:{T}:l:<id>  P:{T}:ew:<w>:<s>  P:{T}:due
+//	P:{T}:b  P:{T}:b:<b>  P:{T}:b:t  P:{T}:r  P:{T}:r:<b>  P:{T}:p:<id>  P:{T}:l:<id>  P:{T}:ew:<w>:<s>  P:{T}:due
 //	P:{T}:wakeflag  P:{T}:parked:<partner>
 //	P:{T}:dg  P:{T}:d:<gen>:<route>
 //
