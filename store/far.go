@@ -21,10 +21,11 @@ import (
 //
 //	0x02  2 bytes n, big-endian  6 bytes due time, Unix ms, big-endian
 //
-// and the shard's sorted set P:r:t holds, for each bucket with such
+// and the shard's sorted set P:b:t holds, for each bucket with such
 // records, a time no later than its earliest (about 3 bytes a notice, a
-// bucket holding 40). Every sweep (each second) runs promoteScript, which
-// moves the records due within the horizon into the due index, so by the
+// bucket holding 40). Overdue, which the sweep and the waker call, runs
+// promoteScript at most every promoteEvery; it moves the records due
+// within the horizon into the due index, so by the
 // time they are due the waker and the sweep see them exactly as before;
 // the trigger key, the user's contract, is armed at once as always. A
 // record is far exactly when it is not in the due index: an event for a
@@ -83,7 +84,7 @@ end
 // promoteScript moves far records due by ARGV[1] into the due index, up to
 // ARGV[3] buckets of them; their members are the due-index members the
 // claim expects (ARGV[2] is the shard's member tag). A bucket's time in
-// P:r:t becomes its earliest record still far, or goes if none is. Safe to
+// P:b:t becomes its earliest record still far, or goes if none is. Safe to
 // run twice or concurrently: a record promoted is no longer far.
 //
 //	KEYS[1] -> the shard's table    ARGV[1] -> horizon's end, Unix ms
@@ -177,11 +178,10 @@ for k = 2, #ARGV do
   for j = 1, #all, 2 do
     local n, due = rec_far(all[j + 1])
     if n then
-      local v = string.sub(all[j + 1], 10)
       out[#out + 1] = all[j]
       out[#out + 1] = n
       out[#out + 1] = string.format('%.0f', due)
-      out[#out + 1] = string.sub(v, 1, math.min(limit, rec_head_len(v) or #v))
+      out[#out + 1] = rec_head(all[j + 1], limit)
     end
   end
 end
@@ -235,7 +235,7 @@ func (r *Redis) eachFar(ctx context.Context, fn func(notifier.PendingNotice) err
 	return nil
 }
 
-// farCounts returns how many far records each shard holds.
+// farCount returns how many far records the shards hold together.
 func (r *Redis) farCount(ctx context.Context) (int64, error) {
 	pipe := r.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, r.keys.ShardCount())

@@ -204,6 +204,10 @@ local function rec_head_len(v)
   end
   return nil
 end
+local function rec_head(v, limit)
+  local plain = rec_plain(v)
+  return string.sub(plain, 1, math.min(limit, rec_head_len(plain) or #plain))
+end
 local function rec_find(meta, id)
   local i, p, n, nolegacy = rec_meta(meta)
   local b = rec_bucket_no(rec_hash(id), i, p)
@@ -270,10 +274,9 @@ local out = {}
 for k = 2, #ARGV do
   local v = rec_get(KEYS[1], ARGV[k])
   if v and limit > 0 then
-    local off = 0
-    if rec_far(v) then off = 9 end
-    local plain = string.sub(v, off + 1)
-    v = string.sub(v, 1, off + math.min(limit, rec_head_len(plain) or #plain))
+    local prefix = ''
+    if rec_far(v) then prefix = string.sub(v, 1, 9) end
+    v = prefix .. rec_head(v, limit)
   end
   out[#out + 1] = v
 end
