@@ -511,16 +511,17 @@ func TestTransportFaultsAreLogged(t *testing.T) {
 	}))
 	defer drip.Close()
 	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write(bytes.Repeat([]byte("x"), 10<<20))
+		_, _ = w.Write(bytes.Repeat([]byte("x"), 1<<20)) // far beyond MaxSnippet
 	}))
 	defer huge.Close()
 	refused := httptest.NewServer(http.NotFoundHandler())
 	refusedURL := refused.URL + "/gone?token=secret"
 	refused.Close()
 
-	// Long enough for the huge reply's headers to come back on a loaded
-	// machine under -race (300ms was not), short enough to keep the test quick.
-	d := s.dispatcher(time.Second)
+	// Long enough for the huge reply to come back on a loaded machine under
+	// -race (300ms was not, and 1s once was not with a 10 MiB reply), short
+	// enough to keep the test quick.
+	d := s.dispatcher(2 * time.Second)
 	s.run(d)
 	now := time.Now()
 	s.enqueue(notice("refused", refusedURL, "0", now), notice("hang", hang.URL, "0", now),
@@ -550,7 +551,7 @@ func TestTransportFaultsAreLogged(t *testing.T) {
 			t.Errorf("%s: the query string leaked into the log: %q %q", tt.id, a.URL, a.Error)
 		}
 		if a.Duration > 5*time.Second {
-			t.Errorf("%s: attempt took %v despite the 1s timeout", tt.id, a.Duration)
+			t.Errorf("%s: attempt took %v despite the 2s timeout", tt.id, a.Duration)
 		}
 	}
 	if got := len(byID["huge"].Response); got != notifier.MaxSnippet {
