@@ -47,6 +47,7 @@ type config struct {
 	peer          string
 	rounds        int
 	concurrency   int
+	rewrite       bool
 }
 
 func envOr(name, def string) string {
@@ -67,6 +68,7 @@ func parseConfig(args []string) (config, error) {
 	fs.Float64Var(&c.rate, "rate", atof(envOr("BENCH_RATE", "1000")), "retries coming due per second (BENCH_RATE)")
 	fs.StringVar(&pending, "pending", envOr("BENCH_PENDING", "0,100000,1000000"), "pending notices to measure lateness with, comma-separated, empty to skip (BENCH_PENDING)")
 	fs.IntVar(&c.body, "body", atoi(envOr("BENCH_BODY", "200")), "body size in bytes (BENCH_BODY)")
+	fs.BoolVar(&c.rewrite, "aof-rewrite", envOr("BENCH_AOF_REWRITE", "1") != "0", "with a backlog and the waker on, also measure lateness while Redis rewrites its AOF (BENCH_AOF_REWRITE=0 to skip)")
 	fs.StringVar(&c.peer, "peer", "", "run the peer comparison with the asynq program at this path instead")
 	fs.IntVar(&c.rounds, "rounds", atoi(envOr("BENCH_ROUNDS", "2")), "peer comparison: rounds of notifier then asynq (BENCH_ROUNDS)")
 	fs.IntVar(&c.concurrency, "concurrency", 512, "peer comparison: asynq's worker count (serve's default --concurrency)")
@@ -257,11 +259,19 @@ func runReal(ctx context.Context, cfg config, log *slog.Logger) error {
 				loaded = p
 			}
 			log.Info("lateness", "pending", loaded, "waker", waker, "retries", cfg.due)
-			res, err := r.lateness(ctx, loaded)
+			res, err := r.lateness(ctx, loaded, false)
 			if err != nil {
 				return fmt.Errorf("lateness (pending %d, waker %v): %w", loaded, waker, err)
 			}
 			emit(res, version)
+			if waker && loaded > 0 && cfg.rewrite {
+				log.Info("lateness during an AOF rewrite", "pending", loaded, "retries", cfg.due)
+				res, err := r.lateness(ctx, loaded, true)
+				if err != nil {
+					return fmt.Errorf("lateness during an AOF rewrite (pending %d): %w", loaded, err)
+				}
+				emit(res, version)
+			}
 		}
 	}
 	return nil

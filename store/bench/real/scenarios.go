@@ -53,6 +53,12 @@ type Result struct {
 	// dedup tombstone). Both once enqueue receipts are gone.
 	BytesPerPending   float64 `json:"bytes_per_pending,omitempty"`
 	BytesPerDelivered float64 `json:"bytes_per_delivered,omitempty"`
+	// AOFRewrites is how many AOF rewrites Redis did during a lateness
+	// scenario: each forks Redis and keeps a core busy while it writes.
+	// lateness starts once a rewrite has settled the backlog into the
+	// AOF's base, as on a serve that has run for a while; its variant
+	// lateness-aof-rewrite starts one a quarter into the retries.
+	AOFRewrites *int `json:"aof_rewrites,omitempty"`
 	// PartnerConns is how many connections the partner accepted during
 	// a throughput scenario.
 	PartnerConns int64  `json:"partner_conns,omitempty"`
@@ -155,11 +161,22 @@ func (r *run) throughput(ctx context.Context, n int) (Result, error) {
 
 // lateness enqueues cfg.due notices whose first attempt the partner
 // refuses and whose retry (slot 2) comes due at cfg.rate a second, and
-// reports how late each retry reached the partner.
-func (r *run) lateness(ctx context.Context, pending int) (Result, error) {
+// reports how late each retry reached the partner. With rewrite, Redis
+// rewrites its AOF a quarter into the retries (lateness-aof-rewrite).
+func (r *run) lateness(ctx context.Context, pending int, rewrite bool) (Result, error) {
 	r.seq++
 	k, rate := r.cfg.due, r.cfg.rate
 	res := Result{Scenario: "lateness", Waker: r.serve.waker(), Pending: pending, Notices: k, DuePerSec: rate, BodyBytes: r.cfg.body}
+	if rewrite {
+		res.Scenario = "lateness-aof-rewrite"
+	}
+	if err := r.serve.settleAOF(ctx); err != nil {
+		return res, err
+	}
+	rw0, err := r.serve.aofRewrites(ctx)
+	if err != nil {
+		return res, err
+	}
 	// The first attempts all come due at enqueue; the retries start once
 	// those are done (assuming at least 2,500 a second) and are spread at
 	// rate a second after that.
@@ -179,11 +196,23 @@ func (r *run) lateness(ctx context.Context, pending int) (Result, error) {
 		return res, err
 	}
 	a := r.serve.sample(r.partner.Pid())
+	start := time.Now()
 	_, enqCPU, err := r.serve.enqueueFile(ctx, path)
 	if err != nil {
 		return res, err
 	}
 	window := time.Duration((lead + float64(k)/rate) * float64(time.Second))
+	if rewrite {
+		at := start.Add(time.Duration((lead + float64(k)/rate/4) * float64(time.Second)))
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(time.Until(at)): // a moment in the retries, not a condition
+		}
+		if _, err := r.serve.rewriteAOF(ctx); err != nil {
+			return res, err
+		}
+	}
 	if _, err := r.partner.waitArrived(ctx, int64(2*k), window+3*time.Minute); err != nil {
 		return res, err
 	}
@@ -191,6 +220,12 @@ func (r *run) lateness(ctx context.Context, pending int) (Result, error) {
 		return res, err
 	}
 	b := r.serve.sample(r.partner.Pid())
+	rw1, err := r.serve.aofRewrites(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.AOFRewrites = new(int)
+	*res.AOFRewrites = rw1 - rw0
 	arrivals, err := r.partner.arrivals(ctx)
 	if err != nil {
 		return res, err
