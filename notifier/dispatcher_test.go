@@ -369,7 +369,7 @@ func TestShutdown(t *testing.T) {
 		if err != nil || p1.N != 1 || p1.InFlight {
 			t.Fatalf("Pending = %+v, %v; want attempt 1, not in flight", p1, err)
 		}
-		ts, err := s.q.Overdue(context.Background(), time.Now(), 10)
+		ts, err := s.q.Overdue(context.Background(), time.Time{}, time.Now(), 10)
 		if err != nil || len(ts) != 1 {
 			t.Fatalf("released attempt is not due now: %v %v", ts, err)
 		}

@@ -86,7 +86,7 @@ func (d *Dispatcher) sweep(ctx context.Context, intake chan<- intakeItem, sweepN
 		// Page through the overdue attempts while pages bring new ones;
 		// pushing blocks while workers are busy, which paces the sweep.
 		for {
-			ts, err := d.Queue.Overdue(ctx, d.Now().Add(-grace), sweepPage)
+			ts, err := d.Queue.Overdue(ctx, time.Time{}, d.Now().Add(-grace), sweepPage)
 			if err != nil {
 				if !failing && ctx.Err() == nil {
 					d.Logger.Error("sweep", "err", err)
@@ -141,13 +141,13 @@ const sweepPage = 8192
 // wake touches due trigger keys so Redis fires their events now. It sleeps
 // until the next due time (at most WakeInterval, so attempts armed by other
 // processes are found), or until a wake hint says an attempt was armed
-// already due. It remembers what it touched, so a trigger whose event is on
-// its way is not touched again; what it touched and is still unclaimed after
-// SweepGrace is the sweep's.
+// already due. It reads the due index from a watermark (wakeWindow), so a
+// trigger whose event is on its way is neither read nor touched again;
+// what it touched and is still unclaimed after SweepGrace is the sweep's.
 func (d *Dispatcher) wake(ctx context.Context, wakeNow <-chan struct{}) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	touched := map[Trigger]bool{}
+	var w wakeWindow
 	failing := false
 	idle := d.WakeInterval
 	for {
@@ -158,8 +158,9 @@ func (d *Dispatcher) wake(ctx context.Context, wakeNow <-chan struct{}) {
 		case <-wakeNow:
 			timer.Stop()
 			idle = d.WakeInterval
+			w.reset() // armed already due: before the watermark, perhaps
 		}
-		sleep, err := d.wakeOnce(ctx, touched, &idle)
+		sleep, err := d.wakeOnce(ctx, &w, &idle)
 		if err != nil && !failing && ctx.Err() == nil {
 			d.Logger.Error("wake due triggers", "err", err)
 		}
@@ -175,29 +176,18 @@ func (d *Dispatcher) wake(ctx context.Context, wakeNow <-chan struct{}) {
 const wakePage = 4096
 
 // wakeOnce touches what is due and says how long to sleep. While a backlog
-// leaves nothing new to touch, it backs off (idle doubles up to 100 ms) so
-// it does not re-read the same page of overdue triggers every few ms; the
-// next due time and wake hints still wake it on time.
-func (d *Dispatcher) wakeOnce(ctx context.Context, touched map[Trigger]bool, idle *time.Duration) (time.Duration, error) {
+// leaves nothing new to touch, it backs off (idle doubles up to 100 ms);
+// the next due time and wake hints still wake it on time.
+func (d *Dispatcher) wakeOnce(ctx context.Context, w *wakeWindow, idle *time.Duration) (time.Duration, error) {
 	now := d.Now()
 	// Redis expires a key only strictly after its expiry millisecond.
-	ts, err := d.Queue.Overdue(ctx, now.Add(-time.Millisecond), wakePage)
+	upto := now.Add(-time.Millisecond)
+	ts, err := d.Queue.Overdue(ctx, w.start(now), upto, wakePage)
 	if err != nil {
+		w.reset()
 		return d.WakeInterval, err
 	}
-	seen := make(map[Trigger]bool, len(ts))
-	var todo []Trigger
-	for _, t := range ts {
-		seen[t] = true
-		if !touched[t] {
-			todo = append(todo, t)
-		}
-	}
-	for t := range touched {
-		if !seen[t] {
-			delete(touched, t) // claimed: no longer overdue
-		}
-	}
+	todo := w.fresh(ts)
 	sleep := d.WakeInterval
 	if len(todo) == 0 && len(ts) > 0 {
 		*idle = min(*idle*2, 100*time.Millisecond)
@@ -205,20 +195,20 @@ func (d *Dispatcher) wakeOnce(ctx context.Context, touched map[Trigger]bool, idl
 	} else {
 		*idle = d.WakeInterval
 	}
+	var alive []bool
 	if len(todo) > 0 {
-		alive, err := d.Queue.Nudge(ctx, todo)
-		if err != nil {
+		if alive, err = d.Queue.Nudge(ctx, todo); err != nil {
 			return d.WakeInterval, err
 		}
-		for i, t := range todo {
-			// A key still there is not due by Redis's clock yet: touch
-			// it again very soon.
-			touched[t] = !alive[i]
-			if alive[i] {
+		for _, a := range alive {
+			if a {
+				// A key still there is not due by Redis's clock yet:
+				// touch it again very soon.
 				sleep = time.Millisecond
 			}
 		}
 	}
+	w.advance(ts, len(ts) == wakePage, upto, todo, alive)
 	next, ok, err := d.Queue.NextDue(ctx, now.Add(-time.Millisecond))
 	if err != nil {
 		return d.WakeInterval, err

@@ -83,9 +83,10 @@ type Queue interface {
 	Extend(ctx context.Context, job Job, lease time.Duration) (bool, error)
 	// Release hands job's attempt back unfinished, due now, for any worker.
 	Release(ctx context.Context, job Job) error
-	// Overdue lists up to limit pending triggers due at or before t, oldest
-	// first. Claimed attempts are not listed until their lease runs out.
-	Overdue(ctx context.Context, t time.Time, limit int) ([]Trigger, error)
+	// Overdue lists up to limit pending triggers due from from through to
+	// (both included; a zero from is no lower bound), oldest first.
+	// Claimed attempts are not listed until their lease runs out.
+	Overdue(ctx context.Context, from, to time.Time, limit int) ([]Trigger, error)
 	// NextDue returns the earliest due time after t of a pending attempt,
 	// and false if there is none.
 	NextDue(ctx context.Context, t time.Time) (time.Time, bool, error)

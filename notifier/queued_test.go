@@ -15,7 +15,7 @@ type overdueQueue struct {
 	ts []Trigger
 }
 
-func (q overdueQueue) Overdue(context.Context, time.Time, int) ([]Trigger, error) {
+func (q overdueQueue) Overdue(context.Context, time.Time, time.Time, int) ([]Trigger, error) {
 	return q.ts, nil
 }
 

@@ -36,7 +36,7 @@ func TestClusterShardsOfLiveMastersAnswerWhileOneIsDown(t *testing.T) {
 			}
 		}
 	}
-	all, err := q.Overdue(ctx, time.Now(), 1000)
+	all, err := q.Overdue(ctx, time.Time{}, time.Now(), 1000)
 	if err != nil || len(all) != 60 {
 		t.Fatalf("Overdue = %d, %v; want 60", len(all), err)
 	}
@@ -45,7 +45,7 @@ func TestClusterShardsOfLiveMastersAnswerWhileOneIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Kill(victim) // no replica: its shards stay down
-	some, err := q.Overdue(ctx, time.Now(), 1000)
+	some, err := q.Overdue(ctx, time.Time{}, time.Now(), 1000)
 	if err != nil {
 		t.Fatalf("Overdue with one master down: %v", err)
 	}

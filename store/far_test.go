@@ -66,7 +66,7 @@ func TestFarAttempts(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the far attempt was never promoted")
 		}
-		if _, err := r.Overdue(ctx, time.Now(), 10); err != nil {
+		if _, err := r.Overdue(ctx, time.Time{}, time.Now(), 10); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -188,11 +188,15 @@ func (r *Redis) Extend(ctx context.Context, job notifier.Job, lease time.Duratio
 
 // Overdue implements notifier.Queue. On a cluster each shard gives up to
 // limit, and the oldest limit of all are returned.
-func (r *Redis) Overdue(ctx context.Context, t time.Time, limit int) ([]notifier.Trigger, error) {
+func (r *Redis) Overdue(ctx context.Context, from, to time.Time, limit int) ([]notifier.Trigger, error) {
 	r.promote(ctx)
 	n := r.keys.ShardCount()
+	start := "-inf"
+	if !from.IsZero() {
+		start = strconv.FormatInt(from.UnixMilli(), 10)
+	}
 	res, err := r.shardRanges(ctx, func(s int) redis.ZRangeArgs {
-		return redis.ZRangeArgs{Key: r.keys.DueShard(s), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(t.UnixMilli(), 10), Count: int64(limit)}
+		return redis.ZRangeArgs{Key: r.keys.DueShard(s), ByScore: true, Start: start, Stop: strconv.FormatInt(to.UnixMilli(), 10), Count: int64(limit)}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("overdue: %w", err)

@@ -110,7 +110,7 @@ func TestPayloadTableSplitsAndMerges(t *testing.T) {
 	// Promoting them all shows that the bucket times kept up with the
 	// splits and merges: every far attempt is found, due when it was.
 	r.FarHorizon = 3 * time.Hour
-	if _, err := r.Overdue(ctx, time.Now(), 1); err != nil {
+	if _, err := r.Overdue(ctx, time.Time{}, time.Now(), 1); err != nil {
 		t.Fatal(err)
 	}
 	far = false

@@ -71,7 +71,7 @@ func TestEnqueueStoresTriggerPayloadAndIndex(t *testing.T) {
 		if err != nil || errs[0] != nil {
 			t.Fatalf("enqueue overdue notice: %v %v", errs, err)
 		}
-		ts, err := r.Overdue(ctx, time.Now(), 10)
+		ts, err := r.Overdue(ctx, time.Time{}, time.Now(), 10)
 		if err != nil || len(ts) != 1 || ts[0].ID != "late" {
 			t.Fatalf("Overdue = %v, %v; want [late]", ts, err)
 		}
@@ -98,7 +98,7 @@ func TestClaimIsExclusive(t *testing.T) {
 	if res, _, _ := b.Claim(ctx, []notifier.Trigger{t1}, time.Minute); res[0] != notifier.Busy {
 		t.Fatalf("second instance claim = %v, want Busy", res)
 	}
-	if ts, _ := a.Overdue(ctx, time.Now(), 10); len(ts) != 0 {
+	if ts, _ := a.Overdue(ctx, time.Time{}, time.Now(), 10); len(ts) != 0 {
 		t.Fatalf("a claimed attempt is listed as overdue: %v", ts)
 	}
 	t2 := notifier.Trigger{ID: "x", Stamp: stamp, N: 2}

@@ -48,6 +48,7 @@ type config struct {
 	rounds        int
 	concurrency   int
 	rewrite       bool
+	wakerOff      bool
 }
 
 func envOr(name, def string) string {
@@ -69,6 +70,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&pending, "pending", envOr("BENCH_PENDING", "0,100000,1000000"), "pending notices to measure lateness with, comma-separated, empty to skip (BENCH_PENDING)")
 	fs.IntVar(&c.body, "body", atoi(envOr("BENCH_BODY", "200")), "body size in bytes (BENCH_BODY)")
 	fs.BoolVar(&c.rewrite, "aof-rewrite", envOr("BENCH_AOF_REWRITE", "1") != "0", "with a backlog and the waker on, also measure lateness while Redis rewrites its AOF (BENCH_AOF_REWRITE=0 to skip)")
+	fs.BoolVar(&c.wakerOff, "waker-off", envOr("BENCH_WAKER_OFF", "1") != "0", "also measure the backlogs and lateness with --no-wake (BENCH_WAKER_OFF=0 to skip)")
 	fs.StringVar(&c.peer, "peer", "", "run the peer comparison with the asynq program at this path instead")
 	fs.IntVar(&c.rounds, "rounds", atoi(envOr("BENCH_ROUNDS", "2")), "peer comparison: rounds of notifier then asynq (BENCH_ROUNDS)")
 	fs.IntVar(&c.concurrency, "concurrency", 512, "peer comparison: asynq's worker count (serve's default --concurrency)")
@@ -230,7 +232,7 @@ func runReal(ctx context.Context, cfg config, log *slog.Logger) error {
 	version := r.version(ctx)
 	for _, waker := range []bool{true, false} {
 		if !waker {
-			if len(cfg.pending) == 0 {
+			if len(cfg.pending) == 0 || !cfg.wakerOff {
 				return nil
 			}
 			log.Info("a new serve", "waker", waker)

@@ -1,0 +1,86 @@
+package notifier
+
+import (
+	"testing"
+	"time"
+)
+
+func TestWakeWindow(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_000)
+	at := func(ms int64) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	tr := func(id string, ms int64) Trigger { return Trigger{ID: id, Stamp: t0, N: 2, Due: at(ms)} }
+	a, b, c, d := tr("a", 10), tr("b", 20), tr("c", 20), tr("d", 30)
+
+	type read struct {
+		now       time.Time
+		wantFrom  time.Time // where the read starts
+		page      []Trigger
+		full      bool
+		wantFresh []Trigger
+		alive     []bool // for wantFresh, as the touch found them
+	}
+	tests := []struct {
+		name  string
+		reads []read
+	}{
+		{"the first read starts at the beginning; the next just after it", []read{
+			{now: at(41), page: []Trigger{a, b}, wantFresh: []Trigger{a, b}, alive: []bool{false, false}},
+			{now: at(51), wantFrom: at(41)},
+		}},
+		{"a full page: the next read starts at its last due time and skips what was touched there", []read{
+			{now: at(41), page: []Trigger{a, b}, full: true, wantFresh: []Trigger{a, b}, alive: []bool{false, false}},
+			{now: at(42), wantFrom: at(20), page: []Trigger{b, c}, full: true, wantFresh: []Trigger{c}, alive: []bool{false}},
+			{now: at(43), wantFrom: at(20), page: []Trigger{b, c, d}, wantFresh: []Trigger{d}, alive: []bool{false}},
+			{now: at(44), wantFrom: at(43)},
+		}},
+		{"a key still there is read and touched again", []read{
+			{now: at(41), page: []Trigger{a, b, d}, wantFresh: []Trigger{a, b, d}, alive: []bool{false, true, false}},
+			{now: at(42), wantFrom: at(20), page: []Trigger{b, d}, wantFresh: []Trigger{b}, alive: []bool{false}},
+			{now: at(43), wantFrom: at(42)},
+		}},
+		{"a trigger read again with another due time (its lease ran out) is touched again", []read{
+			{now: at(41), page: []Trigger{b, c}, full: true, wantFresh: []Trigger{b, c}, alive: []bool{false, false}},
+			{now: at(42), wantFrom: at(20), page: []Trigger{c, tr("b", 25)}, wantFresh: []Trigger{tr("b", 25)}, alive: []bool{false}},
+		}},
+		{"a rescan a second after the last one reads from the beginning again", []read{
+			{now: at(41), page: []Trigger{a}, wantFresh: []Trigger{a}, alive: []bool{false}},
+			{now: at(500), wantFrom: at(41), page: []Trigger{b}, wantFresh: []Trigger{b}, alive: []bool{false}},
+			{now: at(1041), page: []Trigger{a, b}, wantFresh: []Trigger{a, b}, alive: []bool{false, false}},
+			{now: at(1100), wantFrom: at(1041)},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w wakeWindow
+			for i, r := range tt.reads {
+				if got := w.start(r.now); !got.Equal(r.wantFrom) {
+					t.Fatalf("read %d starts at %v, want %v", i, got, r.wantFrom)
+				}
+				fresh := w.fresh(r.page)
+				if len(fresh) != len(r.wantFresh) {
+					t.Fatalf("read %d: fresh %v, want %v", i, fresh, r.wantFresh)
+				}
+				for j := range fresh {
+					if fresh[j] != r.wantFresh[j] {
+						t.Fatalf("read %d: fresh %v, want %v", i, fresh, r.wantFresh)
+					}
+				}
+				w.advance(r.page, r.full, r.now.Add(-time.Millisecond), fresh, r.alive)
+			}
+		})
+	}
+}
+
+func TestWakeWindowReset(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_000)
+	var w wakeWindow
+	w.start(t0)
+	w.advance(nil, false, t0, nil, nil)
+	if got := w.start(t0.Add(10 * time.Millisecond)); got.IsZero() {
+		t.Fatal("the second read starts at the beginning without a reset")
+	}
+	w.reset()
+	if got := w.start(t0.Add(20 * time.Millisecond)); !got.IsZero() {
+		t.Fatalf("after a reset the read starts at %v, want the beginning", got)
+	}
+}
