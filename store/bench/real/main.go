@@ -260,17 +260,14 @@ func runReal(ctx context.Context, cfg config, log *slog.Logger) error {
 				emit(res, version)
 				loaded = p
 			}
-			log.Info("lateness", "pending", loaded, "waker", waker, "retries", cfg.due)
-			res, err := r.lateness(ctx, loaded, false)
-			if err != nil {
-				return fmt.Errorf("lateness (pending %d, waker %v): %w", loaded, waker, err)
-			}
-			emit(res, version)
-			if waker && loaded > 0 && cfg.rewrite {
-				log.Info("lateness during an AOF rewrite", "pending", loaded, "retries", cfg.due)
-				res, err := r.lateness(ctx, loaded, true)
+			for _, rewrite := range []bool{false, true} {
+				if rewrite && (!waker || loaded == 0 || !cfg.rewrite) {
+					continue
+				}
+				log.Info("lateness", "pending", loaded, "waker", waker, "aof_rewrite", rewrite, "retries", cfg.due)
+				res, err := r.lateness(ctx, loaded, rewrite)
 				if err != nil {
-					return fmt.Errorf("lateness during an AOF rewrite (pending %d): %w", loaded, err)
+					return fmt.Errorf("lateness (pending %d, waker %v, AOF rewrite %v): %w", loaded, waker, rewrite, err)
 				}
 				emit(res, version)
 			}

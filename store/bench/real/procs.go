@@ -350,7 +350,7 @@ func (s *serveProc) rewriteAOF(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	if err := s.rdb.BgRewriteAOF(ctx).Err(); err != nil {
-		if strings.Contains(err.Error(), "NOPERM") {
+		if redis.HasErrorPrefix(err, "NOPERM") {
 			return false, nil
 		}
 		return false, fmt.Errorf("redis BGREWRITEAOF: %w", err)
