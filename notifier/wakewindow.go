@@ -11,6 +11,12 @@ import "time"
 // instead of one per wake-up.
 const wakeRescan = time.Second
 
+// wakeRemember bounds the touched triggers remembered between rescans
+// (a few MB), for a backlog of millions overdue at once, such as after
+// a long downtime: past it, what lies before the watermark is forgotten
+// and may be touched again by the next rescan.
+const wakeRemember = 1 << 16
+
 // wakeWindow is what the waker remembers between reads of the due index:
 // where the next read starts, and which triggers it has touched there.
 // Under a backlog the index holds thousands of overdue triggers whose
@@ -24,8 +30,8 @@ type wakeWindow struct {
 	from time.Time
 	// rescanAt is when from goes back to zero.
 	rescanAt time.Time
-	// touched holds the triggers due at or after from that were touched,
-	// by their keys (hashing a Trigger, with its two time.Time, costs
+	// touched holds the triggers touched and not yet seen gone from the
+	// index, by their keys (hashing a Trigger, with its two time.Time, costs
 	// several times more).
 	touched map[triggerKey]touch
 }
@@ -75,9 +81,15 @@ func (w *wakeWindow) fresh(page []Trigger) []Trigger {
 // touch of todo, alive[i] saying whether todo[i]'s key was still there.
 // The next read starts after what is settled: just after upto, or at the
 // page's last due time if it was full (ties with it may follow), or at the
-// earliest trigger still to touch again. What lies before that start is
-// forgotten.
+// earliest trigger still to touch again.
+//
+// What was touched is remembered until a read from the beginning of the
+// index shows it gone (claimed, or ended): such a read holds everything
+// due before its first trigger. So a rescan skips the triggers touched
+// since the last one and not claimed yet, whose events are on their way
+// (touching them again did nothing but cost a command each).
 func (w *wakeWindow) advance(page []Trigger, full bool, upto time.Time, todo []Trigger, alive []bool) {
+	rescan := w.from.IsZero()          // this read started at the beginning
 	from := upto.Add(time.Millisecond) // due times are whole milliseconds
 	if full && len(page) > 0 {
 		from = page[len(page)-1].Due
@@ -89,8 +101,19 @@ func (w *wakeWindow) advance(page []Trigger, full bool, upto time.Time, todo []T
 		}
 	}
 	w.from = from
+	var gone time.Time // what is due before it is forgotten
+	switch {
+	case rescan && len(page) > 0:
+		gone = page[0].Due
+	case rescan:
+		gone = upto.Add(time.Millisecond) // nothing is left through upto
+	case len(w.touched) > wakeRemember:
+		gone = from // the next rescan touches these again
+	default:
+		return
+	}
 	for k, m := range w.touched {
-		if m.due.Before(from) {
+		if m.due.Before(gone) {
 			delete(w.touched, k)
 		}
 	}

@@ -1,6 +1,7 @@
 package notifier
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -42,11 +43,18 @@ func TestWakeWindow(t *testing.T) {
 			{now: at(41), page: []Trigger{b, c}, full: true, wantFresh: []Trigger{b, c}, alive: []bool{false, false}},
 			{now: at(42), wantFrom: at(20), page: []Trigger{c, tr("b", 25)}, wantFresh: []Trigger{tr("b", 25)}, alive: []bool{false}},
 		}},
-		{"a rescan a second after the last one reads from the beginning again", []read{
+		{"a rescan a second after the last one reads from the beginning again, skipping what it touched", []read{
 			{now: at(41), page: []Trigger{a}, wantFresh: []Trigger{a}, alive: []bool{false}},
 			{now: at(500), wantFrom: at(41), page: []Trigger{b}, wantFresh: []Trigger{b}, alive: []bool{false}},
-			{now: at(1041), page: []Trigger{a, b}, wantFresh: []Trigger{a, b}, alive: []bool{false, false}},
+			{now: at(1041), page: []Trigger{a, b, tr("e", 5)}, wantFresh: []Trigger{tr("e", 5)}, alive: []bool{false}},
 			{now: at(1100), wantFrom: at(1041)},
+		}},
+		{"a rescan forgets what it no longer finds, so it is touched if it comes back", []read{
+			{now: at(41), page: []Trigger{a, b}, wantFresh: []Trigger{a, b}, alive: []bool{false, false}},
+			{now: at(1041), page: []Trigger{b}},                                                   // a was claimed
+			{now: at(2041), page: []Trigger{a, b}, wantFresh: []Trigger{a}, alive: []bool{false}}, // a handed back
+			{now: at(3041), page: nil},                                                            // both claimed
+			{now: at(4041), page: []Trigger{b}, wantFresh: []Trigger{b}, alive: []bool{false}},
 		}},
 	}
 	for _, tt := range tests {
@@ -82,5 +90,27 @@ func TestWakeWindowReset(t *testing.T) {
 	w.reset()
 	if got := w.start(t0.Add(20 * time.Millisecond)); !got.IsZero() {
 		t.Fatalf("after a reset the read starts at %v, want the beginning", got)
+	}
+}
+
+func TestWakeWindowBound(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_000)
+	var w wakeWindow
+	w.start(t0) // the first read is a rescan; the second is not
+	w.advance(nil, false, t0, nil, nil)
+	w.start(t0.Add(time.Millisecond))
+	page := make([]Trigger, wakeRemember+1)
+	alive := make([]bool, len(page))
+	for i := range page {
+		page[i] = Trigger{ID: fmt.Sprint(i), Stamp: t0, N: 1, Due: t0.Add(-time.Duration(i) * time.Millisecond)}
+	}
+	w.advance(page, false, t0, page, alive)
+	if len(w.touched) != 0 {
+		t.Fatalf("remembers %d touched triggers before the watermark, past the bound of %d", len(w.touched), wakeRemember)
+	}
+	w.start(t0.Add(2 * time.Millisecond))
+	w.advance(page[:10], false, t0, page[:10], alive[:10])
+	if len(w.touched) != 10 {
+		t.Fatalf("remembers %d touched triggers under the bound, want 10", len(w.touched))
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,7 +18,102 @@ type script struct {
 	*redis.Script
 }
 
-func newScript(src string) *script { return &script{src: src, Script: redis.NewScript(src)} }
+func newScript(src string) *script {
+	src = pruneLua(src)
+	return &script{src: src, Script: redis.NewScript(src)}
+}
+
+// oneLine tells a function defined on one line: it ends with " end" and
+// opens no other block.
+func oneLine(l string) bool {
+	if !strings.HasSuffix(l, " end") || strings.Count(l, " end") != 1 {
+		return false
+	}
+	for _, w := range []string{" then", " do", "function(", " repeat"} {
+		if strings.Contains(l, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// luaFunc matches the first line of a top-level Lua function definition.
+var luaFunc = regexp.MustCompile(`^local function ([A-Za-z_][A-Za-z0-9_]*)\(`)
+
+// pruneLua drops from src the top-level local functions that nothing left
+// in it calls. The scripts share libraries of helpers (recordsLua, dedupLua,
+// pxUntil), and Lua builds a closure for every local function each time a
+// script runs: about 3 µs a call for the whole set, on the scripts every
+// notice runs three of. A top-level function starts with a line "local
+// function NAME(" and ends at the first line that is exactly "end", or
+// on the same line if it is one simple statement (see oneLine).
+func pruneLua(src string) string {
+	lines := strings.Split(src, "\n")
+	type block struct {
+		name       string
+		start, end int // lines[start:end]
+	}
+	var funcs []block
+	var rest strings.Builder
+	for i := 0; i < len(lines); i++ {
+		m := luaFunc.FindStringSubmatch(lines[i])
+		if m == nil {
+			rest.WriteString(lines[i])
+			rest.WriteByte('\n')
+			continue
+		}
+		b := block{name: m[1], start: i}
+		if !oneLine(lines[i]) {
+			for i < len(lines) && lines[i] != "end" {
+				i++
+			}
+		}
+		if i == len(lines) {
+			return src // not the layout this understands: keep it whole
+		}
+		b.end = i + 1
+		funcs = append(funcs, b)
+	}
+	calls := func(text, name string) bool {
+		return regexp.MustCompile(`\b` + name + `\b`).MatchString(text)
+	}
+	used := make(map[string]bool)
+	for changed := true; changed; {
+		changed = false
+		for _, f := range funcs {
+			if used[f.name] {
+				continue
+			}
+			if calls(rest.String(), f.name) {
+				used[f.name] = true
+				changed = true
+				continue
+			}
+			for _, g := range funcs {
+				if used[g.name] && g.name != f.name && calls(strings.Join(lines[g.start+1:g.end], "\n"), f.name) {
+					used[f.name] = true
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	drop := make([]bool, len(lines))
+	for _, f := range funcs {
+		if !used[f.name] {
+			for i := f.start; i < f.end; i++ {
+				drop[i] = true
+			}
+		}
+	}
+	kept := make([]string, 0, len(lines))
+	for i, l := range lines {
+		if !drop[i] {
+			kept = append(kept, l)
+		}
+	}
+	return strings.Join(kept, "\n")
+}
 
 type scriptCall struct {
 	script *script

@@ -5,8 +5,10 @@ package store
 // still make each attempt once. Times (ARGV "now") come from the caller's
 // clock, like the due scores they are compared with.
 
-// pxUntil defines px_until(due): the PX that makes a key expire at due (Unix
-// ms) by the server's own clock, at least 1 ms (PX 0 is an error). Computing
+// pxUntil defines now_ms(), the server's clock in Unix ms, and
+// px_until(due[, now]): the PX that makes a key expire at due (Unix ms) by
+// the server's own clock (now, if the script has read it already), at least
+// 1 ms (PX 0 is an error). Computing
 // it here rather than in the client keeps the round trip out of the TTL, so
 // a key is expired exactly when its due-index score says.
 //
@@ -14,9 +16,12 @@ package store
 // armed already due, at most one per 2 ms, so the dispatchers' wakers touch
 // it at once instead of at their next tick.
 const pxUntil = `
-local function px_until(due)
+local function now_ms()
   local t = redis.call('TIME')
-  local px = tonumber(due) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function px_until(due, now)
+  local px = tonumber(due) - (now or now_ms())
   if px < 1 then return 1 end
   return px
 end
@@ -68,10 +73,9 @@ local at = rec_find(KEYS[7], ARGV[12])
 if rec_exists(at) then return 0 end
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, 1) ~= '!' then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 if ARGV[4] ~= '1' and dedup_seen(KEYS[6], ARGV[9], ARGV[10], ARGV[11], now) then return 2 end
-local px = px_until(ARGV[3])
+local px = px_until(ARGV[3], now)
 if px > tonumber(ARGV[14]) and #ARGV[1] + 9 <= rec_vmax then
   rec_far_mark(at, tonumber(ARGV[3]), false)
   rec_store(at, KEYS[1], rec_farv(ARGV[1], tonumber(ARGV[13]), tonumber(ARGV[3])), cur)
@@ -164,9 +168,7 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[3] == '' then
   rec_remove(KEYS[7], KEYS[2], ARGV[12])
   if ARGV[5] == '1' and tonumber(ARGV[6]) > 0 then
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    dedup_remember(KEYS[6], ARGV[8], ARGV[9], ARGV[10], now, tonumber(ARGV[11]), tonumber(ARGV[6]), ` + dedupLimit + `)
+    dedup_remember(KEYS[6], ARGV[8], ARGV[9], ARGV[10], now_ms(), tonumber(ARGV[11]), tonumber(ARGV[6]), ` + dedupLimit + `)
   end
 else
   local px = px_until(ARGV[4])
