@@ -98,6 +98,10 @@ type Dispatcher struct {
 	stats Stats
 }
 
+// intakeQueue is how many triggers wait for free workers before the
+// listener waits too.
+const intakeQueue = 4096
+
 // Stats counts what a Dispatcher did; read it with (*Dispatcher).Stats.
 type Stats struct {
 	Attempts, Delivered, Retried, GaveUp, Errors atomic.Int64
@@ -175,7 +179,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if d.Queue == nil || d.Events == nil || d.Log == nil || d.Post == nil {
 		return errors.New("dispatcher: Queue, Events, Log and Post are required")
 	}
-	intake := make(chan intakeItem, 4096)
+	intake := make(chan intakeItem, intakeQueue)
 	sweepNow := make(chan time.Duration, 1)
 	wakeNow := make(chan struct{}, 1)
 	// Workers get their own context so shutdown can let them finish.

@@ -47,3 +47,10 @@ func (q *queuedSet) has(t Trigger) bool {
 	q.mu.Unlock()
 	return ok
 }
+
+// len is how many triggers wait in the intake queue.
+func (q *queuedSet) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.m)
+}

@@ -1,6 +1,7 @@
 package notifier
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -112,5 +113,22 @@ func TestWakeWindowBound(t *testing.T) {
 	w.advance(page[:10], false, t0, page[:10], alive[:10])
 	if len(w.touched) != 10 {
 		t.Fatalf("remembers %d touched triggers under the bound, want 10", len(w.touched))
+	}
+}
+
+// TestWakeWaitsForBusyIntake: with half the intake queue waiting, the
+// waker reads nothing (a nil Queue would panic if it did) and comes back
+// after WakeInterval.
+func TestWakeWaitsForBusyIntake(t *testing.T) {
+	d := &Dispatcher{WakeInterval: 7 * time.Millisecond}
+	t0 := time.UnixMilli(1_700_000_000_000)
+	for i := range intakeQueue / 2 {
+		d.queued.add(Trigger{ID: fmt.Sprint(i), Stamp: t0, N: 1})
+	}
+	var w wakeWindow
+	idle := d.WakeInterval
+	sleep, err := d.wakeOnce(context.Background(), &w, &idle)
+	if err != nil || sleep != d.WakeInterval {
+		t.Fatalf("wakeOnce = %v, %v; want %v, nil", sleep, err, d.WakeInterval)
 	}
 }
