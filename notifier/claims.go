@@ -15,6 +15,12 @@ type intakeItem struct {
 // each claim.
 func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeItem, sem chan struct{}, workers *sync.WaitGroup) {
 	const maxBatch = 64
+	pool := &workerPool{work: make(chan Job), workers: workers, idle: workerIdle, run: func(job Job) {
+		d.attempt(workCtx, job)
+		d.inFlight.Add(-1)
+		<-sem
+	}}
+	defer pool.close()
 	batch := make([]intakeItem, 0, maxBatch)
 	wait := 100 * time.Millisecond
 	for {
@@ -89,15 +95,8 @@ func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeIt
 					recovered++
 					d.Logger.Debug("sweep took an attempt whose expiry event never came", "id", job.Notice.ID, "n", job.N)
 				}
-				workers.Add(1)
 				d.inFlight.Add(1)
-				go func() {
-					defer workers.Done()
-					defer func() { <-sem }()
-					defer d.inFlight.Add(-1)
-					growStack()
-					d.attempt(workCtx, job)
-				}()
+				pool.do(job)
 				continue
 			case Stale:
 				d.stats.Stale.Add(1)
@@ -127,12 +126,64 @@ func (d *Dispatcher) intake(ctx, workCtx context.Context, intake <-chan intakeIt
 	}
 }
 
-// growStack grows the calling goroutine's stack to 16 KiB at once. An
-// attempt's goroutine starts small and, deep in net/http, grew by copying
-// its stack several times: a tenth of serve's CPU under load, in profiles
-// of make bench's throughput scenario (runtime.newstack). Grown here,
-// where the stack holds two frames, the copy is cheap; it fell to a
-// third of that.
+// workerIdle is how long a worker waits for its next attempt before it
+// exits.
+const workerIdle = 10 * time.Second
+
+// workerPool runs attempts on goroutines that outlive one attempt. A
+// goroutine started per attempt began with a small stack and, deep in
+// net/http, grew it by copying it several times: a tenth of serve's CPU
+// under load in profiles of make bench's throughput scenario
+// (runtime.newstack). A worker keeps its grown stack from one attempt to
+// the next, bar the halving a garbage collection may give an idle one.
+// The dispatcher's semaphore, not the pool, bounds the attempts in flight:
+// the pool only starts a worker when none is waiting for work.
+type workerPool struct {
+	work    chan Job // unbuffered: a send succeeds only if a worker waits
+	run     func(Job)
+	workers *sync.WaitGroup
+	idle    time.Duration
+}
+
+// do hands job to a waiting worker, or to a new one.
+func (p *workerPool) do(job Job) {
+	select {
+	case p.work <- job:
+	default:
+		p.workers.Add(1)
+		go p.worker(job)
+	}
+}
+
+// worker runs job, then the jobs handed to it, until the pool is closed
+// or no job comes for p.idle.
+func (p *workerPool) worker(job Job) {
+	defer p.workers.Done()
+	growStack()
+	idle := time.NewTimer(p.idle)
+	defer idle.Stop()
+	for {
+		p.run(job)
+		idle.Reset(p.idle)
+		select {
+		case next, ok := <-p.work:
+			if !ok {
+				return
+			}
+			job = next
+		case <-idle.C:
+			return
+		}
+	}
+}
+
+// close lets the workers exit once their attempts are done. Only the
+// sender (intake) calls it, after its last do.
+func (p *workerPool) close() { close(p.work) }
+
+// growStack grows the calling goroutine's stack to 16 KiB at once, while
+// it holds two frames and the copy is cheap, rather than step by step
+// deep in net/http.
 //
 //go:noinline
 func growStack() {
