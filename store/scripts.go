@@ -162,9 +162,8 @@ return {3, p, due}
 var completeScript = newScript(pxUntil + dedupLua + recordsLuaSrc + `
 local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[2] then return 0 end
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[3])
-redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if holder then redis.call('DEL', KEYS[3]) end
 if ARGV[3] == '' then
   rec_remove(KEYS[7], KEYS[2], ARGV[12])
   if ARGV[5] == '1' and tonumber(ARGV[6]) > 0 then
