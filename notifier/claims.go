@@ -181,9 +181,11 @@ func (p *workerPool) worker(job Job) {
 // sender (intake) calls it, after its last do.
 func (p *workerPool) close() { close(p.work) }
 
-// growStack grows the calling goroutine's stack to 16 KiB at once, while
-// it holds two frames and the copy is cheap, rather than step by step
-// deep in net/http.
+// growStack grows a new worker's stack to 16 KiB at once, while it holds
+// two frames and the copy is cheap, rather than step by step deep in
+// net/http during its first attempt. Workers start often enough under
+// load (one whenever none waits) for this to show: runtime.newstack was
+// 0.75% of serve's CPU with it and 3.5% without it in the same profile.
 //
 //go:noinline
 func growStack() {

@@ -25,41 +25,35 @@ func TestWorkerPool(t *testing.T) {
 	}
 	close(release)
 	waitUntil(t, "the first three jobs", func() bool { return ran.Load() == 3 })
-	// Three workers now wait for work: the next jobs go to them.
+	// Three workers now wait for work: a bare send reaches one only if
+	// it waits.
 	for range 30 {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			select {
-			case p.work <- Job{N: 2}:
-			case <-time.After(time.Millisecond):
-				if time.Now().After(deadline) {
-					t.Fatal("no idle worker took a job")
-				}
-				continue
-			}
-			break
+		select {
+		case p.work <- Job{N: 2}:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no idle worker took a job")
 		}
 	}
 	waitUntil(t, "the next thirty jobs", func() bool { return ran.Load() == 33 })
 	p.close()
-	done := make(chan struct{})
-	go func() { workers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("workers still running 10 s after the pool closed")
-	}
+	waitGroup(t, "workers to exit after the pool closed", &workers)
 
 	// An idle worker exits after p.idle without a close.
 	var idleWorkers sync.WaitGroup
 	q := &workerPool{work: make(chan Job), workers: &idleWorkers, idle: 20 * time.Millisecond, run: func(Job) {}}
 	q.do(Job{N: 1})
-	exited := make(chan struct{})
-	go func() { idleWorkers.Wait(); close(exited) }()
+	waitGroup(t, "an idle worker to exit", &idleWorkers)
+}
+
+// waitGroup waits up to 10 s for wg.
+func waitGroup(t *testing.T, what string, wg *sync.WaitGroup) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
 	select {
-	case <-exited:
+	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("an idle worker did not exit")
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

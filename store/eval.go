@@ -49,20 +49,16 @@ var luaFunc = regexp.MustCompile(`^local function ([A-Za-z_][A-Za-z0-9_]*)\(`)
 // on the same line if it is one simple statement (see oneLine).
 func pruneLua(src string) string {
 	lines := strings.Split(src, "\n")
-	type block struct {
-		name       string
-		start, end int // lines[start:end]
-	}
-	var funcs []block
-	var rest strings.Builder
+	type block struct{ start, end int } // lines[start:end]
+	funcs := make(map[string]block)
+	var rest []string
 	for i := 0; i < len(lines); i++ {
 		m := luaFunc.FindStringSubmatch(lines[i])
 		if m == nil {
-			rest.WriteString(lines[i])
-			rest.WriteByte('\n')
+			rest = append(rest, lines[i])
 			continue
 		}
-		b := block{name: m[1], start: i}
+		start := i
 		if !oneLine(lines[i]) {
 			for i < len(lines) && lines[i] != "end" {
 				i++
@@ -71,49 +67,37 @@ func pruneLua(src string) string {
 		if i == len(lines) {
 			return src // not the layout this understands: keep it whole
 		}
-		b.end = i + 1
-		funcs = append(funcs, b)
+		funcs[m[1]] = block{start, i + 1}
 	}
-	calls := func(text, name string) bool {
-		return regexp.MustCompile(`\b` + name + `\b`).MatchString(text)
-	}
+	// From what the script runs outside the functions, follow the names
+	// each function kept mentions.
 	used := make(map[string]bool)
-	for changed := true; changed; {
-		changed = false
-		for _, f := range funcs {
-			if used[f.name] {
-				continue
-			}
-			if calls(rest.String(), f.name) {
-				used[f.name] = true
-				changed = true
-				continue
-			}
-			for _, g := range funcs {
-				if used[g.name] && g.name != f.name && calls(strings.Join(lines[g.start+1:g.end], "\n"), f.name) {
-					used[f.name] = true
-					changed = true
-					break
-				}
-			}
+	todo := luaIdent.FindAllString(strings.Join(rest, "\n"), -1)
+	for len(todo) > 0 {
+		name := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		b, ok := funcs[name]
+		if !ok || used[name] {
+			continue
 		}
-	}
-	drop := make([]bool, len(lines))
-	for _, f := range funcs {
-		if !used[f.name] {
-			for i := f.start; i < f.end; i++ {
-				drop[i] = true
-			}
-		}
+		used[name] = true
+		body := strings.Join(lines[b.start:b.end], "\n")
+		body = body[strings.IndexByte(body, '(')+1:] // past its own name
+		todo = append(todo, luaIdent.FindAllString(body, -1)...)
 	}
 	kept := make([]string, 0, len(lines))
-	for i, l := range lines {
-		if !drop[i] {
-			kept = append(kept, l)
+	for i := 0; i < len(lines); i++ {
+		if m := luaFunc.FindStringSubmatch(lines[i]); m != nil && !used[m[1]] {
+			i = funcs[m[1]].end - 1
+			continue
 		}
+		kept = append(kept, lines[i])
 	}
 	return strings.Join(kept, "\n")
 }
+
+// luaIdent matches a Lua name.
+var luaIdent = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
 
 type scriptCall struct {
 	script *script

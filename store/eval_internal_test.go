@@ -51,6 +51,11 @@ local function e(x) return x end
 			}
 		})
 	}
+	// A one-line function's calls count too.
+	chain := "local function f(x)\n  return x\nend\nlocal function g(x) return f(x) end\nreturn g(1)"
+	if got := pruneLua(chain); got != chain {
+		t.Fatalf("dropped what a one-line function calls:\n%s", got)
+	}
 	// A layout it does not understand (no closing "end") is left whole.
 	odd := "local function a()\n  return 1\n  end\nreturn 2"
 	if got := pruneLua(odd); got != odd {

@@ -260,10 +260,11 @@ func runReal(ctx context.Context, cfg config, log *slog.Logger) error {
 				emit(res, version)
 				loaded = p
 			}
-			for _, rewrite := range []bool{false, true} {
-				if rewrite && (!waker || loaded == 0 || !cfg.rewrite) {
-					continue
-				}
+			rewrites := []bool{false}
+			if waker && loaded > 0 && cfg.rewrite {
+				rewrites = append(rewrites, true) // lateness-aof-rewrite too
+			}
+			for _, rewrite := range rewrites {
 				log.Info("lateness", "pending", loaded, "waker", waker, "aof_rewrite", rewrite, "retries", cfg.due)
 				res, err := r.lateness(ctx, loaded, rewrite)
 				if err != nil {
