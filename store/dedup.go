@@ -63,28 +63,42 @@ const dedupLimit = "512"
 // delivered ids:
 //
 //	dedup_seen(dir, nodes, route, member, now) -> true if remembered
-//	dedup_remember(dir, nodes, route, member, now, gen_ms, window_ms, limit)
+//	dedup_live(dir, nodes, now) -> the live generations' set prefixes, which
+//	    dedup_seen_in(bases, route, member) consults: a script asking for
+//	    many ids reads the directory once
+//	dedup_gen(dir, now, gen_ms, window_ms) -> gen, the current generation
+//	dedup_add(gen, nodes, route, member, limit) remembers one id in it
+//	dedup_flush(gen) writes the generation's count, once for every id a
+//	    script added
 //
 // dir is the directory hash, nodes the prefix of the sets' names ("P:d:"),
 // now the server's time in Unix ms. Remembering the same id twice changes
 // nothing the second time, so a script that does it may run twice.
 const dedupLua = `
 local function fmt_int(x) return string.format('%.0f', x) end
-local function dedup_seen(dir, nodes, route, member, now)
-  local kv = redis.call('HGETALL', dir)
+local function dedup_live(dir, nodes, now)
+  local kv, bases = redis.call('HGETALL', dir), {}
   for i = 1, #kv, 2 do
     if string.sub(kv[i], 1, 1) ~= '#' and tonumber(kv[i+1]) > now then
-      local base = nodes .. kv[i] .. ':'
-      for l = 1, #route do
-        local r = redis.call('SMISMEMBER', base .. string.sub(route, 1, l), member, '0')
-        if r[1] == 1 then return true end
-        if r[2] == 0 then break end
-      end
+      bases[#bases + 1] = nodes .. kv[i] .. ':'
+    end
+  end
+  return bases
+end
+local function dedup_seen_in(bases, route, member)
+  for _, base in ipairs(bases) do
+    for l = 1, #route do
+      local r = redis.call('SMISMEMBER', base .. string.sub(route, 1, l), member, '0')
+      if r[1] == 1 then return true end
+      if r[2] == 0 then break end
     end
   end
   return false
 end
-local function dedup_remember(dir, nodes, route, member, now, gen_ms, window_ms, limit)
+local function dedup_seen(dir, nodes, route, member, now)
+  return dedup_seen_in(dedup_live(dir, nodes, now), route, member)
+end
+local function dedup_gen(dir, now, gen_ms, window_ms)
   local g = math.floor(now / gen_ms)
   local name = fmt_int(gen_ms) .. '.' .. fmt_int(g)
   local exp = (g + 1) * gen_ms + window_ms
@@ -96,7 +110,10 @@ local function dedup_remember(dir, nodes, route, member, now, gen_ms, window_ms,
     local pttl = redis.call('PTTL', dir)
     if pttl < 0 or now + pttl < exp then redis.call('PEXPIREAT', dir, fmt_int(exp)) end
   end
-  local base = nodes .. name .. ':'
+  return {dir = dir, name = name, exp = exp, added = 0}
+end
+local function dedup_add(gen, nodes, route, member, limit)
+  local base = nodes .. gen.name .. ':'
   for l = 1, #route do
     local key = base .. string.sub(route, 1, l)
     local r = redis.call('SMISMEMBER', key, member, '0')
@@ -105,13 +122,16 @@ local function dedup_remember(dir, nodes, route, member, now, gen_ms, window_ms,
       local n = redis.call('SCARD', key)
       if l == #route or n < limit - 1 then
         redis.call('SADD', key, member)
-        redis.call('HINCRBY', dir, '#' .. name, 1)
-        if n == 0 then redis.call('PEXPIREAT', key, fmt_int(exp)) end
+        gen.added = gen.added + 1
+        if n == 0 then redis.call('PEXPIREAT', key, fmt_int(gen.exp)) end
         return
       end
       redis.call('SADD', key, '0')
     end
   end
+end
+local function dedup_flush(gen)
+  if gen.added > 0 then redis.call('HINCRBY', gen.dir, '#' .. gen.name, gen.added) end
 end
 `
 

@@ -17,7 +17,9 @@ import (
 var rememberScript = newScript(dedupLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-dedup_remember(KEYS[1], ARGV[1], ARGV[2], ARGV[3], now, tonumber(ARGV[4]), tonumber(ARGV[5]), ` + dedupLimit + `)
+local gen = dedup_gen(KEYS[1], now, tonumber(ARGV[4]), tonumber(ARGV[5]))
+dedup_add(gen, ARGV[1], ARGV[2], ARGV[3], ` + dedupLimit + `)
+dedup_flush(gen)
 return 1
 `)
 

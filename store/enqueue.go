@@ -60,8 +60,8 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 		return nil, err
 	}
 	errs := make([]error, len(notices))
-	calls := make([]scriptCall, 0, len(notices))
-	idx := make([]int, 0, len(notices))
+	var batches []*scriptBatch
+	filling := make(map[int]*scriptBatch) // per shard, the batch being filled
 	// Notices of one call mostly share a few URLs: each is checked once.
 	var valid, allowed notifier.URLMemo
 	if policy != nil {
@@ -83,47 +83,72 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 				continue
 			}
 		}
-		call, err := r.enqueueCall(n, forced)
+		p, err := encodePayload(n)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		calls = append(calls, call)
-		idx = append(idx, i)
+		s := r.keys.ShardOf(n.ID)
+		b := filling[s]
+		if b == nil || len(b.idx) == enqueueBatchNotices || b.bytes+len(p) > enqueueBatchBytes {
+			b = r.newEnqueueBatch(n.ID, forced)
+			filling[s] = b
+			batches = append(batches, b)
+		}
+		r.addToBatch(b, n, p, i)
 	}
-	return errs, r.storeNotices(ctx, calls, idx, notices, errs)
+	return errs, r.storeNotices(ctx, batches, notices, errs)
 }
 
-// enqueueCall is the script call that stores n, with a token of its own.
-func (r *Redis) enqueueCall(n *notifier.Notice, forced string) (scriptCall, error) {
-	p, err := encodePayload(n)
-	if err != nil {
-		return scriptCall{}, err
-	}
+// An enqueue script stores at most enqueueBatchNotices notices of one shard,
+// and past its first notice at most enqueueBatchBytes of payloads: what
+// every notice of a batch needs once (the table's state, the clock, the
+// dedup directory, the receipts hash, a ZADD to the due index) then costs
+// Redis once per batch, while a batch still keeps Redis from its other
+// clients for well under a millisecond.
+const (
+	enqueueBatchNotices = 64
+	enqueueBatchBytes   = 64 << 10
+)
+
+// newEnqueueBatch starts a batch for the shard of notice id, with a token
+// of its own. Its receipts go to the receipt hash of its first notice.
+func (r *Redis) newEnqueueBatch(id string, forced string) *scriptBatch {
+	window := r.Now().UnixMilli() / receiptWindow.Milliseconds()
+	return &scriptBatch{call: scriptCall{enqueueScript,
+		[]string{r.keys.DueOf(id), r.keys.WakeFlagOf(id), r.keys.Receipts(id, window), r.keys.DedupDir(id), r.keys.Records(id)},
+		[]any{forced, r.keys.Wake(), "0", (receiptTTL + receiptWindow).Milliseconds(), r.keys.DedupNodes(id),
+			r.farHorizon().Milliseconds(), 1, r.instance + ":e" + strconv.FormatUint(r.claims.Add(1), 36)}}}
+}
+
+// addToBatch adds notice n (at place i), whose payload is p, to b.
+func (r *Redis) addToBatch(b *scriptBatch, n *notifier.Notice, p []byte, i int) {
 	t := notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}
 	due, _ := n.Schedule.Due(n.Stamp, 1)
-	return scriptCall{enqueueScript,
-		[]string{r.keys.Payload(n.ID), r.keys.DueOf(n.ID), r.keys.Trigger(t), r.keys.WakeFlagOf(n.ID), r.keys.Receipts(n.ID, r.Now().UnixMilli()/receiptWindow.Milliseconds()), r.keys.DedupDir(n.ID), r.keys.Records(n.ID)},
-		append(append([]any{p, r.keys.Member(t), due.UnixMilli(), forced, r.keys.Wake(), "0",
-			r.instance + ":e" + strconv.FormatUint(r.claims.Add(1), 36), (receiptTTL + receiptWindow).Milliseconds()},
-			r.dedupRef(n.ID)...), n.ID, 1, r.farHorizon().Milliseconds())}, nil
+	route, member := dedupDigest(n.ID)
+	b.call.keys = append(b.call.keys, r.keys.Payload(n.ID), r.keys.Trigger(t))
+	b.call.args = append(b.call.args, p, r.keys.Member(t), due.UnixMilli(), route, member, n.ID)
+	b.idx = append(b.idx, i)
+	b.bytes += len(p)
 }
 
-// storeNotices runs the enqueue calls in pipelines of at most
-// enqueuePipelineBytes and sets errs[idx[j]] for each call j that did not
-// store a new notice. After a failure that re-sending does not cure, the
-// calls in doubt are marked notifier.ErrUnconfirmed, those not sent
+// storeNotices runs the enqueue batches in pipelines of at most
+// enqueuePipelineBytes of payloads and sets errs for each notice not
+// stored. After a failure that re-sending does not cure, the notices in
+// doubt are marked notifier.ErrUnconfirmed, those not sent
 // notifier.ErrNotStored, and the failure is returned.
-func (r *Redis) storeNotices(ctx context.Context, calls []scriptCall, idx []int, notices []notifier.Notice, errs []error) error {
-	for start := 0; start < len(calls); {
+func (r *Redis) storeNotices(ctx context.Context, batches []*scriptBatch, notices []notifier.Notice, errs []error) error {
+	for start := 0; start < len(batches); {
 		end, size := start, 0
-		for end < len(calls) && (end == start || size+payloadLen(calls[end]) <= enqueuePipelineBytes) {
-			size += payloadLen(calls[end])
+		for end < len(batches) && (end == start || size+batches[end].bytes <= enqueuePipelineBytes) {
+			size += batches[end].bytes
 			end++
 		}
-		if err := r.storeBatch(ctx, calls[start:end], idx[start:end], notices, errs); err != nil {
-			for j := end; j < len(calls); j++ {
-				errs[idx[j]] = fmt.Errorf("notice %s: %w: enqueue stopped after Redis failed", notices[idx[j]].ID, notifier.ErrNotStored)
+		if err := r.storePipeline(ctx, batches[start:end], notices, errs); err != nil {
+			for _, b := range batches[end:] {
+				for _, i := range b.idx {
+					errs[i] = fmt.Errorf("notice %s: %w: enqueue stopped after Redis failed", notices[i].ID, notifier.ErrNotStored)
+				}
 			}
 			return fmt.Errorf("enqueue: %w", err)
 		}
@@ -132,55 +157,44 @@ func (r *Redis) storeNotices(ctx context.Context, calls []scriptCall, idx []int,
 	return nil
 }
 
-func payloadLen(c scriptCall) int {
-	p, _ := c.args[0].([]byte)
-	return len(p)
-}
-
-// resentArg is the index in an enqueue call's args of ARGV[6], the flag
+// resentArg is the index in an enqueue call's args of ARGV[3], the flag
 // of a call sent again.
-const resentArg = 5
+const resentArg = 2
 
-// storeBatch runs one pipeline of enqueue calls, sending again those whose
-// reply was lost to a connection failure.
-func (r *Redis) storeBatch(ctx context.Context, calls []scriptCall, idx []int, notices []notifier.Notice, errs []error) error {
-	todo := make([]int, len(calls)) // positions in calls still without a reply
-	for j := range todo {
-		todo[j] = j
-	}
+// storePipeline runs one pipeline of enqueue batches, sending again those
+// whose reply was lost to a connection failure.
+func (r *Redis) storePipeline(ctx context.Context, batches []*scriptBatch, notices []notifier.Notice, errs []error) error {
+	todo := batches // still without a reply
 	var lastErr error
 	for try := 0; ; try++ {
-		batch := make([]scriptCall, len(todo))
-		for k, j := range todo {
-			batch[k] = calls[j]
+		calls := make([]scriptCall, len(todo))
+		for k, b := range todo {
+			calls[k] = b.call
 			if try > 0 {
 				// Sent again: the script may find this call's own
-				// payload, stored by the send whose reply was lost.
-				args := slices.Clone(calls[j].args)
-				args[resentArg] = "1"
-				batch[k].args = args
+				// payloads, stored by the send whose reply was lost.
+				calls[k].args = slices.Clone(b.call.args)
+				calls[k].args[resentArg] = "1"
 			}
 		}
-		cmds, pipeErr := r.evalPipelined(ctx, batch)
+		cmds, pipeErr := r.evalPipelined(ctx, calls)
 		err := pipeErr
-		var left []int
-		for k, j := range todo {
-			i := idx[j]
+		var left []*scriptBatch
+		for k, b := range todo {
 			if pipeErr != nil {
-				left = append(left, j)
+				left = append(left, b)
 				continue
 			}
-			v, cerr := cmds[k].Int()
+			codes, cerr := cmds[k].Int64Slice()
 			switch {
 			case cerr != nil && !isReplyError(cerr):
-				left, err = append(left, j), cerr
+				left, err = append(left, b), cerr
 			case cerr != nil:
-				errs[i] = fmt.Errorf("enqueue %s: %w", notices[i].ID, cerr)
-			case v == 0:
-				errs[i] = fmt.Errorf("notice %s: already pending: %w", notices[i].ID, notifier.ErrDuplicate)
-			case v == 2:
-				errs[i] = fmt.Errorf("notice %s: already delivered (within the dedup window; `notifier retry` sends it again): %w",
-					notices[i].ID, notifier.ErrDuplicate)
+				for _, i := range b.idx {
+					errs[i] = fmt.Errorf("enqueue %s: %w", notices[i].ID, cerr)
+				}
+			default:
+				enqueueResults(b, codes, notices, errs)
 			}
 		}
 		if todo = left; len(todo) == 0 {
@@ -190,14 +204,37 @@ func (r *Redis) storeBatch(ctx context.Context, calls []scriptCall, idx []int, n
 		if try == len(enqueueResends) || ctx.Err() != nil {
 			break
 		}
-		r.log.Warn("enqueue pipeline failed; sending it again (stored notices are recognised)", "notices", len(left), "err", err)
+		r.log.Warn("enqueue pipeline failed; sending it again (stored notices are recognised)", "batches", len(left), "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(enqueueResends[try]):
 		}
 	}
-	for _, j := range todo {
-		errs[idx[j]] = fmt.Errorf("notice %s: %w: Redis failed before confirming it was stored: %v", notices[idx[j]].ID, notifier.ErrUnconfirmed, lastErr)
+	for _, b := range todo {
+		for _, i := range b.idx {
+			errs[i] = fmt.Errorf("notice %s: %w: Redis failed before confirming it was stored: %v", notices[i].ID, notifier.ErrUnconfirmed, lastErr)
+		}
 	}
 	return lastErr
+}
+
+// enqueueResults sets errs for the notices of b that its script's reply
+// codes say were not stored.
+func enqueueResults(b *scriptBatch, codes []int64, notices []notifier.Notice, errs []error) {
+	for k, i := range b.idx {
+		code := int64(-1)
+		if k < len(codes) {
+			code = codes[k]
+		}
+		switch code {
+		case 1, 3:
+		case 0:
+			errs[i] = fmt.Errorf("notice %s: already pending: %w", notices[i].ID, notifier.ErrDuplicate)
+		case 2:
+			errs[i] = fmt.Errorf("notice %s: already delivered (within the dedup window; `notifier retry` sends it again): %w",
+				notices[i].ID, notifier.ErrDuplicate)
+		default:
+			errs[i] = fmt.Errorf("notice %s: %w: the enqueue script answered %d codes for %d notices", notices[i].ID, notifier.ErrUnconfirmed, len(codes), len(b.idx))
+		}
+	}
 }

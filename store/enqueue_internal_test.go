@@ -45,11 +45,21 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := cmds[0].Int()
+		v, err := cmds[0].Int64Slice()
+		if err != nil || len(v) != 1 {
+			t.Fatalf("reply %v, %v; want one code", v, err)
+		}
+		return int(v[0])
+	}
+	callFor := func(n *notifier.Notice) scriptCall {
+		t.Helper()
+		p, err := encodePayload(n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v
+		b := r.newEnqueueBatch(n.ID, "0")
+		r.addToBatch(b, n, p, 0)
+		return b.call
 	}
 	for _, ended := range []struct{ name, payload string }{
 		{"Delivered", ""}, {"Cancelled", tombCancelled}, {"GaveUp", ""},
@@ -57,10 +67,7 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 		t.Run(ended.name, func(t *testing.T) {
 			n := notifier.Notice{ID: "n-" + ended.name, URL: "https://p.example/n", Schedule: backoff.Schedule{0},
 				Stamp: time.Now().Truncate(time.Millisecond)}
-			call, err := r.enqueueCall(&n, "0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			call := callFor(&n)
 			if v := run(call, false); v != 1 {
 				t.Fatalf("first send = %d, want 1 (stored)", v)
 			}
@@ -85,10 +92,7 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 			if p := r.PayloadOf(ctx, n.ID); p != "" && p != ended.payload {
 				t.Errorf("the call sent again stored the notice again")
 			}
-			other, err := r.enqueueCall(&n, "0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			other := callFor(&n)
 			want := 1 // a given-up or cancelled id may be enqueued again
 			if ended.name == "Delivered" {
 				want = 2

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,9 +84,10 @@ func TestEnqueueWhoseReplyIsLostIsStoredOnce(t *testing.T) {
 	if n, err := q.PendingCount(ctx, nil); err != nil || n != int64(len(ns))+1 {
 		t.Errorf("pending: %d, %v; want %d", n, err, len(ns)+1)
 	}
-	// Once sent and lost, once sent again: never a third time.
-	if calls := evalCalls(t, direct); calls != 2*len(ns) {
-		t.Errorf("Redis ran %d enqueue scripts, want %d (the lost pipeline and our one re-send)", calls, 2*len(ns))
+	// Once sent and lost, once sent again: never a third time. The 50
+	// notices of one shard make one batch.
+	if calls := evalCalls(t, direct); calls != 2 {
+		t.Errorf("Redis ran %d enqueue scripts, want 2 (the lost batch and our one re-send)", calls)
 	}
 
 	t.Run("ADifferentPayloadIsStillADuplicate", func(t *testing.T) {
@@ -116,5 +118,82 @@ func TestScriptsAreNeverResentBlindly(t *testing.T) {
 	}
 	if calls := evalCalls(t, direct); calls != 1 {
 		t.Errorf("Redis ran the claim script %d times, want 1", calls)
+	}
+}
+
+// TestEnqueueBatchesAnswerPerNotice: one call of many notices is stored in
+// several scripts; each notice still gets its own answer and is stored as
+// a call of one would store it, near or far, in a bucket or under a key of
+// its own, and an id met twice in a call, in one script or in two, is
+// stored once.
+func TestEnqueueBatchesAnswerPerNotice(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	stamp := time.Now().Truncate(time.Millisecond)
+	const count = 200
+	dups := map[int]string{50: "e-010", 150: "e-020"} // in the first script; in a later one
+	var ns []notifier.Notice
+	for i := range count {
+		id, sched := fmt.Sprintf("e-%03d", i), "10"
+		if i%2 == 1 {
+			sched = "86400" // beyond the far horizon: kept in the table
+		}
+		if d, ok := dups[i]; ok {
+			id = d
+		}
+		n := newNotice(id, stamp, sched)
+		if i == 100 {
+			n.Body = []byte(strings.Repeat("x", 5000)) // too large for a bucket
+		}
+		ns = append(ns, n)
+	}
+	errs, err := r.Enqueue(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near, far := 0, 0
+	for i, e := range errs {
+		if _, dup := dups[i]; dup {
+			if !errors.Is(e, notifier.ErrDuplicate) {
+				t.Errorf("notice %d (%s again): %v, want ErrDuplicate", i, ns[i].ID, e)
+			}
+			continue
+		}
+		if e != nil {
+			t.Fatalf("notice %d: %v", i, e)
+		}
+		if i%2 == 1 {
+			far++
+		} else {
+			near++
+		}
+	}
+	if c, err := r.PendingCount(ctx, nil); err != nil || c != int64(near+far) {
+		t.Errorf("PendingCount = %d, %v; want %d", c, err, near+far)
+	}
+	if c := rdb.ZCard(ctx, r.Keys().Due()).Val(); c != int64(near) {
+		t.Errorf("due index holds %d, want the %d near attempts", c, near)
+	}
+	if f := rdb.HGet(ctx, r.Keys().RecordsShard(0), "f").Val(); f != strconv.Itoa(far) {
+		t.Errorf("table counts %s far notices, want %d", f, far)
+	}
+	for i, n := range ns {
+		if _, dup := dups[i]; dup {
+			continue
+		}
+		p, err := r.Pending(ctx, n.ID)
+		if err != nil {
+			t.Fatalf("Pending(%s): %v", n.ID, err)
+		}
+		due, _ := n.Schedule.Due(n.Stamp, 1)
+		if p.N != 1 || !p.Due.Equal(due) || string(p.Notice.Body) != string(n.Body) {
+			t.Errorf("Pending(%s) = attempt %d due %v, %d-byte body; want 1, %v, %d bytes", n.ID, p.N, p.Due, len(p.Notice.Body), due, len(n.Body))
+		}
+		key := r.Keys().Trigger(notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1})
+		if pttl := rdb.PTTL(ctx, key).Val(); pttl <= 0 || pttl > time.Until(due)+time.Second {
+			t.Errorf("trigger %s: PTTL %v, want up to %v", key, pttl, time.Until(due))
+		}
 	}
 }

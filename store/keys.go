@@ -162,12 +162,13 @@ func (k Keys) Records(id string) string { return k.RecordsShard(k.ShardOf(id)) }
 // RecordsShard is the payload table of shard s.
 func (k Keys) RecordsShard(s int) string { return k.scope(s) + ":b" }
 
-// Receipts is the hash where the enqueue calls of notice id made in
-// receipt window w (their start in Unix ms divided by the window's length)
-// leave their tokens: field id, value the token, for a minute, so the same
-// call sent again after its reply was lost knows it stored the notice
-// (however it has ended since). The calls of a window share
-// receiptSlots hashes (by FNV-1a of the id) rather than a key each, which
+// Receipts is the hash where an enqueue call whose first notice is id,
+// made in receipt window w (its start in Unix ms divided by the window's
+// length), leaves its token: field the id of each notice it stored, value
+// the token, for a minute, so the same call sent again after its reply was
+// lost knows it stored the notice (however it has ended since). The calls
+// of a window share receiptSlots hashes (by FNV-1a of the id) rather than
+// a key each, which
 // keeps a burst of enqueues from growing Redis's key tables for good (they
 // never shrink while a tenth of the keys remain); several hashes rather
 // than one keep each small, since Redis frees an expired hash in one go

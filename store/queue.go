@@ -15,31 +15,62 @@ import (
 // Claim implements notifier.Queue.
 func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Duration) ([]notifier.ClaimResult, []notifier.Job, error) {
 	end := r.Now().Add(lease).UnixMilli()
-	calls := make([]scriptCall, len(ts))
 	tokens := make([]string, len(ts))
+	var batches []*scriptBatch
+	filling := make(map[int]*scriptBatch) // per shard, the batch being filled
 	for i, t := range ts {
 		tokens[i] = r.instance + ":" + strconv.FormatUint(r.claims.Add(1), 36)
-		calls[i] = scriptCall{claimScript,
-			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t), r.keys.Records(t.ID)},
-			[]any{r.keys.Member(t), lease.Milliseconds(), tokens[i], end, t.ID}}
+		s := r.keys.ShardOf(t.ID)
+		b := filling[s]
+		if b == nil || len(b.idx) == scriptBatchMax {
+			b = &scriptBatch{call: scriptCall{claimScript,
+				[]string{r.keys.DueOf(t.ID), r.keys.Records(t.ID)},
+				[]any{lease.Milliseconds(), end}}}
+			filling[s] = b
+			batches = append(batches, b)
+		}
+		b.call.keys = append(b.call.keys, r.keys.Payload(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t))
+		b.call.args = append(b.call.args, r.keys.Member(t), tokens[i], t.ID)
+		b.idx = append(b.idx, i)
+	}
+	calls := make([]scriptCall, len(batches))
+	for j, b := range batches {
+		calls[j] = b.call
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
 	if err != nil {
 		return nil, nil, fmt.Errorf("claim %d attempts: %w", len(ts), err)
 	}
-	results := make([]notifier.ClaimResult, len(ts))
-	var jobs []notifier.Job
-	for i, cmd := range cmds {
-		v, err := cmd.Slice()
+	replies := make([][]any, len(ts)) // nil: its batch did not reach Redis
+	for j, cmd := range cmds {
+		b := batches[j]
+		vs, err := cmd.Slice()
 		if err != nil && !isReplyError(err) {
 			// Its node is unreachable (a cluster master failing over):
-			// not claimed; the sweep brings it back.
-			results[i] = notifier.Stale
-			r.log.Warn("claim failed; the sweep will retry it", "key", r.keys.Trigger(ts[i]), "err", err)
+			// not claimed; the sweep brings them back.
+			r.log.Warn("claim failed; the sweep will retry it", "attempts", len(b.idx), "key", r.keys.Trigger(ts[b.idx[0]]), "err", err)
 			continue
 		}
-		if err != nil || len(v) == 0 {
-			return nil, nil, fmt.Errorf("claim %s: %w", r.keys.Trigger(ts[i]), errors.Join(err, errors.New("empty reply")))
+		if err == nil && len(vs) != len(b.idx) {
+			err = fmt.Errorf("%d answers for %d attempts", len(vs), len(b.idx))
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("claim %s: %w", r.keys.Trigger(ts[b.idx[0]]), err)
+		}
+		for k, i := range b.idx {
+			v, _ := vs[k].([]any)
+			if len(v) == 0 {
+				return nil, nil, fmt.Errorf("claim %s: unexpected reply %v", r.keys.Trigger(ts[i]), vs[k])
+			}
+			replies[i] = v
+		}
+	}
+	results := make([]notifier.ClaimResult, len(ts))
+	var jobs []notifier.Job
+	for i, v := range replies {
+		if v == nil {
+			results[i] = notifier.Stale
+			continue
 		}
 		code, _ := v[0].(int64)
 		switch code {
@@ -94,11 +125,21 @@ func (r *Redis) trigger(job notifier.Job) notifier.Trigger {
 
 // Complete implements notifier.Queue, pipelined.
 func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool, error) {
-	calls := make([]scriptCall, len(cs))
 	w := r.dedupWindow()
 	gen := dedupGeneration(w)
+	var batches []*scriptBatch
+	filling := make(map[int]*scriptBatch) // per shard, the batch being filled
 	for i, c := range cs {
 		t := r.trigger(c.Job)
+		s := r.keys.ShardOf(t.ID)
+		b := filling[s]
+		if b == nil || len(b.idx) == scriptBatchMax {
+			b = &scriptBatch{call: scriptCall{completeScript,
+				[]string{r.keys.DueOf(t.ID), r.keys.WakeFlagOf(t.ID), r.keys.DedupDir(t.ID), r.keys.Records(t.ID)},
+				[]any{w.Milliseconds(), r.keys.Wake(), r.keys.DedupNodes(t.ID), gen.Milliseconds(), r.farHorizon().Milliseconds()}}}
+			filling[s] = b
+			batches = append(batches, b)
+		}
 		nextMember, nextKey := "", r.keys.Trigger(t)
 		if c.Next > 0 {
 			nt := notifier.Trigger{ID: t.ID, Stamp: t.Stamp, N: c.Next}
@@ -111,10 +152,14 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 		if c.Next == 0 && c.Ended == notifier.Delivered {
 			remember = "1"
 		}
-		calls[i] = scriptCall{completeScript,
-			[]string{r.keys.DueOf(t.ID), r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey, r.keys.WakeFlagOf(t.ID), r.keys.DedupDir(t.ID), r.keys.Records(t.ID)},
-			append([]any{r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), remember, w.Milliseconds(), r.keys.Wake()},
-				append(r.dedupRef(t.ID), gen.Milliseconds(), t.ID, c.Next, r.farHorizon().Milliseconds())...)}
+		route, member := dedupDigest(t.ID)
+		b.call.keys = append(b.call.keys, r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey)
+		b.call.args = append(b.call.args, r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), remember, route, member, t.ID, c.Next)
+		b.idx = append(b.idx, i)
+	}
+	calls := make([]scriptCall, len(batches))
+	for j, b := range batches {
+		calls[j] = b.call
 	}
 	cmds, err := r.evalPipelined(ctx, calls)
 	if err != nil {
@@ -122,21 +167,39 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 	}
 	kept := make([]bool, len(cs))
 	var errs []error
-	for i, cmd := range cmds {
-		v, err := cmd.Int()
-		if err != nil {
+	for j, cmd := range cmds {
+		codes, err := cmd.Int64Slice()
+		for k, i := range batches[j].idx {
+			switch {
+			case err == nil && k < len(codes):
+				kept[i] = codes[k] == 1
+				continue
+			case err == nil:
+				err = fmt.Errorf("%d codes for %d attempts", len(codes), len(batches[j].idx))
+			}
 			if errs == nil {
 				errs = make([]error, len(cs))
 			}
 			errs[i] = fmt.Errorf("complete %s: %w", r.keys.Trigger(r.trigger(cs[i].Job)), err)
-			continue
 		}
-		kept[i] = v == 1
 	}
 	if errs != nil {
 		return kept, &notifier.BatchErrors{Errs: errs}
 	}
 	return kept, nil
+}
+
+// scriptBatchMax is the most attempts one claim or complete script
+// handles: enough to share its reads and writes, few enough to keep Redis
+// from its other clients for well under a millisecond.
+const scriptBatchMax = 64
+
+// scriptBatch is one script call for several items, and the items' places
+// in the caller's slice, in the order the script answers for them.
+type scriptBatch struct {
+	call  scriptCall
+	idx   []int
+	bytes int // the payload bytes it carries, where that matters
 }
 
 // Reschedule ends job's attempt and arms attempt next, due at due; false

@@ -51,12 +51,16 @@ const recordLoad = 40
 // size, so no bucket operation copies a large body.
 const recordValueMax = 4096
 
-// recordsLua defines the scripts' access to the table. rec_get(meta, id)
-// returns the payload in its bucket (or the previous release's table) or
-// false; rec_find locates a notice's place once, for rec_exists,
-// rec_at_get and rec_store (which puts a payload that fits in its bucket,
-// else in its own key, for a notice rec_exists has just found absent);
-// rec_del removes one, returning 1, or 0 if it was
+// recordsLua defines the scripts' access to the table. A script reads the
+// meta hash once (rec_state(meta) -> st), however many notices it handles,
+// and writes it back once (rec_state_save(st)) if st.dirty says it changed;
+// the functions that store and remove keep st current through splits and
+// merges. rec_get_st(st, id) returns the payload in its bucket (or the
+// previous release's table) or false (rec_get(meta, id) for a single one);
+// rec_find_st locates a notice's place once, for rec_exists, rec_at_get
+// and rec_store(st, at, key, value, had_key) (which puts a payload that
+// fits in its bucket, else under its own key, for a notice rec_exists has
+// just found absent); rec_del_st removes one, returning 1, or 0 if it was
 // in no bucket. Splits and merges move whole buckets inside the calling
 // script, so no reader ever sees a notice in two buckets or in none.
 const recordsLua = `
@@ -114,13 +118,12 @@ local function rec_cut(bucket, pos, id)
   redis.call('LSET', bucket, pos + 1, id)
   redis.call('LREM', bucket, 2, id)
 end
-local function rec_put_at(meta, bucket, id, value, i, p, n)
+local function rec_put_st(st, bucket, id, value)
   redis.call('RPUSH', bucket, id, value)
-  n = n + 1
-  if n <= LOAD * (2 ^ i + p) then
-    redis.call('HSET', meta, 'n', n)
-    return
-  end
+  st.n = st.n + 1
+  local i, p = st.i, st.p
+  if st.n <= LOAD * (2 ^ i + p) then return end
+  local meta = st.meta
   local src = meta .. ':' .. tostring(p)
   local all = redis.call('LRANGE', src, 0, -1)
   local m2 = 2 ^ (i + 1)
@@ -140,21 +143,26 @@ local function rec_put_at(meta, bucket, id, value, i, p, n)
   end
   p = p + 1
   if p == 2 ^ i then i, p = i + 1, 0 end
-  redis.call('HSET', meta, 'i', i, 'p', p, 'n', n)
+  st.i, st.p, st.resized = i, p, true
 end
-local function rec_del(meta, id)
-  local i, p, n = rec_meta(meta)
-  local bucket = rec_bucket(meta, rec_hash(id), i, p)
+local function rec_state_save(st)
+  if st.resized then
+    redis.call('HSET', st.meta, 'i', st.i, 'p', st.p, 'n', st.n)
+  else
+    redis.call('HSET', st.meta, 'n', st.n)
+  end
+end
+local function rec_del_st(st, id)
+  local meta = st.meta
+  local bucket = meta .. ':' .. tostring(rec_bucket_no(rec_hash(id), st.i, st.p))
   local pos = rec_pos(bucket, id)
   if not pos then return 0 end
   rec_cut(bucket, pos, id)
-  n = n - 1
-  if n == 0 then redis.call('DEL', meta .. ':t') end
+  st.n, st.dirty = st.n - 1, true
+  if st.n == 0 then redis.call('DEL', meta .. ':t') end
+  local i, p = st.i, st.p
   local nb = 2 ^ i + p
-  if nb == 1 or n * 4 >= LOAD * nb then
-    redis.call('HSET', meta, 'n', n)
-    return 1
-  end
+  if nb == 1 or st.n * 4 >= LOAD * nb then return 1 end
   if p == 0 then i, p = i - 1, 2 ^ (i - 1) end
   p = p - 1
   local src = meta .. ':' .. tostring(p + 2 ^ i)
@@ -163,12 +171,12 @@ local function rec_del(meta, id)
     rec_append(meta .. ':' .. tostring(p), all)
     redis.call('DEL', src)
   end
-  local st = redis.call('ZSCORE', meta .. ':t', tostring(p + 2 ^ i))
-  if st then
-    redis.call('ZADD', meta .. ':t', 'LT', st, tostring(p))
+  local t = redis.call('ZSCORE', meta .. ':t', tostring(p + 2 ^ i))
+  if t then
+    redis.call('ZADD', meta .. ':t', 'LT', t, tostring(p))
     redis.call('ZREM', meta .. ':t', tostring(p + 2 ^ i))
   end
-  redis.call('HSET', meta, 'i', i, 'p', p, 'n', n)
+  st.i, st.p, st.resized = i, p, true
   return 1
 end
 local function rec_legacy(meta)
@@ -208,24 +216,29 @@ local function rec_head(v, limit)
   local plain = rec_plain(v)
   return string.sub(plain, 1, math.min(limit, rec_head_len(plain) or #plain))
 end
-local function rec_find(meta, id)
+local function rec_state(meta)
   local i, p, n, nolegacy = rec_meta(meta)
-  local b = rec_bucket_no(rec_hash(id), i, p)
-  return {meta = meta, b = tostring(b), bucket = meta .. ':' .. tostring(b), id = id, i = i, p = p, n = n, nolegacy = nolegacy}
+  return {meta = meta, i = i, p = p, n = n, nolegacy = nolegacy}
+end
+local function rec_find_st(st, id)
+  local b = tostring(rec_bucket_no(rec_hash(id), st.i, st.p))
+  return {meta = st.meta, b = b, bucket = st.meta .. ':' .. b, id = id, i = st.i, p = st.p, n = st.n, nolegacy = st.nolegacy}
 end
 local function rec_at_get(at)
   local pos = rec_pos(at.bucket, at.id)
   if not pos then return false end
   return redis.call('LINDEX', at.bucket, pos + 1), pos
 end
-local function rec_get(meta, id)
-  local at = rec_find(meta, id)
-  local v = rec_at_get(at)
-  if v or at.nolegacy then return v end
-  return rec_legacy_get(meta, id)
+local function rec_get_st(st, id)
+  local v = rec_at_get(rec_find_st(st, id))
+  if v or st.nolegacy then return v end
+  return rec_legacy_get(st.meta, id)
 end
-local function rec_load(meta, key, id)
-  return rec_plain(rec_get(meta, id)) or redis.call('GET', key)
+local function rec_get(meta, id)
+  return rec_get_st(rec_state(meta), id)
+end
+local function rec_load(st, key, id)
+  return rec_plain(rec_get_st(st, id)) or redis.call('GET', key)
 end
 local function rec_far_mark(at, due, was_far)
   redis.call('ZADD', at.meta .. ':t', 'LT', string.format('%.0f', due), at.b)
@@ -241,20 +254,26 @@ local function rec_exists(at)
   end
   return redis.call('HEXISTS', b, at.id) == 1
 end
-local function rec_store(at, key, value, had_key)
+local function rec_store(st, at, key, value, had_key)
   if #value > VMAX then
     redis.call('SET', key, value)
     return
   end
   if had_key then redis.call('DEL', key) end
-  rec_put_at(at.meta, at.bucket, at.id, value, at.i, at.p, at.n)
+  rec_put_st(st, at.bucket, at.id, value)
+  st.dirty = true
 end
-local function rec_remove(meta, key, id, far)
-  if rec_del(meta, id) == 1 then
-    if far then redis.call('HINCRBY', meta, 'f', -1) end
-  elseif rec_legacy_del(meta, id) == 0 then
+local function rec_remove_st(st, key, id, far)
+  if rec_del_st(st, id) == 1 then
+    if far then redis.call('HINCRBY', st.meta, 'f', -1) end
+  elseif rec_legacy_del(st.meta, id) == 0 then
     redis.call('DEL', key)
   end
+end
+local function rec_remove(meta, key, id, far)
+  local st = rec_state(meta)
+  rec_remove_st(st, key, id, far)
+  if st.dirty then rec_state_save(st) end
 end
 `
 
@@ -270,9 +289,10 @@ var recordsLuaSrc = strings.NewReplacer("LOAD", strconv.Itoa(recordLoad), "VMAX"
 //	                                ARGV[2..] -> notice ids
 var readRecordsScript = newScript(recordsLuaSrc + `
 local limit = tonumber(ARGV[1])
+local st = rec_state(KEYS[1])
 local out = {}
 for k = 2, #ARGV do
-  local v = rec_get(KEYS[1], ARGV[k])
+  local v = rec_get_st(st, ARGV[k])
   if v and limit > 0 then
     local prefix = ''
     if rec_far(v) then prefix = string.sub(v, 1, 9) end

@@ -3,7 +3,10 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -363,5 +366,174 @@ func TestWakeHintWhenArmedDue(t *testing.T) {
 	next, ok, err := r.NextDue(ctx, time.Now())
 	if err != nil || !ok || next.Before(time.Now().Add(59*time.Minute)) {
 		t.Fatalf("NextDue = %v, %v, %v; want about an hour from now", next, ok, err)
+	}
+}
+
+// TestCompleteBatches: one Complete call of many attempts ends each as a
+// call of one would: a delivered notice is removed and remembered, a
+// retry armed near goes to the due index, one armed far stays in the
+// table, and a claim since lost is refused, while the table's counts stay
+// true through the merges the removals cause.
+func TestCompleteBatches(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	stamp := time.Now().Add(-time.Second).Truncate(time.Millisecond)
+	const count = 150
+	ns := make([]notifier.Notice, count)
+	ts := make([]notifier.Trigger, count)
+	for i := range ns {
+		ns[i] = newNotice(fmt.Sprintf("c-%03d", i), stamp, "0,10,3600")
+		ts[i] = notifier.Trigger{ID: ns[i].ID, Stamp: stamp, N: 1}
+	}
+	if errs, err := r.Enqueue(ctx, ns); err != nil || errors.Join(errs...) != nil {
+		t.Fatalf("Enqueue: %v %v", errs, err)
+	}
+	results, jobs, err := r.Claim(ctx, ts, time.Minute)
+	if err != nil || len(jobs) != count {
+		t.Fatalf("Claim: %d jobs, %v (%v)", len(jobs), err, results)
+	}
+	cs := make([]notifier.Completion, count)
+	for i, j := range jobs {
+		switch i % 3 {
+		case 0:
+			cs[i] = notifier.Completion{Job: j, Ended: notifier.Delivered}
+		case 1:
+			cs[i] = notifier.Completion{Job: j, Next: 2, Due: stamp.Add(10 * time.Second)}
+		case 2:
+			cs[i] = notifier.Completion{Job: j, Next: 2, Due: stamp.Add(time.Hour)}
+		}
+	}
+	lost := 4 // its lease was taken over: a near retry that must not be armed
+	rdb.Set(ctx, r.Keys().Lease(cs[lost].Job.Notice.ID), "someone-else", time.Minute)
+	kept, err := r.Complete(ctx, cs)
+	if err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	delivered, near, far := 0, 0, 0
+	for i, c := range cs {
+		want := i != lost
+		if kept[i] != want {
+			t.Errorf("attempt %d: kept %v, want %v", i, kept[i], want)
+		}
+		if !want {
+			continue
+		}
+		switch {
+		case c.Next == 0:
+			delivered++
+		case c.Due.Sub(stamp) < time.Minute:
+			near++
+		default:
+			far++
+		}
+	}
+	meta := rdb.HGetAll(ctx, r.Keys().RecordsShard(0)).Val()
+	if meta["n"] != strconv.Itoa(count-delivered) || meta["f"] != strconv.Itoa(far) {
+		t.Errorf("table meta %v, want n=%d f=%d", meta, count-delivered, far)
+	}
+	if c, err := r.PendingCount(ctx, nil); err != nil || c != int64(count-delivered) {
+		t.Errorf("PendingCount = %d, %v; want %d", c, err, count-delivered)
+	}
+	if c, err := r.RememberedDelivered(ctx); err != nil || c != int64(delivered) {
+		t.Errorf("RememberedDelivered = %d, %v; want %d", c, err, delivered)
+	}
+	// The near retries, and the lost claim's attempt still held by its lease.
+	if c := rdb.ZCard(ctx, r.Keys().Due()).Val(); c != int64(near+1) {
+		t.Errorf("due index holds %d, want %d", c, near+1)
+	}
+	for i, c := range cs {
+		if !kept[i] {
+			continue
+		}
+		id := c.Job.Notice.ID
+		if c.Next == 0 {
+			if _, err := r.Pending(ctx, id); err == nil {
+				t.Errorf("delivered %s is still pending", id)
+			}
+			errs, err := r.Enqueue(ctx, []notifier.Notice{newNotice(id, time.Now(), "0")})
+			if err != nil || !errors.Is(errs[0], notifier.ErrDuplicate) {
+				t.Errorf("enqueue delivered %s again: %v %v, want ErrDuplicate", id, errs, err)
+			}
+			continue
+		}
+		p, err := r.Pending(ctx, id)
+		if err != nil || p.N != 2 || !p.Due.Equal(c.Due) {
+			t.Errorf("Pending(%s) = attempt %d due %v, %v; want 2 due %v", id, p.N, p.Due, err, c.Due)
+		}
+		key := r.Keys().Trigger(notifier.Trigger{ID: id, Stamp: stamp, N: 2})
+		if pttl := rdb.PTTL(ctx, key).Val(); pttl <= 0 || pttl > time.Until(c.Due)+time.Second {
+			t.Errorf("next trigger %s: PTTL %v, want up to %v", key, pttl, time.Until(c.Due))
+		}
+	}
+}
+
+// TestClaimBatches: one Claim call of many triggers answers for each as a
+// claim of one would, and an attempt named twice is claimed once.
+func TestClaimBatches(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	stamp := time.Now().Add(-time.Second).Truncate(time.Millisecond)
+	const count = 150
+	var ns []notifier.Notice
+	var ts []notifier.Trigger
+	for i := range count {
+		ns = append(ns, newNotice(fmt.Sprintf("k-%03d", i), stamp, "0"))
+		ts = append(ts, notifier.Trigger{ID: ns[i].ID, Stamp: stamp, N: 1})
+	}
+	ns = append(ns, newNotice("k-later", time.Now(), "3600"))
+	if errs, err := r.Enqueue(ctx, ns); err != nil || errors.Join(errs...) != nil {
+		t.Fatalf("Enqueue: %v %v", errs, err)
+	}
+	want := make([]notifier.ClaimResult, count)
+	for i := range want {
+		want[i] = notifier.Claimed
+	}
+	const orphan, busy, twice = 10, 20, 30
+	if err := r.RemovePayload(ctx, ts[orphan].ID); err != nil {
+		t.Fatal(err)
+	}
+	want[orphan] = notifier.Orphan
+	rdb.Set(ctx, r.Keys().Lease(ts[busy].ID), "someone-else", time.Minute)
+	want[busy] = notifier.Busy
+	later := notifier.Trigger{ID: "k-later", Stamp: ns[count].Stamp, N: 1}
+	ts = append(ts, ts[twice], later)
+	want = append(want, notifier.Busy, notifier.Stale)
+
+	results, jobs, err := r.Claim(ctx, ts, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(results, want) {
+		for i := range results {
+			if results[i] != want[i] {
+				t.Errorf("trigger %d (%s): %v, want %v", i, ts[i].ID, results[i], want[i])
+			}
+		}
+	}
+	if len(jobs) != count-2 {
+		t.Errorf("%d jobs, want %d", len(jobs), count-2)
+	}
+	leaseEnd := float64(time.Now().Add(50 * time.Second).UnixMilli())
+	for _, j := range jobs {
+		tr := notifier.Trigger{ID: j.Notice.ID, Stamp: j.Notice.Stamp, N: 1}
+		if string(j.Notice.Body) != string(ns[0].Body) || !j.Due.Equal(stamp) {
+			t.Errorf("job %s: body %q due %v, want the notice's, due %v", j.Notice.ID, j.Notice.Body, j.Due, stamp)
+		}
+		if s := rdb.ZScore(ctx, r.Keys().Due(), r.Keys().Member(tr)).Val(); s < leaseEnd {
+			t.Errorf("claimed %s has score %v, want the lease's end", tr.ID, s)
+		}
+		if rdb.Exists(ctx, r.Keys().Trigger(tr)).Val() != 0 {
+			t.Errorf("claimed %s kept its trigger key", tr.ID)
+		}
+		if rdb.Get(ctx, r.Keys().Lease(tr.ID)).Val() != j.Token {
+			t.Errorf("claimed %s: lease is not its token", tr.ID)
+		}
+	}
+	if rdb.ZScore(ctx, r.Keys().Due(), r.Keys().Member(ts[orphan])).Err() != redis.Nil {
+		t.Errorf("the orphan's index entry was kept")
 	}
 }

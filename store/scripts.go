@@ -35,59 +35,97 @@ end
 // Trigger keys hold the integer 1: Redis shares small integer objects, so
 // the value costs no allocation per key (an empty string would).
 
-// enqueueScript stores a new notice and arms its first attempt.
+// enqueueScript stores new notices of one shard and arms their first
+// attempts: a batch, so that what every notice shares (the table's state,
+// the clock, the dedup directory, the receipts hash, the due index) is read
+// and written once per call rather than once per notice.
 //
-//	KEYS[1] -> payload key      ARGV[1] -> payload
-//	KEYS[2] -> due index        ARGV[2] -> due-index member of attempt n
-//	KEYS[3] -> trigger key      ARGV[3] -> due time, Unix ms (the member's score)
-//	KEYS[4] -> wake flag        ARGV[4] -> '1' to store it even if it was delivered
-//	KEYS[5] -> receipts hash               within the dedup window (an
-//	KEYS[6] -> dedup directory             operator's explicit re-send)
-//	KEYS[7] -> payload table
-//	                            ARGV[5] -> wake channel (a channel, not a key)
-//	                            ARGV[6] -> '1' when this call is sent again
-//	                                       after its reply was lost
-//	                            ARGV[7] -> this call's token
-//	                            ARGV[8] -> the receipts hash's TTL, ms
-//	                            ARGV[9..11] -> dedup sets' prefix, the id's
-//	                                       route and member (see dedupLua)
-//	                            ARGV[12] -> notice id
-//	                            ARGV[13] -> n, the attempt armed
-//	                            ARGV[14] -> the far horizon, ms (see promoteScript)
+//	KEYS[1] -> due index        ARGV[1] -> '1' to store them even if delivered
+//	KEYS[2] -> wake flag                   within the dedup window (an
+//	KEYS[3] -> receipts hash               operator's explicit re-send)
+//	KEYS[4] -> dedup directory  ARGV[2] -> wake channel (a channel, not a key)
+//	KEYS[5] -> payload table    ARGV[3] -> '1' when this call is sent again
+//	KEYS[4+2k] -> notice k's               after its reply was lost
+//	          payload key       ARGV[4] -> the receipts hash's TTL, ms
+//	KEYS[5+2k] -> notice k's    ARGV[5] -> dedup sets' prefix (see dedupLua)
+//	          trigger key       ARGV[6] -> the far horizon, ms (see promoteScript)
+//	                            ARGV[7] -> n, the attempt armed
+//	                            ARGV[8] -> this call's token
+//	                            ARGV[3+6k..8+6k] -> notice k's payload, due-index
+//	                                       member, due time (Unix ms), dedup
+//	                                       route and member, and id
 //
 // An attempt due beyond the far horizon is not put in the due index: its
 // payload in the table carries its due time instead (rec_farv) until
 // promoteScript moves it there.
 //
-// Returns 1; 3, for a call sent again, if the receipt holds this call's
-// token (the first send stored the notice, which may have been delivered,
-// given up or cancelled since: it is not stored again, nor called a
-// duplicate); 0 if a notice with this id is pending; 2 if one was delivered
-// within the dedup window. Nothing is written but for 1. A given-up or
-// cancelled id may be enqueued again: it was never delivered, so sending it
-// is no duplicate. A re-sent delivered id stays remembered as delivered: it
-// was.
+// Returns one code per notice, in order: 1 stored; 3, for a call sent
+// again, if the receipt holds this call's token (the first send stored the
+// notice, which may have been delivered, given up or cancelled since: it is
+// not stored again, nor called a duplicate); 0 if a notice with this id is
+// pending (an earlier one of the same call included); 2 if one was
+// delivered within the dedup window. Nothing is written for a notice but
+// for 1. A given-up or cancelled id may be enqueued again: it was never
+// delivered, so sending it is no duplicate. A re-sent delivered id stays
+// remembered as delivered: it was.
 var enqueueScript = newScript(pxUntil + dedupLua + recordsLuaSrc + `
-if ARGV[6] == '1' and redis.call('HGET', KEYS[5], ARGV[12]) == ARGV[7] then return 3 end
-local at = rec_find(KEYS[7], ARGV[12])
-if rec_exists(at) then return 0 end
-local cur = redis.call('GET', KEYS[1])
-if cur and string.sub(cur, 1, 1) ~= '!' then return 0 end
 local now = now_ms()
-if ARGV[4] ~= '1' and dedup_seen(KEYS[6], ARGV[9], ARGV[10], ARGV[11], now) then return 2 end
-local px = px_until(ARGV[3], now)
-if px > tonumber(ARGV[14]) and #ARGV[1] + 9 <= rec_vmax then
-  rec_far_mark(at, tonumber(ARGV[3]), false)
-  rec_store(at, KEYS[1], rec_farv(ARGV[1], tonumber(ARGV[13]), tonumber(ARGV[3])), cur)
-else
-  rec_store(at, KEYS[1], ARGV[1], cur)
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+local st = rec_state(KEYS[5])
+local horizon, n = tonumber(ARGV[6]), tonumber(ARGV[7])
+local live
+local out, receipts, indexed, marks, fars, wake = {}, {}, {}, {}, 0, false
+for k = 1, (#KEYS - 5) / 2 do
+  local a, key, trig = 2 + 6 * k, KEYS[4 + 2 * k], KEYS[5 + 2 * k]
+  local payload, due, id = ARGV[a + 1], tonumber(ARGV[a + 3]), ARGV[a + 6]
+  local r, at, cur = 1, nil, nil
+  if ARGV[3] == '1' and redis.call('HGET', KEYS[3], id) == ARGV[8] then r = 3 end
+  if r == 1 then
+    at = rec_find_st(st, id)
+    if rec_exists(at) then r = 0 end
+  end
+  if r == 1 then
+    cur = redis.call('GET', key)
+    if cur and string.sub(cur, 1, 1) ~= '!' then r = 0 end
+  end
+  if r == 1 and ARGV[1] ~= '1' then
+    live = live or dedup_live(KEYS[4], ARGV[5], now)
+    if dedup_seen_in(live, ARGV[a + 4], ARGV[a + 5]) then r = 2 end
+  end
+  if r == 1 then
+    local px = px_until(due, now)
+    if px > horizon and #payload + 9 <= rec_vmax then
+      if not marks[at.b] or due < marks[at.b] then marks[at.b] = due end
+      fars = fars + 1
+      rec_store(st, at, key, rec_farv(payload, n, due), cur)
+    else
+      rec_store(st, at, key, payload, cur)
+      indexed[#indexed + 1] = ARGV[a + 3]
+      indexed[#indexed + 1] = ARGV[a + 2]
+    end
+    redis.call('SET', trig, 1, 'PX', px)
+    receipts[#receipts + 1] = id
+    receipts[#receipts + 1] = ARGV[8]
+    if px <= 1 then wake = true end
+  end
+  out[k] = r
 end
-redis.call('SET', KEYS[3], 1, 'PX', px)
-redis.call('HSET', KEYS[5], ARGV[12], ARGV[7])
-redis.call('PEXPIRE', KEYS[5], ARGV[8])
-wake_if_due(px, ARGV[5], KEYS[4])
-return 1
+if st.dirty then rec_state_save(st) end
+if #indexed > 0 then redis.call('ZADD', KEYS[1], unpack(indexed)) end
+if fars > 0 then
+  local m = {}
+  for b, due in pairs(marks) do
+    m[#m + 1] = string.format('%.0f', due)
+    m[#m + 1] = b
+  end
+  redis.call('ZADD', KEYS[5] .. ':t', 'LT', unpack(m))
+  redis.call('HINCRBY', KEYS[5], 'f', fars)
+end
+if #receipts > 0 then
+  redis.call('HSET', KEYS[3], unpack(receipts))
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
+if wake then wake_if_due(1, ARGV[2], KEYS[2]) end
+return out
 `)
 
 // A cancelled notice's payload is replaced by a tombstone for the dedup
@@ -97,95 +135,138 @@ return 1
 // compact sets of dedupLua instead.
 const tombCancelled = "!cancelled"
 
-// claimScript takes a pending attempt for one worker.
+// claimScript takes pending attempts of one shard for the workers, a batch
+// like enqueueScript: the clock and the table's state are read, and the due
+// index and the fired triggers written, once per call.
 //
-//	KEYS[1] -> due index        ARGV[1] -> member of the attempt
-//	KEYS[2] -> payload key      ARGV[2] -> lease, ms
-//	KEYS[3] -> lease key        ARGV[3] -> claim token
-//	KEYS[4] -> trigger key      ARGV[4] -> lease end, Unix ms
-//	KEYS[5] -> payload table    ARGV[5] -> notice id
+//	KEYS[1] -> due index        ARGV[1] -> lease, ms
+//	KEYS[2] -> payload table    ARGV[2] -> lease end, Unix ms
+//	KEYS[3k] -> attempt k's     ARGV[3k] -> attempt k's member
+//	          payload key       ARGV[1+3k] -> its claim token
+//	KEYS[1+3k] -> its lease key ARGV[2+3k] -> its notice id
+//	KEYS[2+3k] -> its trigger key
 //
-// Returns {0} stale (the attempt is not pending: done, superseded, never
-// existed, or re-armed for later than now by the server's clock, which a
-// late duplicate of an old trigger must not claim early; a real expiry
-// event always comes at or after the score, since the trigger's PX was
-// computed from it on the same clock), {1} busy (another worker's lease is live), {2} orphan (indexed but
-// the payload is gone: the entry is dropped), or {3, payload, score} claimed
-// (score: when the attempt was armed to run, a string): the
-// payload of an ended notice (a tombstone) makes the entry stale and drops it;
-// lease is set, the member's score moves to the lease's end so the sweep
-// leaves it alone until then, and a trigger key that has not fired yet is
-// deleted (a sweep claimed it) so it cannot fire a second delivery later.
+// Answers, for each attempt in order: {0} stale (the attempt is not
+// pending: done, superseded, never existed, or re-armed for later than now
+// by the server's clock, which a late duplicate of an old trigger must not
+// claim early; a real expiry event always comes at or after the score,
+// since the trigger's PX was computed from it on the same clock), {1} busy
+// (another worker's lease is live), {2} orphan (indexed but the payload is
+// gone: the entry is dropped), or {3, payload, score} claimed (score: when
+// the attempt was armed to run, a string): the payload of an ended notice
+// (a tombstone) makes the entry stale and drops it; lease is set, the
+// member's score moves to the lease's end so the sweep leaves it alone
+// until then, and a trigger key that has not fired yet is deleted (a sweep
+// claimed it) so it cannot fire a second delivery later. An attempt named
+// twice in one call is claimed once, and busy the second time.
 var claimScript = newScript(recordsLuaSrc + `
-local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not due then return {0} end
-if redis.call('EXISTS', KEYS[3]) == 1 then return {1} end
 local t = redis.call('TIME')
-if tonumber(due) > tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + 5 then return {0} end
-local p = rec_load(KEYS[5], KEYS[2], ARGV[5])
-if not p then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return {2}
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local st = rec_state(KEYS[2])
+local out, leased, fired = {}, {}, {}
+for k = 1, (#KEYS - 2) / 3 do
+  local member = ARGV[3 * k]
+  local due = redis.call('ZSCORE', KEYS[1], member)
+  if not due then
+    out[k] = {0}
+  elseif redis.call('EXISTS', KEYS[3 * k + 1]) == 1 then
+    out[k] = {1}
+  elseif tonumber(due) > now + 5 then
+    out[k] = {0}
+  else
+    local p = rec_load(st, KEYS[3 * k], ARGV[3 * k + 2])
+    if not p or string.sub(p, 1, 1) == '!' then
+      redis.call('ZREM', KEYS[1], member)
+      out[k] = {p and 0 or 2}
+    else
+      redis.call('SET', KEYS[3 * k + 1], ARGV[3 * k + 1], 'PX', ARGV[1])
+      leased[#leased + 1] = ARGV[2]
+      leased[#leased + 1] = member
+      fired[#fired + 1] = KEYS[3 * k + 2]
+      out[k] = {3, p, due}
+    end
+  end
 end
-if string.sub(p, 1, 1) == '!' then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return {0}
+if #leased > 0 then
+  redis.call('ZADD', KEYS[1], unpack(leased))
+  redis.call('UNLINK', unpack(fired))
 end
-redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-redis.call('UNLINK', KEYS[4])
-return {3, p, due}
+return out
 `)
 
-// completeScript ends a claimed attempt: either arms the next attempt or
-// removes the notice.
+// completeScript ends claimed attempts of one shard: each either arms its
+// notice's next attempt or removes the notice. A batch, like
+// enqueueScript: the table's state, the clock, the dedup generation and
+// the due index are read and written once per call.
 //
-//	KEYS[1] -> due index        ARGV[1] -> member of the finished attempt
-//	KEYS[2] -> payload key      ARGV[2] -> claim token
-//	KEYS[3] -> lease key        ARGV[3] -> member of the next attempt, '' to remove the notice
-//	KEYS[4] -> next trigger key ARGV[4] -> next due time, Unix ms
-//	KEYS[5] -> wake flag        ARGV[5] -> '1' to remember the id as delivered when removing
-//	KEYS[6] -> dedup directory  ARGV[6] -> the dedup window, ms (0: remember nothing)
-//	KEYS[7] -> payload table    ARGV[7] -> wake channel (a channel, not a key)
-//	                            ARGV[8..11] -> dedup sets' prefix, the id's route
-//	                                       and member, generation length ms
-//	                            ARGV[12] -> notice id
-//	                            ARGV[13] -> n of the next attempt
-//	                            ARGV[14] -> the far horizon, ms
+//	KEYS[1] -> due index        ARGV[1] -> the dedup window, ms (0: remember nothing)
+//	KEYS[2] -> wake flag        ARGV[2] -> wake channel (a channel, not a key)
+//	KEYS[3] -> dedup directory  ARGV[3] -> dedup sets' prefix (see dedupLua)
+//	KEYS[4] -> payload table    ARGV[4] -> dedup generation length, ms
+//	KEYS[2+3k] -> attempt k's   ARGV[5] -> the far horizon, ms
+//	          payload key       ARGV[-3+9k..5+9k] -> attempt k's member, claim
+//	KEYS[3+3k] -> its lease key            token, next attempt's member ('' to
+//	KEYS[4+3k] -> its next                 remove the notice) and due time (Unix
+//	          trigger key                  ms), '1' to remember the id as
+//	                                       delivered when removing, dedup route
+//	                                       and member, notice id, n of the next
+//	                                       attempt
 //
 // A next attempt due beyond the far horizon is armed in the payload table,
 // as enqueueScript does, when the payload is in a bucket.
 //
-// Returns 1, or 0 if the claim was lost: another worker holds the lease, or
-// the attempt is no longer pending. A lease that merely ran out with nobody
-// taking over still completes, so a slow attempt is not repeated for nothing.
+// Returns one code per attempt: 1, or 0 if the claim was lost: another
+// worker holds the lease, or the attempt is no longer pending. A lease that
+// merely ran out with nobody taking over still completes, so a slow attempt
+// is not repeated for nothing.
 var completeScript = newScript(pxUntil + dedupLua + recordsLuaSrc + `
-local holder = redis.call('GET', KEYS[3])
-if holder and holder ~= ARGV[2] then return 0 end
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-if holder then redis.call('DEL', KEYS[3]) end
-if ARGV[3] == '' then
-  rec_remove(KEYS[7], KEYS[2], ARGV[12])
-  if ARGV[5] == '1' and tonumber(ARGV[6]) > 0 then
-    dedup_remember(KEYS[6], ARGV[8], ARGV[9], ARGV[10], now_ms(), tonumber(ARGV[11]), tonumber(ARGV[6]), ` + dedupLimit + `)
+local now = now_ms()
+local st = rec_state(KEYS[4])
+local window, horizon = tonumber(ARGV[1]), tonumber(ARGV[5])
+local gen
+local out, indexed, wake = {}, {}, false
+for k = 1, (#KEYS - 4) / 3 do
+  local a, key, lease, trig = 9 * k - 4, KEYS[2 + 3 * k], KEYS[3 + 3 * k], KEYS[4 + 3 * k]
+  local id, upcoming = ARGV[a + 8], ARGV[a + 3]
+  local holder = redis.call('GET', lease)
+  local r = 1
+  if holder and holder ~= ARGV[a + 2] then
+    r = 0
+  elseif redis.call('ZREM', KEYS[1], ARGV[a + 1]) == 0 then
+    r = 0
   end
-else
-  local px = px_until(ARGV[4])
-  local at, v, pos = nil, nil, nil
-  if px > tonumber(ARGV[14]) then
-    at = rec_find(KEYS[7], ARGV[12])
-    v, pos = rec_at_get(at)
+  if r == 1 and holder then redis.call('DEL', lease) end
+  if r == 1 and upcoming == '' then
+    rec_remove_st(st, key, id)
+    if ARGV[a + 5] == '1' and window > 0 then
+      gen = gen or dedup_gen(KEYS[3], now, tonumber(ARGV[4]), window)
+      dedup_add(gen, ARGV[3], ARGV[a + 6], ARGV[a + 7], ` + dedupLimit + `)
+    end
+  elseif r == 1 then
+    local due = tonumber(ARGV[a + 4])
+    local px = px_until(due, now)
+    local at, v, pos = nil, nil, nil
+    if px > horizon then
+      at = rec_find_st(st, id)
+      v, pos = rec_at_get(at)
+    end
+    if v and #rec_plain(v) + 9 <= rec_vmax then
+      rec_far_mark(at, due, rec_far(v))
+      redis.call('LSET', at.bucket, pos + 1, rec_farv(v, tonumber(ARGV[a + 9]), due))
+    else
+      indexed[#indexed + 1] = ARGV[a + 4]
+      indexed[#indexed + 1] = upcoming
+    end
+    redis.call('SET', trig, 1, 'PX', px)
+    if px <= 1 then wake = true end
   end
-  if v and #rec_plain(v) + 9 <= rec_vmax then
-    rec_far_mark(at, tonumber(ARGV[4]), rec_far(v))
-    redis.call('LSET', at.bucket, pos + 1, rec_farv(v, tonumber(ARGV[13]), tonumber(ARGV[4])))
-  else
-    redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
-  end
-  redis.call('SET', KEYS[4], 1, 'PX', px)
-  wake_if_due(px, ARGV[7], KEYS[5])
+  out[k] = r
 end
-return 1
+if st.dirty then rec_state_save(st) end
+if gen then dedup_flush(gen) end
+if #indexed > 0 then redis.call('ZADD', KEYS[1], unpack(indexed)) end
+if wake then wake_if_due(1, ARGV[2], KEYS[2]) end
+return out
 `)
 
 // releaseScript hands a claimed attempt back, due now: its trigger key is
