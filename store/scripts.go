@@ -154,32 +154,35 @@ const tombCancelled = "!cancelled"
 // (another worker's lease is live), {2} orphan (indexed but the payload is
 // gone: the entry is dropped), or {3, payload, score} claimed (score: when
 // the attempt was armed to run, a string): the payload of an ended notice
-// (a tombstone) makes the entry stale and drops it; lease is set, the
-// member's score moves to the lease's end so the sweep leaves it alone
-// until then, and a trigger key that has not fired yet is deleted (a sweep
-// claimed it) so it cannot fire a second delivery later. An attempt named
-// twice in one call is claimed once, and busy the second time.
+// (a tombstone) makes the entry stale and drops it. The lease is taken
+// first (SET NX is the busy test) and let go again if the attempt turns
+// out not to be claimable. On a claim the member's score moves to the
+// lease's end so the sweep leaves it alone until then, and a trigger key
+// that has not fired yet is deleted (a sweep claimed it) so it cannot fire
+// a second delivery later. An attempt named twice in one call is claimed
+// once, and busy the second time.
 var claimScript = newScript(recordsLuaSrc + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local st = rec_state(KEYS[2])
 local out, leased, fired = {}, {}, {}
 for k = 1, (#KEYS - 2) / 3 do
-  local member = ARGV[3 * k]
+  local member, lease = ARGV[3 * k], KEYS[3 * k + 1]
   local due = redis.call('ZSCORE', KEYS[1], member)
   if not due then
     out[k] = {0}
-  elseif redis.call('EXISTS', KEYS[3 * k + 1]) == 1 then
+  elseif not redis.call('SET', lease, ARGV[3 * k + 1], 'NX', 'PX', ARGV[1]) then
     out[k] = {1}
   elseif tonumber(due) > now + 5 then
+    redis.call('DEL', lease)
     out[k] = {0}
   else
     local p = rec_load(st, KEYS[3 * k], ARGV[3 * k + 2])
     if not p or string.sub(p, 1, 1) == '!' then
+      redis.call('DEL', lease)
       redis.call('ZREM', KEYS[1], member)
       out[k] = {p and 0 or 2}
     else
-      redis.call('SET', KEYS[3 * k + 1], ARGV[3 * k + 1], 'PX', ARGV[1])
       leased[#leased + 1] = ARGV[2]
       leased[#leased + 1] = member
       fired[#fired + 1] = KEYS[3 * k + 2]
