@@ -369,6 +369,22 @@ func TestWakeHintWhenArmedDue(t *testing.T) {
 	}
 }
 
+// enqueueMany stores count notices <prefix>000... on sched from stamp, and
+// returns them with their first attempts' triggers.
+func enqueueMany(t *testing.T, r *store.Redis, prefix string, count int, stamp time.Time, sched string) ([]notifier.Notice, []notifier.Trigger) {
+	t.Helper()
+	ns := make([]notifier.Notice, count)
+	ts := make([]notifier.Trigger, count)
+	for i := range ns {
+		ns[i] = newNotice(fmt.Sprintf("%s%03d", prefix, i), stamp, sched)
+		ts[i] = notifier.Trigger{ID: ns[i].ID, Stamp: ns[i].Stamp, N: 1}
+	}
+	if errs, err := r.Enqueue(context.Background(), ns); err != nil || errors.Join(errs...) != nil {
+		t.Fatalf("Enqueue: %v %v", errs, err)
+	}
+	return ns, ts
+}
+
 // TestCompleteBatches: one Complete call of many attempts ends each as a
 // call of one would: a delivered notice is removed and remembered, a
 // retry armed near goes to the due index, one armed far stays in the
@@ -381,15 +397,7 @@ func TestCompleteBatches(t *testing.T) {
 	ctx := context.Background()
 	stamp := time.Now().Add(-time.Second).Truncate(time.Millisecond)
 	const count = 150
-	ns := make([]notifier.Notice, count)
-	ts := make([]notifier.Trigger, count)
-	for i := range ns {
-		ns[i] = newNotice(fmt.Sprintf("c-%03d", i), stamp, "0,10,3600")
-		ts[i] = notifier.Trigger{ID: ns[i].ID, Stamp: stamp, N: 1}
-	}
-	if errs, err := r.Enqueue(ctx, ns); err != nil || errors.Join(errs...) != nil {
-		t.Fatalf("Enqueue: %v %v", errs, err)
-	}
+	_, ts := enqueueMany(t, r, "c-", count, stamp, "0,10,3600")
 	results, jobs, err := r.Claim(ctx, ts, time.Minute)
 	if err != nil || len(jobs) != count {
 		t.Fatalf("Claim: %d jobs, %v (%v)", len(jobs), err, results)
@@ -478,16 +486,8 @@ func TestClaimBatches(t *testing.T) {
 	ctx := context.Background()
 	stamp := time.Now().Add(-time.Second).Truncate(time.Millisecond)
 	const count = 150
-	var ns []notifier.Notice
-	var ts []notifier.Trigger
-	for i := range count {
-		ns = append(ns, newNotice(fmt.Sprintf("k-%03d", i), stamp, "0"))
-		ts = append(ts, notifier.Trigger{ID: ns[i].ID, Stamp: stamp, N: 1})
-	}
-	ns = append(ns, newNotice("k-later", time.Now(), "3600"))
-	if errs, err := r.Enqueue(ctx, ns); err != nil || errors.Join(errs...) != nil {
-		t.Fatalf("Enqueue: %v %v", errs, err)
-	}
+	ns, ts := enqueueMany(t, r, "k-", count, stamp, "0")
+	later, _ := enqueueMany(t, r, "k-later-", 1, time.Now(), "3600")
 	want := make([]notifier.ClaimResult, count)
 	for i := range want {
 		want[i] = notifier.Claimed
@@ -499,8 +499,7 @@ func TestClaimBatches(t *testing.T) {
 	want[orphan] = notifier.Orphan
 	rdb.Set(ctx, r.Keys().Lease(ts[busy].ID), "someone-else", time.Minute)
 	want[busy] = notifier.Busy
-	later := notifier.Trigger{ID: "k-later", Stamp: ns[count].Stamp, N: 1}
-	ts = append(ts, ts[twice], later)
+	ts = append(ts, ts[twice], notifier.Trigger{ID: later[0].ID, Stamp: later[0].Stamp, N: 1})
 	want = append(want, notifier.Busy, notifier.Stale)
 
 	results, jobs, err := r.Claim(ctx, ts, time.Minute)
