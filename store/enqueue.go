@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -185,16 +186,16 @@ func (r *Redis) storePipeline(ctx context.Context, batches []*scriptBatch, notic
 				left = append(left, b)
 				continue
 			}
-			codes, cerr := cmds[k].Int64Slice()
+			codes, stopped, cerr := batchReply(cmds[k], len(b.idx))
 			switch {
-			case cerr != nil && !isReplyError(cerr):
+			case cerr != nil && !isReplyError(cerr) && !errors.Is(cerr, errBatchReply):
 				left, err = append(left, b), cerr
 			case cerr != nil:
 				for _, i := range b.idx {
-					errs[i] = fmt.Errorf("enqueue %s: %w", notices[i].ID, cerr)
+					errs[i] = fmt.Errorf("notice %s: %w: %w", notices[i].ID, notifier.ErrUnconfirmed, cerr)
 				}
 			default:
-				enqueueResults(b, codes, notices, errs)
+				enqueueResults(b, codes, stopped, notices, errs)
 			}
 		}
 		if todo = left; len(todo) == 0 {
@@ -218,14 +219,14 @@ func (r *Redis) storePipeline(ctx context.Context, batches []*scriptBatch, notic
 	return lastErr
 }
 
-// enqueueResults sets errs for the notices of b that its script's reply
-// codes say were not stored.
-func enqueueResults(b *scriptBatch, codes []int64, notices []notifier.Notice, errs []error) {
+// enqueueResults sets errs for the notices of b that its script's answers
+// say were not stored (or, after a failure part-way, may not be).
+func enqueueResults(b *scriptBatch, codes []any, stopped error, notices []notifier.Notice, errs []error) {
+	if stopped == nil {
+		stopped = errBatchReply // a failure code with no error's text
+	}
 	for k, i := range b.idx {
-		code := int64(-1)
-		if k < len(codes) {
-			code = codes[k]
-		}
+		code, _ := codes[k].(int64)
 		switch code {
 		case 1, 3:
 		case 0:
@@ -233,8 +234,10 @@ func enqueueResults(b *scriptBatch, codes []int64, notices []notifier.Notice, er
 		case 2:
 			errs[i] = fmt.Errorf("notice %s: already delivered (within the dedup window; `notifier retry` sends it again): %w",
 				notices[i].ID, notifier.ErrDuplicate)
+		case batchNotRun:
+			errs[i] = fmt.Errorf("notice %s: %w: the enqueue script failed before it: %w", notices[i].ID, notifier.ErrNotStored, stopped)
 		default:
-			errs[i] = fmt.Errorf("notice %s: %w: the enqueue script answered %d codes for %d notices", notices[i].ID, notifier.ErrUnconfirmed, len(codes), len(b.idx))
+			errs[i] = fmt.Errorf("notice %s: %w: the enqueue script failed on it: %w", notices[i].ID, notifier.ErrUnconfirmed, stopped)
 		}
 	}
 }

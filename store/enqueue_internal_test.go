@@ -35,7 +35,7 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	r := NewRedis(rdb, "", nil)
 	ctx := context.Background()
-	run := func(c scriptCall, resent bool) int {
+	codes := func(c scriptCall, resent bool) []int64 {
 		t.Helper()
 		if resent {
 			c.args = append([]any(nil), c.args...)
@@ -46,21 +46,35 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 			t.Fatal(err)
 		}
 		v, err := cmds[0].Int64Slice()
-		if err != nil || len(v) != 1 {
-			t.Fatalf("reply %v, %v; want one code", v, err)
+		if err != nil || len(v) != len(c.keys)/2-2 {
+			t.Fatalf("reply %v, %v; want a code per notice", v, err)
 		}
-		return int(v[0])
+		return v
 	}
-	callFor := func(n *notifier.Notice) scriptCall {
+	run := func(c scriptCall, resent bool) int { t.Helper(); return int(codes(c, resent)[0]) }
+	callFor := func(ns ...*notifier.Notice) scriptCall {
 		t.Helper()
-		p, err := encodePayload(n)
-		if err != nil {
-			t.Fatal(err)
+		b := r.newEnqueueBatch(ns[0].ID, "0")
+		for i, n := range ns {
+			p, err := encodePayload(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.addToBatch(b, n, p, i)
 		}
-		b := r.newEnqueueBatch(n.ID, "0")
-		r.addToBatch(b, n, p, 0)
 		return b.call
 	}
+	t.Run("AnIdTwiceInOneCall", func(t *testing.T) {
+		n := notifier.Notice{ID: "n-twice", URL: "https://p.example/n", Schedule: backoff.Schedule{0},
+			Stamp: time.Now().Truncate(time.Millisecond)}
+		call := callFor(&n, &n)
+		if v := codes(call, false); v[0] != 1 || v[1] != 0 {
+			t.Fatalf("first send = %v, want [1 0] (stored, then already pending)", v)
+		}
+		if v := codes(call, true); v[0] != 3 || v[1] != 0 {
+			t.Fatalf("sent again = %v, want [3 0]: the receipt answers for the first only", v)
+		}
+	})
 	for _, ended := range []struct{ name, payload string }{
 		{"Delivered", ""}, {"Cancelled", tombCancelled}, {"GaveUp", ""},
 	} {

@@ -197,3 +197,44 @@ func TestEnqueueBatchesAnswerPerNotice(t *testing.T) {
 		}
 	}
 }
+
+// TestEnqueueBatchFailingPartWay: a command failing inside a batch (here a
+// key of the wrong type where a notice's own payload key belongs) ends the
+// batch there, but what the notices before it stored is complete, and
+// each notice's answer says what happened to it.
+func TestEnqueueBatchFailingPartWay(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := store.NewRedis(rdb, "", nil)
+	ctx := context.Background()
+	stamp := time.Now().Truncate(time.Millisecond)
+	ns := []notifier.Notice{newNotice("p-1", stamp, "10"), newNotice("p-2", stamp, "10"), newNotice("p-3", stamp, "10")}
+	rdb.RPush(ctx, r.Keys().Payload("p-2"), "not a payload")
+	errs, err := r.Enqueue(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || !errors.Is(errs[1], notifier.ErrUnconfirmed) || !errors.Is(errs[2], notifier.ErrNotStored) {
+		t.Fatalf("errs = %v; want stored, unconfirmed, not stored", errs)
+	}
+	if !strings.Contains(errs[1].Error(), "WRONGTYPE") {
+		t.Errorf("the failed notice's error %q does not say why", errs[1])
+	}
+	// The first is stored whole: indexed, counted, and known to a re-send.
+	if p, err := r.Pending(ctx, "p-1"); err != nil || p.N != 1 {
+		t.Errorf("Pending(p-1) = %+v, %v", p, err)
+	}
+	if c := rdb.ZCard(ctx, r.Keys().Due()).Val(); c != 1 {
+		t.Errorf("due index holds %d, want 1", c)
+	}
+	if n := rdb.HGet(ctx, r.Keys().RecordsShard(0), "n").Val(); n != "1" {
+		t.Errorf("table counts %s notices, want 1", n)
+	}
+	if _, err := r.Pending(ctx, "p-3"); err == nil {
+		t.Errorf("p-3, after the failure, was stored")
+	}
+	errs, err = r.Enqueue(ctx, []notifier.Notice{ns[0], ns[2]})
+	if err != nil || !errors.Is(errs[0], notifier.ErrDuplicate) || errs[1] != nil {
+		t.Errorf("enqueue p-1 and p-3 again = %v, %v; want duplicate, stored", errs, err)
+	}
+}

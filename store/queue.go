@@ -41,23 +41,26 @@ func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Dur
 	if err != nil {
 		return nil, nil, fmt.Errorf("claim %d attempts: %w", len(ts), err)
 	}
-	replies := make([][]any, len(ts)) // nil: its batch did not reach Redis
+	replies := make([][]any, len(ts)) // nil: not claimed, for the sweep to retry
 	for j, cmd := range cmds {
 		b := batches[j]
-		vs, err := cmd.Slice()
-		if err != nil && !isReplyError(err) {
+		vs, stopped, err := batchReply(cmd, len(b.idx))
+		if err != nil && !isReplyError(err) && !errors.Is(err, errBatchReply) {
 			// Its node is unreachable (a cluster master failing over):
 			// not claimed; the sweep brings them back.
 			r.log.Warn("claim failed; the sweep will retry it", "attempts", len(b.idx), "key", r.keys.Trigger(ts[b.idx[0]]), "err", err)
 			continue
 		}
-		if err == nil && len(vs) != len(b.idx) {
-			err = fmt.Errorf("%d answers for %d attempts", len(vs), len(b.idx))
-		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("claim %s: %w", r.keys.Trigger(ts[b.idx[0]]), err)
 		}
+		if stopped != nil {
+			r.log.Error("claim script failed part-way; the sweep will retry what it did not claim", "key", r.keys.Trigger(ts[b.idx[0]]), "err", stopped)
+		}
 		for k, i := range b.idx {
+			if code, ok := vs[k].(int64); ok && (code == batchFailed || code == batchNotRun) {
+				continue
+			}
 			v, _ := vs[k].([]any)
 			if len(v) == 0 {
 				return nil, nil, fmt.Errorf("claim %s: unexpected reply %v", r.keys.Trigger(ts[i]), vs[k])
@@ -81,6 +84,9 @@ func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Dur
 		case 2:
 			results[i] = notifier.Orphan
 		case 3:
+			if len(v) < 2 {
+				return nil, nil, fmt.Errorf("claim %s: unexpected reply %v", r.keys.Trigger(ts[i]), v)
+			}
 			p, _ := v[1].(string)
 			n, err := decodePayload(ts[i].ID, []byte(p))
 			if err == nil && !n.Stamp.Equal(ts[i].Stamp) {
@@ -168,19 +174,31 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 	kept := make([]bool, len(cs))
 	var errs []error
 	for j, cmd := range cmds {
-		codes, err := cmd.Int64Slice()
+		vs, stopped, err := batchReply(cmd, len(batches[j].idx))
+		if stopped == nil {
+			stopped = errBatchReply // a failure code with no error's text
+		}
 		for k, i := range batches[j].idx {
+			var code int64
+			if err == nil {
+				code, _ = vs[k].(int64)
+			}
+			var ierr error
 			switch {
-			case err == nil && k < len(codes):
-				kept[i] = codes[k] == 1
+			case err != nil:
+				ierr = err
+			case code == batchFailed:
+				ierr = fmt.Errorf("the complete script failed on it: %w", stopped)
+			case code == batchNotRun:
+				ierr = fmt.Errorf("the complete script stopped before it: %w", stopped)
+			default:
+				kept[i] = code == 1
 				continue
-			case err == nil:
-				err = fmt.Errorf("%d codes for %d attempts", len(codes), len(batches[j].idx))
 			}
 			if errs == nil {
 				errs = make([]error, len(cs))
 			}
-			errs[i] = fmt.Errorf("complete %s: %w", r.keys.Trigger(r.trigger(cs[i].Job)), err)
+			errs[i] = fmt.Errorf("complete %s: %w", r.keys.Trigger(r.trigger(cs[i].Job)), ierr)
 		}
 	}
 	if errs != nil {
@@ -200,6 +218,38 @@ type scriptBatch struct {
 	call  scriptCall
 	idx   []int
 	bytes int // the payload bytes it carries, where that matters
+}
+
+// errBatchReply marks a batch script's reply that does not have the shape
+// its script promises.
+var errBatchReply = errors.New("malformed reply")
+
+// batchCodes is the code a batch script (see batchLua) gives an item it
+// failed on, and one it did not reach.
+const (
+	batchFailed = -1
+	batchNotRun = -2
+)
+
+// batchReply returns the per-item answers of a batch script's reply for
+// items items, and the error that stopped the script part-way, if any
+// (see batchLua). A reply of the wrong shape is an error wrapping
+// errBatchReply; one Redis refused is returned as cmd.Slice returns it.
+func batchReply(cmd *redis.Cmd, items int) ([]any, error, error) {
+	vs, err := cmd.Slice()
+	if err != nil {
+		return nil, nil, err
+	}
+	var stopped error
+	if len(vs) == items+1 {
+		if msg, ok := vs[items].(string); ok {
+			stopped, vs = errors.New(msg), vs[:items]
+		}
+	}
+	if len(vs) != items {
+		return nil, nil, fmt.Errorf("%w: %d answers for %d items", errBatchReply, len(vs), items)
+	}
+	return vs, stopped, nil
 }
 
 // Reschedule ends job's attempt and arms attempt next, due at due; false

@@ -60,9 +60,11 @@ const recordValueMax = 4096
 // rec_find_st locates a notice's place once, for rec_exists, rec_at_get
 // and rec_store(st, at, key, value, had_key) (which puts a payload that
 // fits in its bucket, else under its own key, for a notice rec_exists has
-// just found absent); rec_del_st removes one, returning 1, or 0 if it was
-// in no bucket. Splits and merges move whole buckets inside the calling
-// script, so no reader ever sees a notice in two buckets or in none.
+// just found absent; rec_put_st appends to a bucket and splits); rec_del_st
+// removes one from its bucket, returning 1, or 0 if it was in no bucket,
+// and rec_remove_st from wherever it is kept. Splits and merges move whole
+// buckets inside the calling script, so no reader ever sees a notice in two
+// buckets or in none.
 const recordsLua = `
 local rec_vmax = VMAX
 local function rec_meta(meta)

@@ -32,6 +32,24 @@ local function wake_if_due(px, channel, flag)
 end
 `
 
+// batchLua defines batch_out(out, items, ok, err), the reply of a script
+// that handles items in a loop run under pcall, so that a command failing
+// part-way (a key of another type in notifier's namespace, say) still lets
+// the script write what it deferred for the items before, and say which
+// they were: out as the loop left it when ok, else out, then -1 for the
+// item the loop failed on, -2 for each it did not reach, then the error's
+// text as one more element.
+const batchLua = `
+local function batch_out(out, items, ok, err)
+  if ok then return out end
+  out[#out + 1] = -1
+  for k = #out + 1, items do out[k] = -2 end
+  if type(err) == 'table' then err = err.err end
+  out[items + 1] = tostring(err)
+  return out
+end
+`
+
 // Trigger keys hold the integer 1: Redis shares small integer objects, so
 // the value costs no allocation per key (an empty string would).
 
@@ -67,48 +85,54 @@ end
 // delivered within the dedup window. Nothing is written for a notice but
 // for 1. A given-up or cancelled id may be enqueued again: it was never
 // delivered, so sending it is no duplicate. A re-sent delivered id stays
-// remembered as delivered: it was.
-var enqueueScript = newScript(pxUntil + dedupLua + recordsLuaSrc + `
+// remembered as delivered: it was. Only the first of an id met twice in one
+// call may find its receipt. A command failing part-way ends the call as
+// batchLua says, with what the notices before it stored complete.
+var enqueueScript = newScript(batchLua + pxUntil + dedupLua + recordsLuaSrc + `
 local now = now_ms()
 local st = rec_state(KEYS[5])
 local horizon, n = tonumber(ARGV[6]), tonumber(ARGV[7])
 local live
-local out, receipts, indexed, marks, fars, wake = {}, {}, {}, {}, 0, false
-for k = 1, (#KEYS - 5) / 2 do
-  local a, key, trig = 2 + 6 * k, KEYS[4 + 2 * k], KEYS[5 + 2 * k]
-  local payload, due, id = ARGV[a + 1], tonumber(ARGV[a + 3]), ARGV[a + 6]
-  local r, at, cur = 1, nil, nil
-  if ARGV[3] == '1' and redis.call('HGET', KEYS[3], id) == ARGV[8] then r = 3 end
-  if r == 1 then
-    at = rec_find_st(st, id)
-    if rec_exists(at) then r = 0 end
-  end
-  if r == 1 then
-    cur = redis.call('GET', key)
-    if cur and string.sub(cur, 1, 1) ~= '!' then r = 0 end
-  end
-  if r == 1 and ARGV[1] ~= '1' then
-    live = live or dedup_live(KEYS[4], ARGV[5], now)
-    if dedup_seen_in(live, ARGV[a + 4], ARGV[a + 5]) then r = 2 end
-  end
-  if r == 1 then
-    local px = px_until(due, now)
-    if px > horizon and #payload + 9 <= rec_vmax then
-      if not marks[at.b] or due < marks[at.b] then marks[at.b] = due end
-      fars = fars + 1
-      rec_store(st, at, key, rec_farv(payload, n, due), cur)
-    else
-      rec_store(st, at, key, payload, cur)
-      indexed[#indexed + 1] = ARGV[a + 3]
-      indexed[#indexed + 1] = ARGV[a + 2]
+local out, receipts, indexed, marks, fars, wake, seen = {}, {}, {}, {}, 0, false, {}
+local items = (#KEYS - 5) / 2
+local ok, err = pcall(function()
+  for k = 1, items do
+    local a, key, trig = 2 + 6 * k, KEYS[4 + 2 * k], KEYS[5 + 2 * k]
+    local payload, due, id = ARGV[a + 1], tonumber(ARGV[a + 3]), ARGV[a + 6]
+    local r, at, cur = 1, nil, nil
+    if ARGV[3] == '1' and not seen[id] and redis.call('HGET', KEYS[3], id) == ARGV[8] then r = 3 end
+    seen[id] = true
+    if r == 1 then
+      at = rec_find_st(st, id)
+      if rec_exists(at) then r = 0 end
     end
-    redis.call('SET', trig, 1, 'PX', px)
-    receipts[#receipts + 1] = id
-    receipts[#receipts + 1] = ARGV[8]
-    if px <= 1 then wake = true end
+    if r == 1 then
+      cur = redis.call('GET', key)
+      if cur and string.sub(cur, 1, 1) ~= '!' then r = 0 end
+    end
+    if r == 1 and ARGV[1] ~= '1' then
+      live = live or dedup_live(KEYS[4], ARGV[5], now)
+      if dedup_seen_in(live, ARGV[a + 4], ARGV[a + 5]) then r = 2 end
+    end
+    if r == 1 then
+      local px = px_until(due, now)
+      if px > horizon and #payload + 9 <= rec_vmax then
+        rec_store(st, at, key, rec_farv(payload, n, due), cur)
+        if not marks[at.b] or due < marks[at.b] then marks[at.b] = due end
+        fars = fars + 1
+      else
+        rec_store(st, at, key, payload, cur)
+        indexed[#indexed + 1] = ARGV[a + 3]
+        indexed[#indexed + 1] = ARGV[a + 2]
+      end
+      redis.call('SET', trig, 1, 'PX', px)
+      receipts[#receipts + 1] = id
+      receipts[#receipts + 1] = ARGV[8]
+      if px <= 1 then wake = true end
+    end
+    out[k] = r
   end
-  out[k] = r
-end
+end)
 if st.dirty then rec_state_save(st) end
 if #indexed > 0 then redis.call('ZADD', KEYS[1], unpack(indexed)) end
 if fars > 0 then
@@ -125,7 +149,7 @@ if #receipts > 0 then
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end
 if wake then wake_if_due(1, ARGV[2], KEYS[2]) end
-return out
+return batch_out(out, items, ok, err)
 `)
 
 // A cancelled notice's payload is replaced by a tombstone for the dedup
@@ -160,47 +184,52 @@ const tombCancelled = "!cancelled"
 // lease's end so the sweep leaves it alone until then, and a trigger key
 // that has not fired yet is deleted (a sweep claimed it) so it cannot fire
 // a second delivery later. An attempt named twice in one call is claimed
-// once, and busy the second time.
-var claimScript = newScript(recordsLuaSrc + `
+// once, and busy the second time. A command failing part-way ends the call
+// as batchLua says; the sweep retries what it did not claim.
+var claimScript = newScript(batchLua + recordsLuaSrc + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local st = rec_state(KEYS[2])
 local out, leased, fired = {}, {}, {}
-for k = 1, (#KEYS - 2) / 3 do
-  local member, lease = ARGV[3 * k], KEYS[3 * k + 1]
-  local due = redis.call('ZSCORE', KEYS[1], member)
-  if not due then
-    out[k] = {0}
-  elseif not redis.call('SET', lease, ARGV[3 * k + 1], 'NX', 'PX', ARGV[1]) then
-    out[k] = {1}
-  elseif tonumber(due) > now + 5 then
-    redis.call('DEL', lease)
-    out[k] = {0}
-  else
-    local p = rec_load(st, KEYS[3 * k], ARGV[3 * k + 2])
-    if not p or string.sub(p, 1, 1) == '!' then
+local items = (#KEYS - 2) / 3
+local ok, err = pcall(function()
+  for k = 1, items do
+    local member, lease = ARGV[3 * k], KEYS[3 * k + 1]
+    local due = redis.call('ZSCORE', KEYS[1], member)
+    if not due then
+      out[k] = {0}
+    elseif not redis.call('SET', lease, ARGV[3 * k + 1], 'NX', 'PX', ARGV[1]) then
+      out[k] = {1}
+    elseif tonumber(due) > now + 5 then
       redis.call('DEL', lease)
-      redis.call('ZREM', KEYS[1], member)
-      out[k] = {p and 0 or 2}
+      out[k] = {0}
     else
-      leased[#leased + 1] = ARGV[2]
-      leased[#leased + 1] = member
-      fired[#fired + 1] = KEYS[3 * k + 2]
-      out[k] = {3, p, due}
+      local p = rec_load(st, KEYS[3 * k], ARGV[3 * k + 2])
+      if not p or string.sub(p, 1, 1) == '!' then
+        redis.call('DEL', lease)
+        redis.call('ZREM', KEYS[1], member)
+        out[k] = {p and 0 or 2}
+      else
+        leased[#leased + 1] = ARGV[2]
+        leased[#leased + 1] = member
+        fired[#fired + 1] = KEYS[3 * k + 2]
+        out[k] = {3, p, due}
+      end
     end
   end
-end
+end)
 if #leased > 0 then
   redis.call('ZADD', KEYS[1], unpack(leased))
   redis.call('UNLINK', unpack(fired))
 end
-return out
+return batch_out(out, items, ok, err)
 `)
 
 // completeScript ends claimed attempts of one shard: each either arms its
 // notice's next attempt or removes the notice. A batch, like
-// enqueueScript: the table's state, the clock, the dedup generation and
-// the due index are read and written once per call.
+// enqueueScript: the table's state, the clock and the dedup generation
+// are read and written, and the next attempts added to the due index, once
+// per call.
 //
 //	KEYS[1] -> due index        ARGV[1] -> the dedup window, ms (0: remember nothing)
 //	KEYS[2] -> wake flag        ARGV[2] -> wake channel (a channel, not a key)
@@ -221,55 +250,59 @@ return out
 // Returns one code per attempt: 1, or 0 if the claim was lost: another
 // worker holds the lease, or the attempt is no longer pending. A lease that
 // merely ran out with nobody taking over still completes, so a slow attempt
-// is not repeated for nothing.
-var completeScript = newScript(pxUntil + dedupLua + recordsLuaSrc + `
+// is not repeated for nothing. A command failing part-way ends the call as
+// batchLua says.
+var completeScript = newScript(batchLua + pxUntil + dedupLua + recordsLuaSrc + `
 local now = now_ms()
 local st = rec_state(KEYS[4])
 local window, horizon = tonumber(ARGV[1]), tonumber(ARGV[5])
 local gen
 local out, indexed, wake = {}, {}, false
-for k = 1, (#KEYS - 4) / 3 do
-  local a, key, lease, trig = 9 * k - 4, KEYS[2 + 3 * k], KEYS[3 + 3 * k], KEYS[4 + 3 * k]
-  local id, upcoming = ARGV[a + 8], ARGV[a + 3]
-  local holder = redis.call('GET', lease)
-  local r = 1
-  if holder and holder ~= ARGV[a + 2] then
-    r = 0
-  elseif redis.call('ZREM', KEYS[1], ARGV[a + 1]) == 0 then
-    r = 0
+local items = (#KEYS - 4) / 3
+local ok, err = pcall(function()
+  for k = 1, items do
+    local a, key, lease, trig = 9 * k - 4, KEYS[2 + 3 * k], KEYS[3 + 3 * k], KEYS[4 + 3 * k]
+    local id, upcoming = ARGV[a + 8], ARGV[a + 3]
+    local holder = redis.call('GET', lease)
+    local r = 1
+    if holder and holder ~= ARGV[a + 2] then
+      r = 0
+    elseif redis.call('ZREM', KEYS[1], ARGV[a + 1]) == 0 then
+      r = 0
+    end
+    if r == 1 and holder then redis.call('DEL', lease) end
+    if r == 1 and upcoming == '' then
+      rec_remove_st(st, key, id)
+      if ARGV[a + 5] == '1' and window > 0 then
+        gen = gen or dedup_gen(KEYS[3], now, tonumber(ARGV[4]), window)
+        dedup_add(gen, ARGV[3], ARGV[a + 6], ARGV[a + 7], ` + dedupLimit + `)
+      end
+    elseif r == 1 then
+      local due = tonumber(ARGV[a + 4])
+      local px = px_until(due, now)
+      local at, v, pos = nil, nil, nil
+      if px > horizon then
+        at = rec_find_st(st, id)
+        v, pos = rec_at_get(at)
+      end
+      if v and #rec_plain(v) + 9 <= rec_vmax then
+        rec_far_mark(at, due, rec_far(v))
+        redis.call('LSET', at.bucket, pos + 1, rec_farv(v, tonumber(ARGV[a + 9]), due))
+      else
+        indexed[#indexed + 1] = ARGV[a + 4]
+        indexed[#indexed + 1] = upcoming
+      end
+      redis.call('SET', trig, 1, 'PX', px)
+      if px <= 1 then wake = true end
+    end
+    out[k] = r
   end
-  if r == 1 and holder then redis.call('DEL', lease) end
-  if r == 1 and upcoming == '' then
-    rec_remove_st(st, key, id)
-    if ARGV[a + 5] == '1' and window > 0 then
-      gen = gen or dedup_gen(KEYS[3], now, tonumber(ARGV[4]), window)
-      dedup_add(gen, ARGV[3], ARGV[a + 6], ARGV[a + 7], ` + dedupLimit + `)
-    end
-  elseif r == 1 then
-    local due = tonumber(ARGV[a + 4])
-    local px = px_until(due, now)
-    local at, v, pos = nil, nil, nil
-    if px > horizon then
-      at = rec_find_st(st, id)
-      v, pos = rec_at_get(at)
-    end
-    if v and #rec_plain(v) + 9 <= rec_vmax then
-      rec_far_mark(at, due, rec_far(v))
-      redis.call('LSET', at.bucket, pos + 1, rec_farv(v, tonumber(ARGV[a + 9]), due))
-    else
-      indexed[#indexed + 1] = ARGV[a + 4]
-      indexed[#indexed + 1] = upcoming
-    end
-    redis.call('SET', trig, 1, 'PX', px)
-    if px <= 1 then wake = true end
-  end
-  out[k] = r
-end
+end)
 if st.dirty then rec_state_save(st) end
 if gen then dedup_flush(gen) end
 if #indexed > 0 then redis.call('ZADD', KEYS[1], unpack(indexed)) end
 if wake then wake_if_due(1, ARGV[2], KEYS[2]) end
-return out
+return batch_out(out, items, ok, err)
 `)
 
 // releaseScript hands a claimed attempt back, due now: its trigger key is
