@@ -61,8 +61,7 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 		return nil, err
 	}
 	errs := make([]error, len(notices))
-	var batches []*scriptBatch
-	filling := make(map[int]*scriptBatch) // per shard, the batch being filled
+	var sb shardBatches
 	// Notices of one call mostly share a few URLs: each is checked once.
 	var valid, allowed notifier.URLMemo
 	if policy != nil {
@@ -89,16 +88,12 @@ func (r *Redis) enqueue(ctx context.Context, notices []notifier.Notice, force bo
 			errs[i] = err
 			continue
 		}
-		s := r.keys.ShardOf(n.ID)
-		b := filling[s]
-		if b == nil || len(b.idx) == enqueueBatchNotices || b.bytes+len(p) > enqueueBatchBytes {
-			b = r.newEnqueueBatch(n.ID, forced)
-			filling[s] = b
-			batches = append(batches, b)
-		}
+		b := sb.batchFor(r.keys.ShardOf(n.ID), func(b *scriptBatch) bool {
+			return len(b.idx) == enqueueBatchNotices || b.bytes+len(p) > enqueueBatchBytes
+		}, func() *scriptBatch { return r.newEnqueueBatch(n.ID, forced) })
 		r.addToBatch(b, n, p, i)
 	}
-	return errs, r.storeNotices(ctx, batches, notices, errs)
+	return errs, r.storeNotices(ctx, sb.all, notices, errs)
 }
 
 // An enqueue script stores at most enqueueBatchNotices notices of one shard,

@@ -16,28 +16,20 @@ import (
 func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Duration) ([]notifier.ClaimResult, []notifier.Job, error) {
 	end := r.Now().Add(lease).UnixMilli()
 	tokens := make([]string, len(ts))
-	var batches []*scriptBatch
-	filling := make(map[int]*scriptBatch) // per shard, the batch being filled
+	var sb shardBatches
 	for i, t := range ts {
 		tokens[i] = r.instance + ":" + strconv.FormatUint(r.claims.Add(1), 36)
-		s := r.keys.ShardOf(t.ID)
-		b := filling[s]
-		if b == nil || len(b.idx) == scriptBatchMax {
-			b = &scriptBatch{call: scriptCall{claimScript,
+		b := sb.batchFor(r.keys.ShardOf(t.ID), atBatchMax, func() *scriptBatch {
+			return &scriptBatch{call: scriptCall{claimScript,
 				[]string{r.keys.DueOf(t.ID), r.keys.Records(t.ID)},
 				[]any{lease.Milliseconds(), end}}}
-			filling[s] = b
-			batches = append(batches, b)
-		}
+		})
 		b.call.keys = append(b.call.keys, r.keys.Payload(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t))
 		b.call.args = append(b.call.args, r.keys.Member(t), tokens[i], t.ID)
 		b.idx = append(b.idx, i)
 	}
-	calls := make([]scriptCall, len(batches))
-	for j, b := range batches {
-		calls[j] = b.call
-	}
-	cmds, err := r.evalPipelined(ctx, calls)
+	batches := sb.all
+	cmds, err := r.evalPipelined(ctx, sb.calls())
 	if err != nil {
 		return nil, nil, fmt.Errorf("claim %d attempts: %w", len(ts), err)
 	}
@@ -133,19 +125,14 @@ func (r *Redis) trigger(job notifier.Job) notifier.Trigger {
 func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool, error) {
 	w := r.dedupWindow()
 	gen := dedupGeneration(w)
-	var batches []*scriptBatch
-	filling := make(map[int]*scriptBatch) // per shard, the batch being filled
+	var sb shardBatches
 	for i, c := range cs {
 		t := r.trigger(c.Job)
-		s := r.keys.ShardOf(t.ID)
-		b := filling[s]
-		if b == nil || len(b.idx) == scriptBatchMax {
-			b = &scriptBatch{call: scriptCall{completeScript,
+		b := sb.batchFor(r.keys.ShardOf(t.ID), atBatchMax, func() *scriptBatch {
+			return &scriptBatch{call: scriptCall{completeScript,
 				[]string{r.keys.DueOf(t.ID), r.keys.WakeFlagOf(t.ID), r.keys.DedupDir(t.ID), r.keys.Records(t.ID)},
 				[]any{w.Milliseconds(), r.keys.Wake(), r.keys.DedupNodes(t.ID), gen.Milliseconds(), r.farHorizon().Milliseconds()}}}
-			filling[s] = b
-			batches = append(batches, b)
-		}
+		})
 		nextMember, nextKey := "", r.keys.Trigger(t)
 		if c.Next > 0 {
 			nt := notifier.Trigger{ID: t.ID, Stamp: t.Stamp, N: c.Next}
@@ -163,11 +150,8 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 		b.call.args = append(b.call.args, r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), remember, route, member, t.ID, c.Next)
 		b.idx = append(b.idx, i)
 	}
-	calls := make([]scriptCall, len(batches))
-	for j, b := range batches {
-		calls[j] = b.call
-	}
-	cmds, err := r.evalPipelined(ctx, calls)
+	batches := sb.all
+	cmds, err := r.evalPipelined(ctx, sb.calls())
 	if err != nil {
 		return nil, fmt.Errorf("complete %d attempts: %w", len(cs), err)
 	}
@@ -219,6 +203,40 @@ type scriptBatch struct {
 	idx   []int
 	bytes int // the payload bytes it carries, where that matters
 }
+
+// shardBatches sorts items into script calls of one shard each (a
+// script's keys must share a hash slot), in the order the items come.
+type shardBatches struct {
+	all     []*scriptBatch
+	filling map[int]*scriptBatch // per shard, the call being filled
+}
+
+// batchFor returns the call shard s's next item goes in: the one being
+// filled, or one start makes when there is none or full says it is full.
+func (sb *shardBatches) batchFor(s int, full func(*scriptBatch) bool, start func() *scriptBatch) *scriptBatch {
+	b := sb.filling[s]
+	if b == nil || full(b) {
+		if sb.filling == nil {
+			sb.filling = make(map[int]*scriptBatch)
+		}
+		b = start()
+		sb.filling[s] = b
+		sb.all = append(sb.all, b)
+	}
+	return b
+}
+
+// calls returns the script calls, in the order they were started.
+func (sb *shardBatches) calls() []scriptCall {
+	calls := make([]scriptCall, len(sb.all))
+	for j, b := range sb.all {
+		calls[j] = b.call
+	}
+	return calls
+}
+
+// atBatchMax says a claim or complete call holds scriptBatchMax items.
+func atBatchMax(b *scriptBatch) bool { return len(b.idx) == scriptBatchMax }
 
 // errBatchReply marks a batch script's reply that does not have the shape
 // its script promises.

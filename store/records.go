@@ -224,7 +224,7 @@ local function rec_state(meta)
 end
 local function rec_find_st(st, id)
   local b = tostring(rec_bucket_no(rec_hash(id), st.i, st.p))
-  return {meta = st.meta, b = b, bucket = st.meta .. ':' .. b, id = id, i = st.i, p = st.p, n = st.n, nolegacy = st.nolegacy}
+  return {meta = st.meta, b = b, bucket = st.meta .. ':' .. b, id = id, nolegacy = st.nolegacy}
 end
 local function rec_at_get(at)
   local pos = rec_pos(at.bucket, at.id)

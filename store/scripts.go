@@ -6,27 +6,27 @@ package store
 // clock, like the due scores they are compared with.
 
 // pxUntil defines now_ms(), the server's clock in Unix ms, and
-// px_until(due[, now]): the PX that makes a key expire at due (Unix ms) by
-// the server's own clock (now, if the script has read it already), at least
-// 1 ms (PX 0 is an error). Computing
-// it here rather than in the client keeps the round trip out of the TTL, so
-// a key is expired exactly when its due-index score says.
+// px_until(due, now): the PX that makes a key expire at due (Unix ms) by
+// the server's own clock, read once per script as now, at least 1 ms (PX 0
+// is an error). Computing it here rather than in the client keeps the round
+// trip out of the TTL, so a key is expired exactly when its due-index score
+// says.
 //
-// wake_if_due(px, channel, flag) publishes a wake hint when an attempt is
-// armed already due, at most one per 2 ms, so the dispatchers' wakers touch
-// it at once instead of at their next tick.
+// wake(channel, flag) publishes a wake hint, for a script that armed an
+// attempt already due (PX 1), at most one per 2 ms, so the dispatchers'
+// wakers touch it at once instead of at their next tick.
 const pxUntil = `
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function px_until(due, now)
-  local px = tonumber(due) - (now or now_ms())
+  local px = tonumber(due) - now
   if px < 1 then return 1 end
   return px
 end
-local function wake_if_due(px, channel, flag)
-  if px <= 1 and redis.call('SET', flag, '', 'NX', 'PX', 2) then
+local function wake(channel, flag)
+  if redis.call('SET', flag, '', 'NX', 'PX', 2) then
     redis.call('PUBLISH', channel, '')
   end
 end
@@ -93,7 +93,7 @@ local now = now_ms()
 local st = rec_state(KEYS[5])
 local horizon, n = tonumber(ARGV[6]), tonumber(ARGV[7])
 local live
-local out, receipts, indexed, marks, fars, wake, seen = {}, {}, {}, {}, 0, false, {}
+local out, receipts, indexed, marks, fars, due_now, seen = {}, {}, {}, {}, 0, false, {}
 local items = (#KEYS - 5) / 2
 local ok, err = pcall(function()
   for k = 1, items do
@@ -128,7 +128,7 @@ local ok, err = pcall(function()
       redis.call('SET', trig, 1, 'PX', px)
       receipts[#receipts + 1] = id
       receipts[#receipts + 1] = ARGV[8]
-      if px <= 1 then wake = true end
+      if px <= 1 then due_now = true end
     end
     out[k] = r
   end
@@ -148,7 +148,7 @@ if #receipts > 0 then
   redis.call('HSET', KEYS[3], unpack(receipts))
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end
-if wake then wake_if_due(1, ARGV[2], KEYS[2]) end
+if due_now then wake(ARGV[2], KEYS[2]) end
 return batch_out(out, items, ok, err)
 `)
 
@@ -257,7 +257,7 @@ local now = now_ms()
 local st = rec_state(KEYS[4])
 local window, horizon = tonumber(ARGV[1]), tonumber(ARGV[5])
 local gen
-local out, indexed, wake = {}, {}, false
+local out, indexed, due_now = {}, {}, false
 local items = (#KEYS - 4) / 3
 local ok, err = pcall(function()
   for k = 1, items do
@@ -293,7 +293,7 @@ local ok, err = pcall(function()
         indexed[#indexed + 1] = upcoming
       end
       redis.call('SET', trig, 1, 'PX', px)
-      if px <= 1 then wake = true end
+      if px <= 1 then due_now = true end
     end
     out[k] = r
   end
@@ -301,7 +301,7 @@ end)
 if st.dirty then rec_state_save(st) end
 if gen then dedup_flush(gen) end
 if #indexed > 0 then redis.call('ZADD', KEYS[1], unpack(indexed)) end
-if wake then wake_if_due(1, ARGV[2], KEYS[2]) end
+if due_now then wake(ARGV[2], KEYS[2]) end
 return batch_out(out, items, ok, err)
 `)
 
