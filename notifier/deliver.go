@@ -198,6 +198,15 @@ func (d *Deliverer) PostWith(ctx context.Context, notice *Notice, n int, o PostO
 	if len(o.Secrets) > 0 {
 		req.Header.Set("Webhook-Signature", Sign(o.Secrets, notice.ID, start, notice.Body))
 	}
+	if _, ok := req.Header["Idempotency-Key"]; !ok {
+		// A delivery may arrive twice (partners drop duplicates by
+		// Webhook-Id), so net/http may send it again, once, on a new
+		// connection when a kept-alive one turns out closed before any
+		// reply; otherwise such a race costs the notice an attempt of its
+		// schedule, or its last. An empty value marks the request so
+		// without sending the header (see http.Transport).
+		req.Header["Idempotency-Key"] = nil
+	}
 
 	client := d.client
 	if rc, ok := d.routes[o.Partner]; ok {

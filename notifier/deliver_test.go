@@ -1,6 +1,7 @@
 package notifier
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -386,6 +387,60 @@ func TestDelivererPostReusesConnections(t *testing.T) {
 			t.Errorf("partner saw %d connections, want 1: a failure elsewhere closed the idle connection", got)
 		}
 	})
+}
+
+// TestDelivererPostSurvivesAClosedKeptAliveConnection: a partner that
+// closes a kept-alive connection as the next POST arrives on it, without
+// replying, does not cost the notice its attempt: net/http sends it again
+// on a new connection, and no Idempotency-Key header goes on the wire.
+func TestDelivererPostSurvivesAClosedKeptAliveConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var requests atomic.Int32
+	var sawKey atomic.Bool
+	go func() {
+		for conn := 1; ; conn++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn, conn int) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for served := 0; ; served++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					requests.Add(1)
+					if _, ok := req.Header["Idempotency-Key"]; ok {
+						sawKey.Store(true)
+					}
+					if conn == 1 && served == 1 {
+						return // the second request on the first connection: closed unanswered
+					}
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				}
+			}(c, conn)
+		}
+	}()
+	d := newPostDeliverer(t, 5*time.Second)
+	url := "http://" + ln.Addr().String() + "/notify"
+	for n := 1; n <= 2; n++ {
+		if res := d.Post(context.Background(), postNotice(url), n); res.Err != nil || res.Status != http.StatusOK {
+			t.Fatalf("Post %d: status %d, err %v", n, res.Status, res.Err)
+		}
+	}
+	if got := requests.Load(); got != 3 {
+		t.Errorf("partner read %d requests, want 3 (the second sent again on a new connection)", got)
+	}
+	if sawKey.Load() {
+		t.Error("an Idempotency-Key header went on the wire")
+	}
 }
 
 // TestValidHeadersAreSendable: Validate accepts a header name or value
