@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -31,6 +32,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 )
+
+// serveGCPercent is serve's GOGC when the environment sets none. serve
+// allocates per delivery (requests, replies, log rows) and keeps little, so
+// a heap twice the default's headroom halves the collections for a few
+// tens of MB.
+const serveGCPercent = 200
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -149,6 +156,13 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 	log := cfg.Logger
 	redis.SetLogger(redisLog{log})
 	syscall.Umask(0o077) // everything serve creates (socket, AOF, log) is private
+	if _, set := os.LookupEnv("GOGC"); !set {
+		// serve's CPU per delivered notice, in partners' worth, went
+		// from 2.67 to 2.45 (make bench's throughput scenario, three
+		// interleaved pairs), for about 20 MB more RSS at the peak of a
+		// 40,000-notice burst. GOGC, when set, decides instead.
+		debug.SetGCPercent(serveGCPercent)
+	}
 	// Certificates and proxies first: a bad one stops serve before it
 	// starts anything or publishes its settings.
 	eg, err := notifier.NewEgress(ctx, notifier.EgressOptions{Timeout: cfg.Dispatcher.Timeout, MaxIdlePerHost: cfg.Dispatcher.Concurrency,

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -165,6 +166,18 @@ func TestAPIAndMetricsEndToEnd(t *testing.T) {
 	}
 	if g := families["notifier_pending_notices"].GetMetric(); len(g) != 1 || g[0].GetGauge().GetValue() != 0 {
 		t.Errorf("pending gauge %v, want 0", g)
+	}
+	// serve's own GOGC (serveGCPercent) unless the environment names one.
+	wantGC := float64(serveGCPercent)
+	if v, ok := os.LookupEnv("GOGC"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("GOGC=%q in the test's environment", v)
+		}
+		wantGC = float64(n)
+	}
+	if g := families["go_gc_gogc_percent"].GetMetric(); len(g) != 1 || g[0].GetGauge().GetValue() != wantGC {
+		t.Errorf("go_gc_gogc_percent %v, want %v", g, wantGC)
 	}
 }
 
