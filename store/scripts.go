@@ -125,7 +125,7 @@ local ok, err = pcall(function()
         indexed[#indexed + 1] = ARGV[a + 3]
         indexed[#indexed + 1] = ARGV[a + 2]
       end
-      redis.call('SET', trig, 1, 'PX', px)
+      redis.call('SET', trig, '1', 'PX', px)
       receipts[#receipts + 1] = id
       receipts[#receipts + 1] = ARGV[8]
       if px <= 1 then due_now = true end
@@ -292,7 +292,7 @@ local ok, err = pcall(function()
         indexed[#indexed + 1] = ARGV[a + 4]
         indexed[#indexed + 1] = upcoming
       end
-      redis.call('SET', trig, 1, 'PX', px)
+      redis.call('SET', trig, '1', 'PX', px)
       if px <= 1 then due_now = true end
     end
     out[k] = r
