@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +75,46 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 		}
 		if v := codes(call, true); v[0] != 3 || v[1] != 0 {
 			t.Fatalf("sent again = %v, want [3 0]: the receipt answers for the first only", v)
+		}
+	})
+	t.Run("AFailurePartWayIsAnsweredAgain", func(t *testing.T) {
+		stamp := time.Now().Truncate(time.Millisecond)
+		var ns []*notifier.Notice
+		for _, id := range []string{"f-1", "f-2", "f-3"} {
+			ns = append(ns, &notifier.Notice{ID: id, URL: "https://p.example/n", Schedule: backoff.Schedule{0}, Stamp: stamp})
+		}
+		rdb.RPush(ctx, r.keys.Payload("f-2"), "not a payload") // WRONGTYPE for f-2's GET
+		call := callFor(ns...)
+		answers := func(resent bool) []any {
+			t.Helper()
+			c := call
+			if resent {
+				c.args = append([]any(nil), c.args...)
+				c.args[resentArg] = "1"
+			}
+			cmds, err := r.evalPipelined(ctx, []scriptCall{c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := cmds[0].Slice()
+			if err != nil || len(v) != 4 {
+				t.Fatalf("reply %v, %v; want three codes and the error", v, err)
+			}
+			return v
+		}
+		first := answers(false)
+		if first[0] != int64(1) || first[1] != int64(-1) || first[2] != int64(-2) || !strings.Contains(fmt.Sprint(first[3]), "WRONGTYPE") {
+			t.Fatalf("first send = %v, want [1 -1 -2 WRONGTYPE...]", first)
+		}
+		// Sent again once the cause is gone, it still answers as its first
+		// send did, and stores nothing: f-3 was never stored by this call.
+		rdb.Del(ctx, r.keys.Payload("f-2"))
+		again := answers(true)
+		if again[0] != int64(3) || again[1] != int64(-1) || again[2] != int64(-2) || again[3] != first[3] {
+			t.Fatalf("sent again = %v, want [3 -1 -2 %v]", again, first[3])
+		}
+		if p := r.PayloadOf(ctx, "f-3"); p != "" {
+			t.Errorf("the call sent again stored f-3: %q", p)
 		}
 	})
 	for _, ended := range []struct{ name, payload string }{

@@ -164,9 +164,10 @@ func (k Keys) RecordsShard(s int) string { return k.scope(s) + ":b" }
 
 // Receipts is the hash where an enqueue call whose first notice is id,
 // made in receipt window w (its start in Unix ms divided by the window's
-// length), leaves its token: field the id of each notice it stored, value
-// the token, for a minute, so the same call sent again after its reply was
-// lost knows it stored the notice (however it has ended since). The calls
+// length), leaves its answers: field its token, value one code per notice
+// (see enqueueScript), for a minute, so the same call sent again after its
+// reply was lost answers as the lost reply did, knowing which notices it
+// stored (however they have ended since). The calls
 // of a window share receiptSlots hashes (by FNV-1a of the id) rather than
 // a key each, which
 // keeps a burst of enqueues from growing Redis's key tables for good (they

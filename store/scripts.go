@@ -77,35 +77,44 @@ end
 // payload in the table carries its due time instead (rec_farv) until
 // promoteScript moves it there.
 //
-// Returns one code per notice, in order: 1 stored; 3, for a call sent
-// again, if the receipt holds this call's token (the first send stored the
-// notice, which may have been delivered, given up or cancelled since: it is
-// not stored again, nor called a duplicate); 0 if a notice with this id is
-// pending (an earlier one of the same call included); 2 if one was
+// Returns one code per notice, in order: 1 stored; 0 if a notice with this
+// id is pending (an earlier one of the same call included); 2 if one was
 // delivered within the dedup window. Nothing is written for a notice but
 // for 1. A given-up or cancelled id may be enqueued again: it was never
 // delivered, so sending it is no duplicate. A re-sent delivered id stays
-// remembered as delivered: it was. Only the first of an id met twice in one
-// call may find its receipt. A command failing part-way ends the call as
-// batchLua says, with what the notices before it stored complete.
+// remembered as delivered: it was. A command failing part-way ends the
+// call as batchLua says, with what the notices before it stored complete.
+//
+// Each call leaves its answers in the receipts hash, under its token, as
+// one character per notice (then '|' and the error's text after a failure
+// part-way). A call sent again after its reply was lost finds them and
+// answers them again, writing nothing, with 3 for each notice its first
+// send stored: that notice may have been delivered, given up or cancelled
+// since, and is neither stored again nor called a duplicate. A call sent
+// again that finds no receipt never ran, and runs.
 var enqueueScript = newScript(batchLua + pxUntil + dedupLua + recordsLuaSrc + `
+local items = (#KEYS - 5) / 2
+if ARGV[3] == '1' then
+  local sent = redis.call('HGET', KEYS[3], ARGV[8])
+  if sent then
+    local out, back = {}, {['1'] = 3, ['0'] = 0, ['2'] = 2, x = -1, ['-'] = -2}
+    for k = 1, items do out[k] = back[string.sub(sent, k, k)] end
+    if #sent > items then out[items + 1] = string.sub(sent, items + 2) end
+    return out
+  end
+end
 local now = now_ms()
 local st = rec_state(KEYS[5])
 local horizon, n = tonumber(ARGV[6]), tonumber(ARGV[7])
 local live
-local out, receipts, indexed, marks, fars, due_now, seen = {}, {}, {}, {}, 0, false, {}
-local items = (#KEYS - 5) / 2
+local out, indexed, marks, fars, due_now = {}, {}, {}, 0, false
 local ok, err = pcall(function()
   for k = 1, items do
     local a, key, trig = 2 + 6 * k, KEYS[4 + 2 * k], KEYS[5 + 2 * k]
     local payload, due, id = ARGV[a + 1], tonumber(ARGV[a + 3]), ARGV[a + 6]
-    local r, at, cur = 1, nil, nil
-    if ARGV[3] == '1' and not seen[id] and redis.call('HGET', KEYS[3], id) == ARGV[8] then r = 3 end
-    seen[id] = true
-    if r == 1 then
-      at = rec_find_st(st, id)
-      if rec_exists(at) then r = 0 end
-    end
+    local r, cur = 1, nil
+    local at = rec_find_st(st, id)
+    if rec_exists(at) then r = 0 end
     if r == 1 then
       cur = redis.call('GET', key)
       if cur and string.sub(cur, 1, 1) ~= '!' then r = 0 end
@@ -126,8 +135,6 @@ local ok, err = pcall(function()
         indexed[#indexed + 1] = ARGV[a + 2]
       end
       redis.call('SET', trig, '1', 'PX', px)
-      receipts[#receipts + 1] = id
-      receipts[#receipts + 1] = ARGV[8]
       if px <= 1 then due_now = true end
     end
     out[k] = r
@@ -144,12 +151,17 @@ if fars > 0 then
   redis.call('ZADD', KEYS[5] .. ':t', 'LT', unpack(m))
   redis.call('HINCRBY', KEYS[5], 'f', fars)
 end
-if #receipts > 0 then
-  redis.call('HSET', KEYS[3], unpack(receipts))
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
-end
 if due_now then wake(ARGV[2], KEYS[2]) end
-return batch_out(out, items, ok, err)
+out = batch_out(out, items, ok, err)
+local sent = {}
+for k = 1, items do
+  local c = out[k]
+  if c == -1 then sent[k] = 'x' elseif c == -2 then sent[k] = '-' else sent[k] = string.char(48 + c) end
+end
+if not ok then sent[items + 1] = '|' .. out[items + 1] end
+redis.call('HSET', KEYS[3], ARGV[8], table.concat(sent))
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return out
 `)
 
 // A cancelled notice's payload is replaced by a tombstone for the dedup
