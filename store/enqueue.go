@@ -123,7 +123,7 @@ func (r *Redis) addToBatch(b *scriptBatch, n *notifier.Notice, p []byte, i int) 
 	due, _ := n.Schedule.Due(n.Stamp, 1)
 	route, member := dedupDigest(n.ID)
 	b.call.keys = append(b.call.keys, r.keys.Payload(n.ID), r.keys.Trigger(t))
-	b.call.args = append(b.call.args, p, r.keys.Member(t), due.UnixMilli(), route, member, n.ID)
+	b.call.args = append(b.call.args, p, r.keys.Member(t), due.UnixMilli(), route, member, n.ID, recordHash(n.ID))
 	b.idx = append(b.idx, i)
 	b.bytes += len(p)
 }

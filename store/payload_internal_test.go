@@ -2,9 +2,12 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,4 +136,38 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("a decoded notice does not decode once encoded again: %v", err)
 		}
 	})
+}
+
+// TestRecordHashIsTheScriptsHash: the bucket hash the Go side passes to the
+// hot scripts is the one the other scripts compute with rec_hash, for every
+// kind of id; a notice stored under one and looked up under the other would
+// be lost.
+func TestRecordHashIsTheScriptsHash(t *testing.T) {
+	r, _ := newDedupRedis(t)
+	hashes := newScript(recordsLuaSrc + `
+local out = {}
+for k = 1, #ARGV do out[k] = string.format('%d', rec_hash(ARGV[k])) end
+return out
+`)
+	ids := []string{"a", "order-1", "订单-0001", strings.Repeat("x", 300), "id with spaces", "~!@#$%^&*()"}
+	for i := range 500 {
+		ids = append(ids, fmt.Sprintf("pay_%d_%x", i, i*7919))
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	cmds, err := r.evalPipelined(context.Background(), []scriptCall{{hashes, []string{"k"}, args}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cmds[0].StringSlice()
+	if err != nil || len(got) != len(ids) {
+		t.Fatalf("reply %v, %v", got, err)
+	}
+	for i, id := range ids {
+		if want := recordHash(id); got[i] != want {
+			t.Errorf("id %q: rec_hash %s, recordHash %s", id, got[i], want)
+		}
+	}
 }

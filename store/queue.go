@@ -25,7 +25,7 @@ func (r *Redis) Claim(ctx context.Context, ts []notifier.Trigger, lease time.Dur
 				[]any{lease.Milliseconds(), end}}}
 		})
 		b.call.keys = append(b.call.keys, r.keys.Payload(t.ID), r.keys.Lease(t.ID), r.keys.Trigger(t))
-		b.call.args = append(b.call.args, r.keys.Member(t), tokens[i], t.ID)
+		b.call.args = append(b.call.args, r.keys.Member(t), tokens[i], t.ID, recordHash(t.ID))
 		b.idx = append(b.idx, i)
 	}
 	batches := sb.all
@@ -147,7 +147,8 @@ func (r *Redis) Complete(ctx context.Context, cs []notifier.Completion) ([]bool,
 		}
 		route, member := dedupDigest(t.ID)
 		b.call.keys = append(b.call.keys, r.keys.Payload(t.ID), r.keys.Lease(t.ID), nextKey)
-		b.call.args = append(b.call.args, r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), remember, route, member, t.ID, c.Next)
+		b.call.args = append(b.call.args, r.keys.Member(t), c.Job.Token, nextMember, c.Due.UnixMilli(), remember, route, member, t.ID, c.Next,
+			recordHash(t.ID))
 		b.idx = append(b.idx, i)
 	}
 	batches := sb.all

@@ -69,9 +69,10 @@ end
 //	          trigger key       ARGV[6] -> the far horizon, ms (see promoteScript)
 //	                            ARGV[7] -> n, the attempt armed
 //	                            ARGV[8] -> this call's token
-//	                            ARGV[3+6k..8+6k] -> notice k's payload, due-index
+//	                            ARGV[2+7k..8+7k] -> notice k's payload, due-index
 //	                                       member, due time (Unix ms), dedup
-//	                                       route and member, and id
+//	                                       route and member, id, and bucket
+//	                                       hash (recordHash)
 //
 // An attempt due beyond the far horizon is not put in the due index: its
 // payload in the table carries its due time instead (rec_farv) until
@@ -110,10 +111,10 @@ local live
 local out, indexed, marks, fars, due_now = {}, {}, {}, 0, false
 local ok, err = pcall(function()
   for k = 1, items do
-    local a, key, trig = 2 + 6 * k, KEYS[4 + 2 * k], KEYS[5 + 2 * k]
+    local a, key, trig = 1 + 7 * k, KEYS[4 + 2 * k], KEYS[5 + 2 * k]
     local payload, due, id = ARGV[a + 1], tonumber(ARGV[a + 3]), ARGV[a + 6]
     local r, cur = 1, nil
-    local at = rec_find_st(st, id)
+    local at = rec_find_st(st, id, ARGV[a + 7])
     if rec_exists(at) then r = 0 end
     if r == 1 then
       cur = redis.call('GET', key)
@@ -177,10 +178,11 @@ const tombCancelled = "!cancelled"
 //
 //	KEYS[1] -> due index        ARGV[1] -> lease, ms
 //	KEYS[2] -> payload table    ARGV[2] -> lease end, Unix ms
-//	KEYS[3k] -> attempt k's     ARGV[3k] -> attempt k's member
-//	          payload key       ARGV[1+3k] -> its claim token
-//	KEYS[1+3k] -> its lease key ARGV[2+3k] -> its notice id
-//	KEYS[2+3k] -> its trigger key
+//	KEYS[3k] -> attempt k's     ARGV[4k-1] -> attempt k's member
+//	          payload key       ARGV[4k] -> its claim token
+//	KEYS[1+3k] -> its lease key ARGV[4k+1] -> its notice id
+//	KEYS[2+3k] -> its trigger   ARGV[4k+2] -> its bucket hash (recordHash)
+//	          key
 //
 // Answers, for each attempt in order: {0} stale (the attempt is not
 // pending: done, superseded, never existed, or re-armed for later than now
@@ -206,17 +208,18 @@ local out, leased, fired = {}, {}, {}
 local items = (#KEYS - 2) / 3
 local ok, err = pcall(function()
   for k = 1, items do
-    local member, lease = ARGV[3 * k], KEYS[3 * k + 1]
+    local b = 4 * k - 1
+    local member, lease = ARGV[b], KEYS[3 * k + 1]
     local due = redis.call('ZSCORE', KEYS[1], member)
     if not due then
       out[k] = {0}
-    elseif not redis.call('SET', lease, ARGV[3 * k + 1], 'NX', 'PX', ARGV[1]) then
+    elseif not redis.call('SET', lease, ARGV[b + 1], 'NX', 'PX', ARGV[1]) then
       out[k] = {1}
     elseif tonumber(due) > now + 5 then
       redis.call('DEL', lease)
       out[k] = {0}
     else
-      local p = rec_load(st, KEYS[3 * k], ARGV[3 * k + 2])
+      local p = rec_load(st, KEYS[3 * k], ARGV[b + 2], ARGV[b + 3])
       if not p or string.sub(p, 1, 1) == '!' then
         redis.call('DEL', lease)
         redis.call('ZREM', KEYS[1], member)
@@ -248,13 +251,13 @@ return batch_out(out, items, ok, err)
 //	KEYS[3] -> dedup directory  ARGV[3] -> dedup sets' prefix (see dedupLua)
 //	KEYS[4] -> payload table    ARGV[4] -> dedup generation length, ms
 //	KEYS[2+3k] -> attempt k's   ARGV[5] -> the far horizon, ms
-//	          payload key       ARGV[-3+9k..5+9k] -> attempt k's member, claim
+//	          payload key       ARGV[-4+10k..5+10k] -> attempt k's member, claim
 //	KEYS[3+3k] -> its lease key            token, next attempt's member ('' to
 //	KEYS[4+3k] -> its next                 remove the notice) and due time (Unix
 //	          trigger key                  ms), '1' to remember the id as
 //	                                       delivered when removing, dedup route
 //	                                       and member, notice id, n of the next
-//	                                       attempt
+//	                                       attempt, bucket hash (recordHash)
 //
 // A next attempt due beyond the far horizon is armed in the payload table,
 // as enqueueScript does, when the payload is in a bucket.
@@ -273,7 +276,7 @@ local out, indexed, due_now = {}, {}, false
 local items = (#KEYS - 4) / 3
 local ok, err = pcall(function()
   for k = 1, items do
-    local a, key, lease, trig = 9 * k - 4, KEYS[2 + 3 * k], KEYS[3 + 3 * k], KEYS[4 + 3 * k]
+    local a, key, lease, trig = 10 * k - 5, KEYS[2 + 3 * k], KEYS[3 + 3 * k], KEYS[4 + 3 * k]
     local id, upcoming = ARGV[a + 8], ARGV[a + 3]
     local holder = redis.call('GET', lease)
     local r = 1
@@ -284,7 +287,7 @@ local ok, err = pcall(function()
     end
     if r == 1 and holder then redis.call('DEL', lease) end
     if r == 1 and upcoming == '' then
-      rec_remove_st(st, key, id)
+      rec_remove_st(st, key, id, nil, ARGV[a + 10])
       if ARGV[a + 5] == '1' and window > 0 then
         gen = gen or dedup_gen(KEYS[3], now, tonumber(ARGV[4]), window)
         dedup_add(gen, ARGV[3], ARGV[a + 6], ARGV[a + 7], ` + dedupLimit + `)
@@ -294,7 +297,7 @@ local ok, err = pcall(function()
       local px = px_until(due, now)
       local at, v, pos = nil, nil, nil
       if px > horizon then
-        at = rec_find_st(st, id)
+        at = rec_find_st(st, id, ARGV[a + 10])
         v, pos = rec_at_get(at)
       end
       if v and #rec_plain(v) + 9 <= rec_vmax then
