@@ -28,9 +28,10 @@ const receiptTTL = time.Minute
 const receiptWindow = time.Second
 
 // enqueueResends is how often a pipeline of enqueue scripts whose
-// connection failed is sent again. The script recognises a payload it
-// stored already (reply 3), so sending it again is safe and tells which
-// notices are stored.
+// connection failed is sent again. A call whose first send ran finds its
+// receipt and answers as the lost reply did (3 for each notice it stored),
+// writing nothing, so sending it again is safe and tells which notices are
+// stored.
 var enqueueResends = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second}
 
 // Enqueue stores notices and arms their first attempts, pipelined. It returns
@@ -167,8 +168,8 @@ func (r *Redis) storePipeline(ctx context.Context, batches []*scriptBatch, notic
 		for k, b := range todo {
 			calls[k] = b.call
 			if try > 0 {
-				// Sent again: the script may find this call's own
-				// payloads, stored by the send whose reply was lost.
+				// Sent again: the script may find this call's
+				// receipt, left by the send whose reply was lost.
 				calls[k].args = slices.Clone(b.call.args)
 				calls[k].args[resentArg] = "1"
 			}
@@ -200,7 +201,7 @@ func (r *Redis) storePipeline(ctx context.Context, batches []*scriptBatch, notic
 		if try == len(enqueueResends) || ctx.Err() != nil {
 			break
 		}
-		r.log.Warn("enqueue pipeline failed; sending it again (stored notices are recognised)", "batches", len(left), "err", err)
+		r.log.Warn("enqueue pipeline failed; sending it again (a call that ran answers from its receipt)", "batches", len(left), "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(enqueueResends[try]):

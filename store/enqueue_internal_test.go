@@ -117,6 +117,29 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 			t.Errorf("the call sent again stored f-3: %q", p)
 		}
 	})
+	t.Run("ACallThatStoredNothingLeavesNoReceipt", func(t *testing.T) {
+		n := notifier.Notice{ID: "n-nothing", URL: "https://p.example/n", Schedule: backoff.Schedule{0},
+			Stamp: time.Now().Truncate(time.Millisecond)}
+		if v := run(callFor(&n), false); v != 1 {
+			t.Fatalf("first call = %d, want 1", v)
+		}
+		dup := callFor(&n)
+		if v := run(dup, false); v != 0 {
+			t.Fatalf("a second call for the id = %d, want 0 (already pending)", v)
+		}
+		if got := rdb.HExists(ctx, dup.keys[2], fmt.Sprint(dup.args[7])).Val(); got {
+			t.Errorf("a call that stored nothing left a receipt")
+		}
+		// Given up before the duplicate's reply was found lost: sent
+		// again, it runs anew, as a call that never ran would.
+		rdb.ZRem(ctx, r.keys.DueOf(n.ID), r.keys.Member(notifier.Trigger{ID: n.ID, Stamp: n.Stamp, N: 1}))
+		if err := r.RemovePayload(ctx, n.ID); err != nil {
+			t.Fatal(err)
+		}
+		if v := run(dup, true); v != 1 {
+			t.Errorf("the duplicate sent again = %d, want 1 (stored now)", v)
+		}
+	})
 	for _, ended := range []struct{ name, payload string }{
 		{"Delivered", ""}, {"Cancelled", tombCancelled}, {"GaveUp", ""},
 	} {

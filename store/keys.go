@@ -51,7 +51,7 @@ var ErrForeignKey = errors.New("not a trigger key")
 //	                    while the attempt is claimed
 //	P:l:<id>            lease: claim token of the worker making the notice's attempt, PX lease
 //	P:ew:<w>:<s>        receipts of the enqueue calls of receipt window w (one second), slot s:
-//	                    hash, notice id -> the call's token, for a minute after its last call
+//	                    hash, call token -> its answers (see enqueueScript), for a minute after its last call
 //	P:schedule          the default schedule of the serve that last started, read by enqueue
 //	P:urlpolicy         JSON address policy of that serve (SSRF guard), applied at enqueue
 //	P:wake              pubsub channel: an attempt was armed already due, wake up now
@@ -181,7 +181,7 @@ func (k Keys) Receipts(id string, w int64) string {
 }
 
 // receiptSlots is how many receipt hashes a window has: at 50,000 enqueues
-// a second, a few hundred receipts each.
+// a second (calls of up to 64 notices), a few receipts each.
 const receiptSlots = 256
 
 // DedupDir is the directory of the dedup generations of notice id's shard.

@@ -24,8 +24,8 @@ import (
 // where h is the first 32 bits of SHA-1 of its id: redis.sha1hex in the
 // scripts, or recordHash from the caller of the enqueue, claim and
 // complete scripts, which spares Redis a SHA-1 per notice each (Redis's
-// own SHA-1 was 3% of its instructions per enqueued line). After an insert that brings the
-// average above recordLoad per bucket, bucket p splits into p and p+2^i;
+// own SHA-1 was 3% of its instructions per enqueued line). After an insert
+// that brings the average above recordLoad per bucket, bucket p splits into p and p+2^i;
 // after a delete that brings it under a quarter of that, the last bucket
 // merges back. A pair is removed by overwriting its payload with its id
 // and removing both copies of the id (LSET, LREM): ids are unique in a
@@ -68,7 +68,10 @@ const recordValueMax = 4096
 // removes one from its bucket, returning 1, or 0 if it was in no bucket,
 // and rec_remove_st from wherever it is kept. Splits and merges move whole
 // buckets inside the calling script, so no reader ever sees a notice in two
-// buckets or in none. rec_n(b) writes bucket number b with %d, a third of
+// buckets or in none. rec_find_st, rec_get_st, rec_load, rec_del_st and
+// rec_remove_st take the notice's hash h as a last argument (recordHash's,
+// a string) or compute it when it is nil. rec_n(b) writes bucket number b
+// with %d, a third of
 // the cost of tostring, whose %.14g goes through the C library's
 // floating-point printing.
 const recordsLua = `

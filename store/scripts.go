@@ -86,13 +86,16 @@ end
 // remembered as delivered: it was. A command failing part-way ends the
 // call as batchLua says, with what the notices before it stored complete.
 //
-// Each call leaves its answers in the receipts hash, under its token, as
-// one character per notice (then '|' and the error's text after a failure
-// part-way). A call sent again after its reply was lost finds them and
-// answers them again, writing nothing, with 3 for each notice its first
-// send stored: that notice may have been delivered, given up or cancelled
-// since, and is neither stored again nor called a duplicate. A call sent
-// again that finds no receipt never ran, and runs.
+// A call that wrote anything (stored a notice, or failed part-way) leaves
+// its answers in the receipts hash, under its token, as one character per
+// notice (then '|' and the error's text after a failure part-way). A call
+// sent again after its reply was lost finds them and answers them again,
+// writing nothing, with 3 for each notice its first send stored: that
+// notice may have been delivered, given up or cancelled since, and is
+// neither stored again nor called a duplicate. A call sent again that finds
+// no receipt never ran, or wrote nothing, and runs. The receipt is written
+// with redis.pcall: a receipt that cannot be written (a full Redis refusing
+// it, say) costs a re-send its answers, never the answers of this reply.
 var enqueueScript = newScript(batchLua + pxUntil + dedupLua + recordsLuaSrc + `
 local items = (#KEYS - 5) / 2
 if ARGV[3] == '1' then
@@ -154,14 +157,17 @@ if fars > 0 then
 end
 if due_now then wake(ARGV[2], KEYS[2]) end
 out = batch_out(out, items, ok, err)
-local sent = {}
+local sent, wrote = {}, false
 for k = 1, items do
   local c = out[k]
   if c == -1 then sent[k] = 'x' elseif c == -2 then sent[k] = '-' else sent[k] = string.char(48 + c) end
+  if c == 1 or c == -1 then wrote = true end
 end
-if not ok then sent[items + 1] = '|' .. out[items + 1] end
-redis.call('HSET', KEYS[3], ARGV[8], table.concat(sent))
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
+if wrote then
+  if not ok then sent[items + 1] = '|' .. out[items + 1] end
+  redis.pcall('HSET', KEYS[3], ARGV[8], table.concat(sent))
+  redis.pcall('PEXPIRE', KEYS[3], ARGV[4])
+end
 return out
 `)
 
