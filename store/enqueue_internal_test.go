@@ -37,7 +37,8 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	r := NewRedis(rdb, "", nil)
 	ctx := context.Background()
-	codes := func(c scriptCall, resent bool) []int64 {
+	// send runs call c, as sent again after a lost reply if resent.
+	send := func(c scriptCall, resent bool) *redis.Cmd {
 		t.Helper()
 		if resent {
 			c.args = append([]any(nil), c.args...)
@@ -47,7 +48,11 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := cmds[0].Int64Slice()
+		return cmds[0]
+	}
+	codes := func(c scriptCall, resent bool) []int64 {
+		t.Helper()
+		v, err := send(c, resent).Int64Slice()
 		if err != nil || len(v) != len(c.keys)/2-2 {
 			t.Fatalf("reply %v, %v; want a code per notice", v, err)
 		}
@@ -87,16 +92,7 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 		call := callFor(ns...)
 		answers := func(resent bool) []any {
 			t.Helper()
-			c := call
-			if resent {
-				c.args = append([]any(nil), c.args...)
-				c.args[resentArg] = "1"
-			}
-			cmds, err := r.evalPipelined(ctx, []scriptCall{c})
-			if err != nil {
-				t.Fatal(err)
-			}
-			v, err := cmds[0].Slice()
+			v, err := send(call, resent).Slice()
 			if err != nil || len(v) != 4 {
 				t.Fatalf("reply %v, %v; want three codes and the error", v, err)
 			}
