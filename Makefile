@@ -8,7 +8,7 @@ GO ?= go
 BIN := bin/notifier
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test fuzz bench bench-inprocess bench-peer bench-locked-redis soak lint fmt deps test-deps
+.PHONY: build run test fuzz bench bench-inprocess bench-peer bench-locked-redis bench-redis-instructions soak lint fmt deps test-deps
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
@@ -82,6 +82,32 @@ bench-locked-redis: deps build
 		for i in $$(seq 100); do [ -S $$dir/redis.sock ] && break; sleep 0.1; done; \
 		./bin/bench-real --bin $(BIN) --redis unix://$$dir/redis.sock --throughput 0 \
 			--pending $${BENCH_PENDING:-100000} --due $${BENCH_DUE:-1000}
+
+## bench-redis-instructions: the instructions Redis executes per line of
+## `notifier enqueue --file` (BENCH_LINES lines, 5000, due in 25 s, 200-byte
+## bodies), counted by valgrind's callgrind on a private redis-server with
+## serve's AOF settings: deterministic where CPU time on a shared machine
+## is not, for comparing two commits (BENCH_BIN, bin/notifier). Nothing is
+## delivered: no serve runs, and the notices' URL is 127.0.0.1:9.
+BENCH_LINES ?= 5000
+bench-redis-instructions: deps build
+	@command -v valgrind >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null; \
+		else echo "valgrind is missing: sudo apt-get install valgrind"; exit 1; fi; }
+	@dir=$$(mktemp -d); bin=$${BENCH_BIN:-$(BIN)}; \
+	trap 'kill $$vp 2>/dev/null; rm -rf '$$dir EXIT; \
+	valgrind --tool=callgrind --callgrind-out-file=$$dir/cg.out redis-server --port 0 --unixsocket $$dir/redis.sock \
+		--save '' --appendonly yes --appendfsync everysec --notify-keyspace-events Ex --dir $$dir >$$dir/valgrind.log 2>&1 & vp=$$!; \
+	for i in $$(seq 300); do redis-cli -s $$dir/redis.sock ping >/dev/null 2>&1 && break; sleep 0.2; done; \
+	pad=$$(printf '%0180d' 0); \
+	seq $(BENCH_LINES) | awk -v pad=$$pad '{printf "{\"id\":\"ri-%08d\",\"url\":\"http://127.0.0.1:9/n\",\"body\":{\"order\":%d,\"pad\":\"%s\"},\"schedule\":\"25\"}\n", $$1, $$1, pad}' >$$dir/lines.jsonl; \
+	head -5 $$dir/lines.jsonl | sed 's/"ri-/"rw-/' >$$dir/warm.jsonl; \
+	$$bin enqueue --redis unix://$$dir/redis.sock --file $$dir/warm.jsonl >/dev/null 2>&1; \
+	callgrind_control -z $$vp >/dev/null 2>&1; \
+	$$bin enqueue --redis unix://$$dir/redis.sock --file $$dir/lines.jsonl >$$dir/enqueue.log 2>&1 || { cat $$dir/enqueue.log; exit 1; }; \
+	callgrind_control -d $$vp >/dev/null 2>&1; \
+	redis-cli -s $$dir/redis.sock shutdown nosave >/dev/null 2>&1; wait $$vp; \
+	callgrind_annotate $$dir/cg.out.1 2>/dev/null | awk -v n=$(BENCH_LINES) -v bin=$$bin '/PROGRAM TOTALS/ {gsub(",", "", $$1); printf "{\"scenario\":\"redis-instructions\",\"bin\":\"%s\",\"lines\":%d,\"redis_instructions_per_line\":%d}\n", bin, n, $$1 / n}'
 
 ## bench-inprocess: the in-process scenarios of `notifier bench` (the
 ## dispatcher inside the benchmark, a private Redis without AOF), then the

@@ -158,10 +158,10 @@ func serve(ctx context.Context, cfg cli.ServeConfig) error {
 	syscall.Umask(0o077) // everything serve creates (socket, AOF, log) is private
 	if _, set := os.LookupEnv("GOGC"); !set {
 		// serve's CPU per delivered notice, in partners' worth, went
-		// from 2.67 to 2.54 on average over six throughput runs each
-		// (make bench's scenario, interleaved), for about 20 MB more
-		// RSS at the peak of a 40,000-notice burst; 400 gave 2.50 for
-		// 53 MB more. GOGC, when set, decides instead.
+		// from 2.64 to 2.54 (bench-real --throughput 40000 with and
+		// without --serve-env GOGC=100, three interleaved pairs), for
+		// about 15 MB more peak RSS in that 40,000-notice burst.
+		// GOGC, when set, decides instead.
 		debug.SetGCPercent(serveGCPercent)
 	}
 	// Certificates and proxies first: a bad one stops serve before it

@@ -157,11 +157,10 @@ if fars > 0 then
 end
 if due_now then wake(ARGV[2], KEYS[2]) end
 out = batch_out(out, items, ok, err)
-local sent, wrote = {}, false
+local sent, wrote, code = {}, false, {[0] = '0', [1] = '1', [2] = '2', [-1] = 'x', [-2] = '-'}
 for k = 1, items do
-  local c = out[k]
-  if c == -1 then sent[k] = 'x' elseif c == -2 then sent[k] = '-' else sent[k] = string.char(48 + c) end
-  if c == 1 or c == -1 then wrote = true end
+  sent[k] = code[out[k]]
+  if out[k] == 1 or out[k] == -1 then wrote = true end
 end
 if wrote then
   if not ok then sent[items + 1] = '|' .. out[items + 1] end

@@ -49,6 +49,9 @@ type config struct {
 	concurrency   int
 	rewrite       bool
 	wakerOff      bool
+	// serveEnv is NAME=VALUE settings added to serve's environment only
+	// (GOGC=100, say), not to the partner's or the CLI's.
+	serveEnv []string
 }
 
 func envOr(name, def string) string {
@@ -74,6 +77,13 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.peer, "peer", "", "run the peer comparison with the asynq program at this path instead")
 	fs.IntVar(&c.rounds, "rounds", atoi(envOr("BENCH_ROUNDS", "2")), "peer comparison: rounds of notifier then asynq (BENCH_ROUNDS)")
 	fs.IntVar(&c.concurrency, "concurrency", 512, "peer comparison: asynq's worker count (serve's default --concurrency)")
+	fs.Func("serve-env", "NAME=VALUE added to serve's environment only, such as GOGC=100 (repeatable)", func(v string) error {
+		if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+			return fmt.Errorf("want NAME=VALUE, got %q", v)
+		}
+		c.serveEnv = append(c.serveEnv, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -196,7 +206,7 @@ func (r *run) startServe(ctx context.Context, waker bool) (*serveProc, error) {
 	r.serves++
 	dir := filepath.Join(r.tmp, fmt.Sprintf("data-%d", r.serves))
 	prefix := fmt.Sprintf("bench%d-%d", time.Now().UnixNano()%1_000_000, r.serves)
-	return startServe(ctx, r.cfg.bin, dir, r.cfg.redisURL, prefix, !waker)
+	return startServe(ctx, r.cfg.bin, dir, r.cfg.redisURL, prefix, !waker, r.cfg.serveEnv)
 }
 
 // dropServe stops serve and deletes what it stored.

@@ -92,7 +92,7 @@ type serveProc struct {
 // partner is on loopback, so the SSRF guard is opened for 127.0.0.1 only.
 // On a Redis named by redisURL, serve and enqueue use the key prefix
 // prefix, so that the run's keys can be told apart and deleted.
-func startServe(ctx context.Context, bin, dir, redisURL, prefix string, noWake bool) (*serveProc, error) {
+func startServe(ctx context.Context, bin, dir, redisURL, prefix string, noWake bool, env []string) (*serveProc, error) {
 	args := []string{"serve", "--data-dir", dir, "--allow-cidr", "127.0.0.1/32"}
 	k := store.Keys{Prefix: "noticeId"}
 	if redisURL != "" {
@@ -111,6 +111,9 @@ func startServe(ctx context.Context, bin, dir, redisURL, prefix string, noWake b
 	}
 	s := &serveProc{bin: bin, dir: dir, redisURL: redisURL, noWake: noWake, done: make(chan error, 1), logf: logf, keys: k}
 	s.cmd = exec.Command(bin, args...)
+	if len(env) > 0 {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()

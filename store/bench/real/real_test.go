@@ -52,6 +52,12 @@ func TestParseConfig(t *testing.T) {
 			t.Errorf("got %+v", c)
 		}
 	})
+	t.Run("ServeEnvIsRepeatable", func(t *testing.T) {
+		c, err := parseConfig([]string{"--serve-env", "GOGC=100", "--serve-env", "GOMEMLIMIT=1GiB"})
+		if err != nil || strings.Join(c.serveEnv, " ") != "GOGC=100 GOMEMLIMIT=1GiB" {
+			t.Errorf("got %q, %v", c.serveEnv, err)
+		}
+	})
 	t.Run("EmptyPendingSkipsLateness", func(t *testing.T) {
 		c, err := parseConfig([]string{"--pending", ""})
 		if err != nil || len(c.pending) != 0 {
@@ -59,7 +65,7 @@ func TestParseConfig(t *testing.T) {
 		}
 	})
 	for _, args := range [][]string{{"--pending", "0,x"}, {"--due", "0"}, {"--body", "10"}, {"--rate", "-1"}, {"stray"},
-		{"--peer", "bin/p", "--throughput", "0"}} {
+		{"--peer", "bin/p", "--throughput", "0"}, {"--serve-env", "GOGC"}, {"--serve-env", "=1"}} {
 		if _, err := parseConfig(args); err == nil {
 			t.Errorf("parseConfig(%q) accepted", args)
 		}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/notifier/notifier/store/bench/procfs"
 )
 
 // Result is one JSON line of output.
@@ -59,6 +61,9 @@ type Result struct {
 	// AOF's base, as on a serve that has run for a while; its variant
 	// lateness-aof-rewrite starts one a quarter into the retries.
 	AOFRewrites *int `json:"aof_rewrites,omitempty"`
+	// ServePeakRSS is the most resident memory serve has had by the end
+	// of a throughput scenario (VmHWM), in bytes.
+	ServePeakRSS int64 `json:"serve_peak_rss_bytes,omitempty"`
 	// PartnerConns is how many connections the partner accepted during
 	// a throughput scenario.
 	PartnerConns int64  `json:"partner_conns,omitempty"`
@@ -156,6 +161,7 @@ func (r *run) throughput(ctx context.Context, n int) (Result, error) {
 	cpu := perNotice(a, b, enqCPU, n)
 	res.CPUPerNotice = &cpu
 	res.BytesPerDelivered = float64((mem1 - mem0) / int64(n))
+	res.ServePeakRSS = procfs.StatusBytes(r.serve.cmd.Process.Pid, "VmHWM")
 	return res, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/notifier/notifier/store/bench/procfs"
 )
 
 // figure is one column of the table: a name, how to read it from a sample,
@@ -238,20 +240,8 @@ func scrape(url string) (metrics, error) {
 	return m, sc.Err()
 }
 
-// rss is the resident set of process pid in bytes, from /proc (0 if gone).
-func rss(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
+// rss is the resident set of process pid in bytes (0 if gone).
+func rss(pid int) float64 { return float64(procfs.StatusBytes(pid, "VmRSS")) }
 
 // openFiles counts the open file descriptors of process pid.
 func openFiles(pid int) float64 {
