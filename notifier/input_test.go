@@ -478,8 +478,45 @@ func TestEnqueueLinesAccountsForEveryLineWhenTheStoreFails(t *testing.T) {
 			t.Errorf("line %d: %v, want unconfirmed or not stored", line, e)
 		}
 	}
-	if n+len(reported) < 2000 {
+	if n+len(reported) < 3*enqueueFirstBatch {
 		t.Errorf("%d lines accounted for, want at least the two batches sent", n+len(reported))
+	}
+}
+
+// sizes is an Enqueuer that stores everything and records the size of
+// each batch it is sent.
+type sizes struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (s *sizes) Enqueue(_ context.Context, ns []Notice) ([]error, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sizes = append(s.sizes, len(ns))
+	return make([]error, len(ns)), nil
+}
+
+// TestEnqueueLinesStartsSmall: the first batches are small, so the store
+// starts while the reader is still decoding, and double up to the full
+// batch; every line is sent once.
+func TestEnqueueLinesStartsSmall(t *testing.T) {
+	var b strings.Builder
+	const total = 5000
+	for i := range total {
+		fmt.Fprintf(&b, `{"id":"n%d","url":"https://p.example/h"}`+"\n", i)
+	}
+	q := &sizes{}
+	n, err := EnqueueLines(context.Background(), strings.NewReader(b.String()), q, backoff.Default, time.Now, func(e *LineError) {
+		t.Errorf("line %d: %v", e.Line, e.Err)
+	})
+	if err != nil || n != total {
+		t.Fatalf("EnqueueLines = %d, %v; want %d", n, err, total)
+	}
+	slices.Sort(q.sizes) // senders run in any order
+	// 64 + 128 + 256 + 512, four of 1,000, and the 40 left.
+	if want := []int{40, 64, 128, 256, 512, 1000, 1000, 1000, 1000}; !slices.Equal(q.sizes, want) {
+		t.Errorf("batch sizes %v (sorted), want %v", q.sizes, want)
 	}
 }
 

@@ -81,14 +81,36 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 		if v := codes(call, true); v[0] != 3 || v[1] != 0 {
 			t.Fatalf("sent again = %v, want [3 0]: the receipt answers for the first only", v)
 		}
+		// A payload too large for a bucket is stored under its own key,
+		// which the call read before storing it: the second is still
+		// refused.
+		big := notifier.Notice{ID: "n-twice-large", URL: "https://p.example/n", Schedule: backoff.Schedule{0},
+			Stamp: time.Now().Truncate(time.Millisecond), Body: []byte(strings.Repeat("x", 2*recordValueMax))}
+		if v := codes(callFor(&big, &big), false); v[0] != 1 || v[1] != 0 {
+			t.Fatalf("a large payload twice in one call = %v, want [1 0]", v)
+		}
 	})
 	t.Run("AFailurePartWayIsAnsweredAgain", func(t *testing.T) {
 		stamp := time.Now().Truncate(time.Millisecond)
+		// Three ids, the second's route (see dedupLua) starting with a
+		// digit the others' do not: a key of the wrong type at that first
+		// node of a live generation is a WRONGTYPE for its dedup lookup.
+		routeStart := func(id string) byte { route, _ := dedupDigest(id); return route[0] }
+		ids := []string{"f-1"}
+		for i := 2; len(ids) < 3; i++ {
+			id := fmt.Sprintf("f-%d", i)
+			if len(ids) == 1 && routeStart(id) != routeStart(ids[0]) || len(ids) == 2 && routeStart(id) != routeStart(ids[1]) {
+				ids = append(ids, id)
+			}
+		}
 		var ns []*notifier.Notice
-		for _, id := range []string{"f-1", "f-2", "f-3"} {
+		for _, id := range ids {
 			ns = append(ns, &notifier.Notice{ID: id, URL: "https://p.example/n", Schedule: backoff.Schedule{0}, Stamp: stamp})
 		}
-		rdb.RPush(ctx, r.keys.Payload("f-2"), "not a payload") // WRONGTYPE for f-2's GET
+		const gen = "1000.1"
+		dir, node := r.keys.DedupDir(ids[1]), r.keys.DedupNodes(ids[1])+gen+":"+string(routeStart(ids[1]))
+		rdb.HSet(ctx, dir, gen, time.Now().Add(time.Hour).UnixMilli())
+		rdb.Set(ctx, node, "not a set", 0)
 		call := callFor(ns...)
 		answers := func(resent bool) []any {
 			t.Helper()
@@ -104,13 +126,14 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 		}
 		// Sent again once the cause is gone, it still answers as its first
 		// send did, and stores nothing: f-3 was never stored by this call.
-		rdb.Del(ctx, r.keys.Payload("f-2"))
+		rdb.Del(ctx, node)
+		rdb.HDel(ctx, dir, gen)
 		again := answers(true)
 		if again[0] != int64(3) || again[1] != int64(-1) || again[2] != int64(-2) || again[3] != first[3] {
 			t.Fatalf("sent again = %v, want [3 -1 -2 %v]", again, first[3])
 		}
-		if p := r.PayloadOf(ctx, "f-3"); p != "" {
-			t.Errorf("the call sent again stored f-3: %q", p)
+		if p := r.PayloadOf(ctx, ids[2]); p != "" {
+			t.Errorf("the call sent again stored %s: %q", ids[2], p)
 		}
 	})
 	t.Run("ACallThatStoredNothingLeavesNoReceipt", func(t *testing.T) {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"crypto/sha1"
 	"errors"
 	"fmt"
 	"strconv"
@@ -199,17 +200,28 @@ func TestEnqueueBatchesAnswerPerNotice(t *testing.T) {
 }
 
 // TestEnqueueBatchFailingPartWay: a command failing inside a batch (here a
-// key of the wrong type where a notice's own payload key belongs) ends the
-// batch there, but what the notices before it stored is complete, and
-// each notice's answer says what happened to it.
+// key of the wrong type where the second notice's bucket belongs, in a
+// table of two buckets) ends the batch there, but what the notices before
+// it stored is complete, and each notice's answer says what happened to it.
 func TestEnqueueBatchFailingPartWay(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	r := store.NewRedis(rdb, "", nil)
 	ctx := context.Background()
 	stamp := time.Now().Truncate(time.Millisecond)
-	ns := []notifier.Notice{newNotice("p-1", stamp, "10"), newNotice("p-2", stamp, "10"), newNotice("p-3", stamp, "10")}
-	rdb.RPush(ctx, r.Keys().Payload("p-2"), "not a payload")
+	// Bucket of id in a table of two: the low bit of the first 32 bits of
+	// its SHA-1 (see store/records.go).
+	bucket := func(id string) int { sum := sha1.Sum([]byte(id)); return int(sum[3] & 1) }
+	var ids []string
+	for i, want := 0, []int{0, 1, 0}; len(ids) < len(want); i++ {
+		if id := fmt.Sprintf("p-%d", i); bucket(id) == want[len(ids)] {
+			ids = append(ids, id)
+		}
+	}
+	ns := []notifier.Notice{newNotice(ids[0], stamp, "10"), newNotice(ids[1], stamp, "10"), newNotice(ids[2], stamp, "10")}
+	table := r.Keys().RecordsShard(0)
+	rdb.HSet(ctx, table, "i", 1, "p", 0, "n", 0)
+	rdb.Set(ctx, table+":1", "not a bucket", 0)
 	errs, err := r.Enqueue(ctx, ns)
 	if err != nil {
 		t.Fatal(err)
@@ -221,8 +233,8 @@ func TestEnqueueBatchFailingPartWay(t *testing.T) {
 		t.Errorf("the failed notice's error %q does not say why", errs[1])
 	}
 	// The first is stored whole: indexed, counted, and known to a re-send.
-	if p, err := r.Pending(ctx, "p-1"); err != nil || p.N != 1 {
-		t.Errorf("Pending(p-1) = %+v, %v", p, err)
+	if p, err := r.Pending(ctx, ids[0]); err != nil || p.N != 1 {
+		t.Errorf("Pending(%s) = %+v, %v", ids[0], p, err)
 	}
 	if c := rdb.ZCard(ctx, r.Keys().Due()).Val(); c != 1 {
 		t.Errorf("due index holds %d, want 1", c)
@@ -230,11 +242,11 @@ func TestEnqueueBatchFailingPartWay(t *testing.T) {
 	if n := rdb.HGet(ctx, r.Keys().RecordsShard(0), "n").Val(); n != "1" {
 		t.Errorf("table counts %s notices, want 1", n)
 	}
-	if _, err := r.Pending(ctx, "p-3"); err == nil {
-		t.Errorf("p-3, after the failure, was stored")
+	if _, err := r.Pending(ctx, ids[2]); err == nil {
+		t.Errorf("%s, after the failure, was stored", ids[2])
 	}
 	errs, err = r.Enqueue(ctx, []notifier.Notice{ns[0], ns[2]})
 	if err != nil || !errors.Is(errs[0], notifier.ErrDuplicate) || errs[1] != nil {
-		t.Errorf("enqueue p-1 and p-3 again = %v, %v; want duplicate, stored", errs, err)
+		t.Errorf("enqueue %s and %s again = %v, %v; want duplicate, stored", ids[0], ids[2], errs, err)
 	}
 }

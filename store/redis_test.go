@@ -419,6 +419,9 @@ func TestCompleteBatches(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Complete: %v", err)
 	}
+	if v, ttl := rdb.Get(ctx, r.Keys().Lease(cs[lost].Job.Notice.ID)).Val(), rdb.PTTL(ctx, r.Keys().Lease(cs[lost].Job.Notice.ID)).Val(); v != "someone-else" || ttl <= 0 {
+		t.Errorf("the other worker's lease after a lost completion: %q, TTL %v; want it kept, with a TTL", v, ttl)
+	}
 	delivered, near, far := 0, 0, 0
 	for i, c := range cs {
 		want := i != lost
@@ -478,7 +481,8 @@ func TestCompleteBatches(t *testing.T) {
 }
 
 // TestClaimBatches: one Claim call of many triggers answers for each as a
-// claim of one would, and an attempt named twice is claimed once.
+// claim of one would, and an attempt named twice is claimed once (the
+// scores are read once, at the start of the call).
 func TestClaimBatches(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
@@ -492,15 +496,19 @@ func TestClaimBatches(t *testing.T) {
 	for i := range want {
 		want[i] = notifier.Claimed
 	}
-	const orphan, busy, twice = 10, 20, 30
+	// orphan and twice are in the last script call (items 128 on), with their
+	// second mentions.
+	const orphan, busy, twice = 140, 20, 130
 	if err := r.RemovePayload(ctx, ts[orphan].ID); err != nil {
 		t.Fatal(err)
 	}
 	want[orphan] = notifier.Orphan
 	rdb.Set(ctx, r.Keys().Lease(ts[busy].ID), "someone-else", time.Minute)
 	want[busy] = notifier.Busy
-	ts = append(ts, ts[twice], notifier.Trigger{ID: later[0].ID, Stamp: later[0].Stamp, N: 1})
-	want = append(want, notifier.Busy, notifier.Stale)
+	// Named twice: claimed, then busy; the orphan, named twice, is dropped
+	// the first time and gone (stale) the second.
+	ts = append(ts, ts[twice], notifier.Trigger{ID: later[0].ID, Stamp: later[0].Stamp, N: 1}, ts[orphan])
+	want = append(want, notifier.Busy, notifier.Stale, notifier.Stale)
 
 	results, jobs, err := r.Claim(ctx, ts, time.Minute)
 	if err != nil {

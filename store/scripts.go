@@ -78,6 +78,12 @@ end
 // payload in the table carries its due time instead (rec_farv) until
 // promoteScript moves it there.
 //
+// The notices' own payload keys (a large payload, a cancelled notice's
+// tombstone) are read with one MGET at the start, rather than a GET per
+// notice: a redis.call costs more than the lookup it makes. A notice this
+// call stored is remembered in the script (mine), since a payload stored
+// under its own key is not in that MGET's answer.
+//
 // Returns one code per notice, in order: 1 stored; 0 if a notice with this
 // id is pending (an earlier one of the same call included); 2 if one was
 // delivered within the dedup window. Nothing is written for a notice but
@@ -113,14 +119,17 @@ local horizon, n = tonumber(ARGV[6]), tonumber(ARGV[7])
 local live
 local out, indexed, marks, fars, due_now = {}, {}, {}, 0, false
 local ok, err = pcall(function()
+  local pkeys = {}
+  for k = 1, items do pkeys[k] = KEYS[4 + 2 * k] end
+  local held, mine = redis.call('MGET', unpack(pkeys)), {}
   for k = 1, items do
     local a, key, trig = 1 + 7 * k, KEYS[4 + 2 * k], KEYS[5 + 2 * k]
     local payload, due, id = ARGV[a + 1], tonumber(ARGV[a + 3]), ARGV[a + 6]
     local r, cur = 1, nil
     local at = rec_find_st(st, id, ARGV[a + 7])
-    if rec_exists(at) then r = 0 end
+    if mine[id] or rec_exists(at) then r = 0 end
     if r == 1 then
-      cur = redis.call('GET', key)
+      cur = held[k]
       if cur and string.sub(cur, 1, 1) ~= '!' then r = 0 end
     end
     if r == 1 and ARGV[1] ~= '1' then
@@ -140,6 +149,7 @@ local ok, err = pcall(function()
       end
       redis.call('SET', trig, '1', 'PX', px)
       if px <= 1 then due_now = true end
+      mine[id] = true
     end
     out[k] = r
   end
@@ -197,7 +207,9 @@ const tombCancelled = "!cancelled"
 // (another worker's lease is live), {2} orphan (indexed but the payload is
 // gone: the entry is dropped), or {3, payload, score} claimed (score: when
 // the attempt was armed to run, a string): the payload of an ended notice
-// (a tombstone) makes the entry stale and drops it. The lease is taken
+// (a tombstone) makes the entry stale and drops it. The scores are read
+// with one ZMSCORE for the whole call (an entry this call drops counts as
+// gone for a later mention of it). The lease is taken
 // first (SET NX is the busy test) and let go again if the attempt turns
 // out not to be claimable. On a claim the member's score moves to the
 // lease's end so the sweep leaves it alone until then, and a trigger key
@@ -212,10 +224,14 @@ local st = rec_state(KEYS[2])
 local out, leased, fired = {}, {}, {}
 local items = (#KEYS - 2) / 3
 local ok, err = pcall(function()
+  local members = {}
+  for k = 1, items do members[k] = ARGV[4 * k - 1] end
+  local dues, dropped = redis.call('ZMSCORE', KEYS[1], unpack(members)), {}
   for k = 1, items do
     local b = 4 * k - 1
     local member, lease = ARGV[b], KEYS[3 * k + 1]
-    local due = redis.call('ZSCORE', KEYS[1], member)
+    local due = dues[k]
+    if dropped[member] then due = false end
     if not due then
       out[k] = {0}
     elseif not redis.call('SET', lease, ARGV[b + 1], 'NX', 'PX', ARGV[1]) then
@@ -228,6 +244,7 @@ local ok, err = pcall(function()
       if not p or string.sub(p, 1, 1) == '!' then
         redis.call('DEL', lease)
         redis.call('ZREM', KEYS[1], member)
+        dropped[member] = true
         out[k] = {p and 0 or 2}
       else
         leased[#leased + 1] = ARGV[2]
@@ -272,25 +289,35 @@ return batch_out(out, items, ok, err)
 // merely ran out with nobody taking over still completes, so a slow attempt
 // is not repeated for nothing. A command failing part-way ends the call as
 // batchLua says.
+//
+// The leases are read with one MGET at the start of the call, and those of
+// the completed attempts deleted with one DEL at its end: two commands per
+// call instead of a GET and a DEL per attempt, on every delivery. So the
+// call judges every attempt by the leases as they were when it started
+// (of the same notice completed twice in one call, by two claims, only
+// the lease's holder completes).
 var completeScript = newScript(batchLua + pxUntil + dedupLua + recordsLuaSrc + `
 local now = now_ms()
 local st = rec_state(KEYS[4])
 local window, horizon = tonumber(ARGV[1]), tonumber(ARGV[5])
 local gen
-local out, indexed, due_now = {}, {}, false
+local out, indexed, due_now, freed = {}, {}, false, {}
 local items = (#KEYS - 4) / 3
 local ok, err = pcall(function()
+  local leases = {}
+  for k = 1, items do leases[k] = KEYS[3 + 3 * k] end
+  local held = redis.call('MGET', unpack(leases))
   for k = 1, items do
     local a, key, lease, trig = 10 * k - 5, KEYS[2 + 3 * k], KEYS[3 + 3 * k], KEYS[4 + 3 * k]
     local id, upcoming = ARGV[a + 8], ARGV[a + 3]
-    local holder = redis.call('GET', lease)
+    local holder = held[k]
     local r = 1
     if holder and holder ~= ARGV[a + 2] then
       r = 0
     elseif redis.call('ZREM', KEYS[1], ARGV[a + 1]) == 0 then
       r = 0
     end
-    if r == 1 and holder then redis.call('DEL', lease) end
+    if r == 1 and holder then freed[#freed + 1] = lease end
     if r == 1 and upcoming == '' then
       rec_remove_st(st, key, id, nil, ARGV[a + 10])
       if ARGV[a + 5] == '1' and window > 0 then
@@ -318,6 +345,7 @@ local ok, err = pcall(function()
     out[k] = r
   end
 end)
+if #freed > 0 then redis.call('DEL', unpack(freed)) end
 if st.dirty then rec_state_save(st) end
 if gen then dedup_flush(gen) end
 if #indexed > 0 then redis.call('ZADD', KEYS[1], unpack(indexed)) end
