@@ -318,13 +318,15 @@ type Enqueuer interface {
 	Enqueue(ctx context.Context, ns []Notice) ([]error, error)
 }
 
-// EnqueueLines sends notices to the store in batches of enqueueBatch, but
-// for the first ones: enqueueFirstBatch, doubling.
+// enqueueBatch is how many notices EnqueueLines hands the store at a
+// time, and enqueueFirstBatch how many its first batch holds; each batch
+// after it holds twice the one before, up to enqueueBatch.
 const enqueueBatch, enqueueFirstBatch = 1000, 64
 
 // EnqueueLines reads JSON lines from r (see ReadLines) and enqueues the good
-// ones in batches of 1,000 (the first ones smaller). The next batch is read and decoded while the
-// previous one is in flight, so parsing and the store's round trips overlap.
+// ones in batches of 1,000 (the first ones smaller). The next batch is read
+// and decoded while the previous one is in flight, so parsing and the
+// store's round trips overlap.
 // Bad lines and refused notices go to bad, with their line numbers, in line
 // order (a bad line is held back until the notices read before it are
 // settled); the rest are enqueued regardless. It returns how many notices
