@@ -4,8 +4,9 @@
 // the embedded redis-server that `notifier serve` uses by default.
 //
 // Every Redis key and channel name is built in keys.go, and every change that
-// touches more than one key is a Lua script in scripts.go, so a reader can
-// check the data model in two files.
+// touches more than one key is a Lua script in scripts.go (but for the far
+// records' promotion, in far.go), so a reader can check the data model in
+// two files.
 //
 // The Redis side, type Redis, by what each file owns:
 //
@@ -30,7 +31,8 @@
 //	far.go      far attempts: those due beyond the far horizon wait in the
 //	            table, not the due index, until promoteScript moves them
 //	eval.go     running scripts pipelined, each sent once (never re-sent
-//	            blindly by go-redis), again only when Redis did not run it
+//	            blindly by go-redis), again only when Redis did not run it;
+//	            the Lua fragments the scripts share
 //	connect.go  Redis URLs (single node, Sentinel, Cluster) and clients
 //	server.go   the embedded redis-server and the data-dir lock
 //

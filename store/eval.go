@@ -221,3 +221,51 @@ func isReplyError(err error) bool {
 	var re redis.Error
 	return errors.As(err, &re)
 }
+
+// The Lua fragments below are shared by several scripts (scripts.go),
+// which put them before their own text.
+
+// pxUntil defines now_ms(), the server's clock in Unix ms, and
+// px_until(due, now): the PX that makes a key expire at due (Unix ms) by
+// the server's own clock, read once per script as now, at least 1 ms (PX 0
+// is an error). Computing it here rather than in the client keeps the round
+// trip out of the TTL, so a key is expired exactly when its due-index score
+// says.
+//
+// wake(channel, flag) publishes a wake hint, for a script that armed an
+// attempt already due (PX 1), at most one per 2 ms, so the dispatchers'
+// wakers touch it at once instead of at their next tick.
+const pxUntil = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function px_until(due, now)
+  local px = tonumber(due) - now
+  if px < 1 then return 1 end
+  return px
+end
+local function wake(channel, flag)
+  if redis.call('SET', flag, '', 'NX', 'PX', 2) then
+    redis.call('PUBLISH', channel, '')
+  end
+end
+`
+
+// batchLua defines batch_out(out, items, ok, err), the reply of a script
+// that handles items in a loop run under pcall, so that a command failing
+// part-way (a key of another type in notifier's namespace, say) still lets
+// the script write what it deferred for the items before, and say which
+// they were: out as the loop left it when ok, else out, then -1 for the
+// item the loop failed on, -2 for each it did not reach, then the error's
+// text as one more element.
+const batchLua = `
+local function batch_out(out, items, ok, err)
+  if ok then return out end
+  out[#out + 1] = -1
+  for k = #out + 1, items do out[k] = -2 end
+  if type(err) == 'table' then err = err.err end
+  out[items + 1] = tostring(err)
+  return out
+end
+`
