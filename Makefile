@@ -88,9 +88,15 @@ bench-locked-redis: deps build
 ## bodies), counted by valgrind's callgrind on a private redis-server with
 ## serve's AOF settings: deterministic where CPU time on a shared machine
 ## is not, for comparing two commits (BENCH_BIN, bin/notifier). Nothing is
-## delivered: no serve runs, and the notices' URL is 127.0.0.1:9.
+## delivered: no serve runs, and the notices' URL is 127.0.0.1:9. Then the
+## same count per delivered notice, for a throughput scenario of
+## BENCH_NOTICES (5000) run by the driver against such a redis-server
+## (serve, the partner and the CLI as processes, as in `make bench`): the
+## batches follow the timing there, so runs of one binary differ by up to 5%.
 BENCH_LINES ?= 5000
+BENCH_NOTICES ?= 5000
 bench-redis-instructions: deps build
+	$(GO) build -o bin/bench-real ./store/bench/real
 	@command -v valgrind >/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null; \
 		else echo "valgrind is missing: sudo apt-get install valgrind"; exit 1; fi; }
@@ -108,6 +114,14 @@ bench-redis-instructions: deps build
 	callgrind_control -d $$vp >/dev/null 2>&1; \
 	redis-cli -s $$dir/redis.sock shutdown nosave >/dev/null 2>&1; wait $$vp; \
 	callgrind_annotate $$dir/cg.out.1 2>/dev/null | awk -v n=$(BENCH_LINES) -v bin=$$bin '/PROGRAM TOTALS/ {gsub(",", "", $$1); printf "{\"scenario\":\"redis-instructions\",\"bin\":\"%s\",\"lines\":%d,\"redis_instructions_per_line\":%d}\n", bin, n, $$1 / n}'
+	@dir=$$(mktemp -d); bin=$${BENCH_BIN:-$(BIN)}; \
+	trap 'kill $$vp 2>/dev/null; rm -rf '$$dir EXIT; \
+	valgrind --tool=callgrind --callgrind-out-file=$$dir/cg.out redis-server --port 0 --unixsocket $$dir/redis.sock \
+		--save '' --appendonly yes --appendfsync everysec --notify-keyspace-events Ex --dir $$dir >$$dir/valgrind.log 2>&1 & vp=$$!; \
+	for i in $$(seq 300); do redis-cli -s $$dir/redis.sock ping >/dev/null 2>&1 && break; sleep 0.2; done; \
+	./bin/bench-real --bin $$bin --redis unix://$$dir/redis.sock --throughput $(BENCH_NOTICES) --pending '' >$$dir/run.json 2>$$dir/run.log || { tail -5 $$dir/run.log; exit 1; }; \
+	redis-cli -s $$dir/redis.sock shutdown nosave >/dev/null 2>&1; wait $$vp; \
+	callgrind_annotate $$dir/cg.out 2>/dev/null | awk -v n=$(BENCH_NOTICES) -v bin=$$bin '/PROGRAM TOTALS/ {gsub(",", "", $$1); printf "{\"scenario\":\"redis-instructions-delivery\",\"bin\":\"%s\",\"notices\":%d,\"redis_instructions_per_notice\":%d}\n", bin, n, $$1 / n}'
 
 ## bench-inprocess: the in-process scenarios of `notifier bench` (the
 ## dispatcher inside the benchmark, a private Redis without AOF), then the

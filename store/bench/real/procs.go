@@ -321,6 +321,35 @@ func infoField(info, name string) string {
 	return ""
 }
 
+// commands is how many commands Redis has run, from INFO commandstats:
+// every command but the scripts themselves (EVAL, EVALSHA), whose inner
+// commands are counted, and but INFO, which this driver sends.
+func (s *serveProc) commands(ctx context.Context) (int64, error) {
+	info, err := s.rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis INFO commandstats: %w", err)
+	}
+	return commandCalls(info), nil
+}
+
+// commandCalls sums the calls of INFO commandstats' lines
+// (cmdstat_<name>:calls=<n>,usec=...), as commands says.
+func commandCalls(info string) int64 {
+	var total int64
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, isStat := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isStat || name == "eval" || name == "evalsha" || name == "info" {
+			continue
+		}
+		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+		if n, err := strconv.ParseInt(calls, 10, 64); err == nil {
+			total += n
+		}
+	}
+	return total
+}
+
 // persistence reads Redis's INFO persistence.
 func (s *serveProc) persistence(ctx context.Context) (string, error) {
 	info, err := s.rdb.Info(ctx, "persistence").Result()

@@ -145,3 +145,22 @@ func TestPerNotice(t *testing.T) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }
+
+// TestCommandCalls: the commands of INFO commandstats are summed but for
+// the scripts themselves and INFO; other lines are skipped.
+func TestCommandCalls(t *testing.T) {
+	info := "# Commandstats\r\n" +
+		"cmdstat_lpos:calls=120,usec=534,usec_per_call=4.45,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_evalsha:calls=24,usec=2971,usec_per_call=123.8,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_eval:calls=2,usec=10,usec_per_call=5,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_info:calls=7,usec=70,usec_per_call=10,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_client|setinfo:calls=3,usec=3,usec_per_call=1,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_set:calls=80,usec=149,usec_per_call=1.86,rejected_calls=0,failed_calls=0\r\n" +
+		"used_memory:123\r\n"
+	if got := commandCalls(info); got != 120+3+80 {
+		t.Errorf("commandCalls = %d, want %d", got, 120+3+80)
+	}
+	if got := commandCalls(""); got != 0 {
+		t.Errorf("commandCalls of nothing = %d, want 0", got)
+	}
+}

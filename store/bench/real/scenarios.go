@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,6 +56,11 @@ type Result struct {
 	// dedup tombstone). Both once enqueue receipts are gone.
 	BytesPerPending   float64 `json:"bytes_per_pending,omitempty"`
 	BytesPerDelivered float64 `json:"bytes_per_delivered,omitempty"`
+	// RedisCommandsPerNotice is how many commands Redis ran per notice
+	// during a throughput scenario (INFO commandstats), those run inside
+	// scripts included and the scripts themselves (EVAL, EVALSHA) not:
+	// what a script saves by asking one command for a whole batch.
+	RedisCommandsPerNotice float64 `json:"redis_commands_per_notice,omitempty"`
 	// AOFRewrites is how many AOF rewrites Redis did during a lateness
 	// scenario: each forks Redis and keeps a core busy while it writes.
 	// lateness starts once a rewrite has settled the backlog into the
@@ -136,6 +142,10 @@ func (r *run) throughput(ctx context.Context, n int) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	cmds0, err := r.serve.commands(ctx)
+	if err != nil {
+		return res, err
+	}
 	a := r.serve.sample(r.partner.Pid())
 	wall, enqCPU, err := r.serve.enqueueFile(ctx, path)
 	if err != nil {
@@ -149,11 +159,16 @@ func (r *run) throughput(ctx context.Context, n int) (Result, error) {
 		return res, err
 	}
 	b := r.serve.sample(r.partner.Pid())
+	cmds1, err := r.serve.commands(ctx)
+	if err != nil {
+		return res, err
+	}
 	mem1, err := r.serve.usedMemory(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.Delivered, res.PartnerConns = int(st.Arrived), st.Conns
+	res.RedisCommandsPerNotice = math.Round(float64(cmds1-cmds0)/float64(n)*100) / 100
 	if span := time.Duration(st.LastNS - st.FirstNS); span > 0 {
 		res.NoticesPerSec = float64(int(float64(st.Arrived-1) / span.Seconds()))
 	}
