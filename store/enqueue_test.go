@@ -199,6 +199,20 @@ func TestEnqueueBatchesAnswerPerNotice(t *testing.T) {
 	}
 }
 
+// idsInBuckets returns ids (prefix, then a number) in the given buckets of
+// a payload table of two buckets, in order: a bucket is the low bit of the
+// first 32 bits of an id's SHA-1 (see store/records.go).
+func idsInBuckets(prefix string, buckets ...int) []string {
+	var ids []string
+	for i := 0; len(ids) < len(buckets); i++ {
+		id := fmt.Sprintf("%s%d", prefix, i)
+		if sum := sha1.Sum([]byte(id)); int(sum[3]&1) == buckets[len(ids)] {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // TestEnqueueBatchFailingPartWay: a command failing inside a batch (here a
 // key of the wrong type where the second notice's bucket belongs, in a
 // table of two buckets) ends the batch there, but what the notices before
@@ -209,15 +223,7 @@ func TestEnqueueBatchFailingPartWay(t *testing.T) {
 	r := store.NewRedis(rdb, "", nil)
 	ctx := context.Background()
 	stamp := time.Now().Truncate(time.Millisecond)
-	// Bucket of id in a table of two: the low bit of the first 32 bits of
-	// its SHA-1 (see store/records.go).
-	bucket := func(id string) int { sum := sha1.Sum([]byte(id)); return int(sum[3] & 1) }
-	var ids []string
-	for i, want := 0, []int{0, 1, 0}; len(ids) < len(want); i++ {
-		if id := fmt.Sprintf("p-%d", i); bucket(id) == want[len(ids)] {
-			ids = append(ids, id)
-		}
-	}
+	ids := idsInBuckets("p-", 0, 1, 0)
 	ns := []notifier.Notice{newNotice(ids[0], stamp, "10"), newNotice(ids[1], stamp, "10"), newNotice(ids[2], stamp, "10")}
 	table := r.Keys().RecordsShard(0)
 	rdb.HSet(ctx, table, "i", 1, "p", 0, "n", 0)

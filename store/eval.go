@@ -254,7 +254,7 @@ end
 
 // batchLua defines batch_out(out, items, ok, err), the reply of a script
 // that handles items in a loop run under pcall, so that a command failing
-// part-way (a key of another type in notifier's namespace, say) still lets
+// part-way (a bucket of another type in notifier's namespace, say) still lets
 // the script write what it deferred for the items before, and say which
 // they were: out as the loop left it when ok, else out, then -1 for the
 // item the loop failed on, -2 for each it did not reach, then the error's

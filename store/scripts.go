@@ -39,7 +39,9 @@ package store
 // tombstone) are read with one MGET at the start, rather than a GET per
 // notice: a redis.call costs more than the lookup it makes. A notice this
 // call stored is remembered in the script (mine), since a payload stored
-// under its own key is not in that MGET's answer.
+// under its own key is not in that MGET's answer. A key of another type
+// there (only a foreign writer makes one) reads as none, as MGET answers
+// nil for it: the notice is stored, where a GET failed it with WRONGTYPE.
 //
 // Returns one code per notice, in order: 1 stored; 0 if a notice with this
 // id is pending (an earlier one of the same call included); 2 if one was
@@ -252,7 +254,9 @@ return batch_out(out, items, ok, err)
 // call instead of a GET and a DEL per attempt, on every delivery. So the
 // call judges every attempt by the leases as they were when it started
 // (of the same notice completed twice in one call, by two claims, only
-// the lease's holder completes).
+// the lease's holder completes). A lease of another type (only a foreign
+// writer makes one) reads as none. The DEL runs after a failure part-way
+// too, for the attempts completed before it.
 var completeScript = newScript(batchLua + pxUntil + dedupLua + recordsLuaSrc + `
 local now = now_ms()
 local st = rec_state(KEYS[4])

@@ -322,8 +322,8 @@ func infoField(info, name string) string {
 }
 
 // commands is how many commands Redis has run, from INFO commandstats:
-// every command but the scripts themselves (EVAL, EVALSHA), whose inner
-// commands are counted, and but INFO, which this driver sends.
+// every command the scripts ran, and every other command but the scripts
+// themselves (EVAL, EVALSHA) and INFO (which this driver sends).
 func (s *serveProc) commands(ctx context.Context) (int64, error) {
 	info, err := s.rdb.Info(ctx, "commandstats").Result()
 	if err != nil {
