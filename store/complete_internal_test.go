@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/notifier/notifier/backoff"
 	"github.com/notifier/notifier/notifier"
-	"github.com/redis/go-redis/v9"
 )
 
 // TestCompleteFailingPartWay: a command failing inside a complete batch
@@ -20,35 +18,9 @@ import (
 // freed (the leases are deleted after the loop, for the attempts it
 // completed); the third, never reached, keeps its lease and its place.
 func TestCompleteFailingPartWay(t *testing.T) {
-	dir, err := os.MkdirTemp("", "rt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	srv, err := StartServer(context.Background(), ServerConfig{Dir: dir, AppendFsync: "always"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	opt, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
-	r := NewRedis(rdb, "", nil)
+	r, rdb := newInternalRedis(t, "no")
 	ctx := context.Background()
-
-	// Three ids, the second's route starting with a digit the others'
-	// do not, so that only its dedup lookup meets the wrong key.
-	routeStart := func(id string) byte { route, _ := dedupDigest(id); return route[0] }
-	ids := []string{"cf-0"}
-	for i := 1; len(ids) < 3; i++ {
-		id := fmt.Sprintf("cf-%d", i)
-		if len(ids) == 1 && routeStart(id) != routeStart(ids[0]) || len(ids) == 2 && routeStart(id) != routeStart(ids[1]) {
-			ids = append(ids, id)
-		}
-	}
+	ids, routeStart := idsRoutedApart("cf-")
 	stamp := time.Now().Add(-time.Second).Truncate(time.Millisecond)
 	var ns []notifier.Notice
 	var ts []notifier.Trigger

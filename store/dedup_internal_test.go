@@ -43,8 +43,15 @@ func remember(t testing.TB, r *Redis, ids ...string) {
 
 func newDedupRedis(t *testing.T) (*Redis, *redis.Client) {
 	t.Helper()
+	return newInternalRedis(t, "no")
+}
+
+// newInternalRedis starts a private embedded redis-server (appendfsync as
+// given) for a test of this package, and a Redis on it.
+func newInternalRedis(t *testing.T, appendfsync string) (*Redis, *redis.Client) {
+	t.Helper()
 	dir := t.TempDir()
-	srv, err := StartServer(context.Background(), ServerConfig{Dir: dir, AppendFsync: "no"})
+	srv, err := StartServer(context.Background(), ServerConfig{Dir: dir, AppendFsync: appendfsync})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,4 +170,20 @@ func TestDedupWindowChange(t *testing.T) {
 			t.Errorf("Delivered(%s) = %v, %v; want true", id, ok, err)
 		}
 	}
+}
+
+// idsRoutedApart returns three ids (prefix, then a number) whose second's
+// dedup route starts with a digit neither other's does, so that a key
+// planted at that first node of a generation is met by the second's
+// dedup lookup only; and routeStart, the first digit of an id's route.
+func idsRoutedApart(prefix string) (ids []string, routeStart func(string) byte) {
+	routeStart = func(id string) byte { route, _ := dedupDigest(id); return route[0] }
+	ids = []string{prefix + "0"}
+	for i := 1; len(ids) < 3; i++ {
+		id := fmt.Sprintf("%s%d", prefix, i)
+		if routeStart(id) != routeStart(ids[len(ids)-1]) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, routeStart
 }

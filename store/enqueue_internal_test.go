@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,23 +18,7 @@ import (
 // "duplicate", and must not store the notice a second time; another call
 // for the id is still a duplicate.
 func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
-	dir, err := os.MkdirTemp("", "rt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	srv, err := StartServer(context.Background(), ServerConfig{Dir: dir, AppendFsync: "always"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	opt, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
-	r := NewRedis(rdb, "", nil)
+	r, rdb := newInternalRedis(t, "always")
 	ctx := context.Background()
 	// send runs call c, as sent again after a lost reply if resent.
 	send := func(c scriptCall, resent bool) *redis.Cmd {
@@ -92,17 +75,9 @@ func TestEnqueueSentAgainKnowsItsOwnNotice(t *testing.T) {
 	})
 	t.Run("AFailurePartWayIsAnsweredAgain", func(t *testing.T) {
 		stamp := time.Now().Truncate(time.Millisecond)
-		// Three ids, the second's route (see dedupLua) starting with a
-		// digit the others' do not: a key of the wrong type at that first
-		// node of a live generation is a WRONGTYPE for its dedup lookup.
-		routeStart := func(id string) byte { route, _ := dedupDigest(id); return route[0] }
-		ids := []string{"f-1"}
-		for i := 2; len(ids) < 3; i++ {
-			id := fmt.Sprintf("f-%d", i)
-			if len(ids) == 1 && routeStart(id) != routeStart(ids[0]) || len(ids) == 2 && routeStart(id) != routeStart(ids[1]) {
-				ids = append(ids, id)
-			}
-		}
+		// A key of the wrong type at the first node of a live generation
+		// on the second id's route only: a WRONGTYPE for its dedup lookup.
+		ids, routeStart := idsRoutedApart("f-")
 		var ns []*notifier.Notice
 		for _, id := range ids {
 			ns = append(ns, &notifier.Notice{ID: id, URL: "https://p.example/n", Schedule: backoff.Schedule{0}, Stamp: stamp})
