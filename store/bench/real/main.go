@@ -49,6 +49,7 @@ type config struct {
 	concurrency   int
 	rewrite       bool
 	wakerOff      bool
+	floors        bool
 	// serveEnv is NAME=VALUE settings added to serve's environment only
 	// (GOGC=100, say), not to the partner's or the CLI's.
 	serveEnv []string
@@ -74,6 +75,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.body, "body", atoi(envOr("BENCH_BODY", "200")), "body size in bytes (BENCH_BODY)")
 	fs.BoolVar(&c.rewrite, "aof-rewrite", envOr("BENCH_AOF_REWRITE", "1") != "0", "with a backlog and the waker on, also measure lateness while Redis rewrites its AOF (BENCH_AOF_REWRITE=0 to skip)")
 	fs.BoolVar(&c.wakerOff, "waker-off", envOr("BENCH_WAKER_OFF", "1") != "0", "also measure the backlogs and lateness with --no-wake (BENCH_WAKER_OFF=0 to skip)")
+	fs.BoolVar(&c.floors, "floors", envOr("BENCH_FLOORS", "1") != "0", "after throughput, measure two floors under it with as many notices: http-floor (serve's sender and the partner, nothing else) and enqueue-floor (Redis running the enqueue's commands without Lua) (BENCH_FLOORS=0 to skip)")
 	fs.StringVar(&c.peer, "peer", "", "run the peer comparison with the asynq program at this path instead")
 	fs.IntVar(&c.rounds, "rounds", atoi(envOr("BENCH_ROUNDS", "2")), "peer comparison: rounds of notifier then asynq (BENCH_ROUNDS)")
 	fs.IntVar(&c.concurrency, "concurrency", 512, "peer comparison: asynq's worker count (serve's default --concurrency)")
@@ -225,7 +227,7 @@ func (r *run) version(ctx context.Context) string {
 }
 
 // runReal runs the scenarios of `make bench`: with the waker on,
-// throughput, then for each count of pending notices the backlog's enqueue
+// throughput and its floors (http-floor, enqueue-floor), then for each count of pending notices the backlog's enqueue
 // and lateness; then with the waker off (--no-wake), the backlogs and
 // lateness again, on a new serve with data of its own. A new serve rather
 // than a restart: a restarted serve's embedded Redis must first load the
@@ -258,6 +260,18 @@ func runReal(ctx context.Context, cfg config, log *slog.Logger) error {
 				return fmt.Errorf("throughput: %w", err)
 			}
 			emit(res, version)
+			if cfg.floors {
+				log.Info("floors", "notices", cfg.throughput)
+				res, err := r.httpFloor(ctx, cfg.throughput)
+				if err != nil {
+					return fmt.Errorf("http-floor: %w", err)
+				}
+				emit(res, version)
+				if res, err = r.enqueueFloor(ctx, cfg.throughput); err != nil {
+					return fmt.Errorf("enqueue-floor: %w", err)
+				}
+				emit(res, version)
+			}
 		}
 		loaded := 0
 		for _, p := range cfg.pending {

@@ -30,14 +30,15 @@ func TestParseConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.throughput != 20000 || c.due != 10000 || c.rate != 1000 || len(c.pending) != 3 || c.pending[2] != 1000000 ||
-			!c.rewrite || !c.wakerOff {
+			!c.rewrite || !c.wakerOff || !c.floors {
 			t.Errorf("got %+v", c)
 		}
 	})
 	t.Run("ScenariosCanBeSkipped", func(t *testing.T) {
 		t.Setenv("BENCH_AOF_REWRITE", "0")
+		t.Setenv("BENCH_FLOORS", "0")
 		c, err := parseConfig([]string{"--waker-off=false"})
-		if err != nil || c.rewrite || c.wakerOff {
+		if err != nil || c.rewrite || c.wakerOff || c.floors {
 			t.Errorf("got %+v, %v", c, err)
 		}
 	})
