@@ -4,10 +4,10 @@
 // or --redis), a partner as another process (this program run again as
 // `real partner`) that answers at once, and enqueues through
 // `notifier enqueue --file`. It prints one JSON line (a Result) per
-// scenario: throughput, enqueue rate and memory per pending notice as the
-// backlog grows, and retry lateness at each backlog with the waker on and
-// off; each with the CPU time per notice of every process, read from
-// /proc/<pid>/stat.
+// scenario: throughput and two floors under it (floor.go, enqfloor.go),
+// enqueue rate and memory per pending notice as the backlog grows, and
+// retry lateness at each backlog with the waker on and off; each with the
+// CPU time per notice of every process, read from /proc/<pid>/stat.
 //
 // With --peer it runs the peer comparison instead (peer.go): notifier's
 // throughput scenario and the asynq program at that path, interleaved.

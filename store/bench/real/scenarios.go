@@ -16,8 +16,8 @@ import (
 
 // Result is one JSON line of output.
 type Result struct {
-	// Scenario is throughput, lateness or enqueue-backlog; peer runs add
-	// peer-summary.
+	// Scenario is throughput, http-floor, enqueue-floor, enqueue-backlog,
+	// lateness or lateness-aof-rewrite; peer runs add peer-summary.
 	Scenario string `json:"scenario"`
 	// Tool is what delivered: notifier, or asynq in a peer run.
 	Tool string `json:"tool"`
