@@ -130,12 +130,8 @@ func atof(s string) float64 {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "partner" {
-		if err := runPartner(); err != nil {
-			fmt.Fprintln(os.Stderr, "partner:", err)
-			os.Exit(1)
-		}
-		return
+	if isPartner() {
+		os.Exit(partnerMain())
 	}
 	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {

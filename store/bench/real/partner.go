@@ -121,6 +121,19 @@ func runPartner() error {
 	return nil
 }
 
+// isPartner says whether this process was started as the partner
+// (startPartner runs its own executable with the argument "partner").
+func isPartner() bool { return len(os.Args) > 1 && os.Args[1] == "partner" }
+
+// partnerMain runs the partner process and gives its exit code.
+func partnerMain() int {
+	if err := runPartner(); err != nil {
+		fmt.Fprintln(os.Stderr, "partner:", err)
+		return 1
+	}
+	return 0
+}
+
 // partnerProc is the partner process as the driver sees it.
 type partnerProc struct {
 	cmd   *exec.Cmd

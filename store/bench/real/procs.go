@@ -336,18 +336,30 @@ func (s *serveProc) commands(ctx context.Context) (int64, error) {
 // (cmdstat_<name>:calls=<n>,usec=...), as commands says.
 func commandCalls(info string) int64 {
 	var total int64
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		name, isStat := strings.CutPrefix(name, "cmdstat_")
-		if !ok || !isStat || name == "eval" || name == "evalsha" || name == "info" {
-			continue
-		}
-		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
-		if n, err := strconv.ParseInt(calls, 10, 64); err == nil {
+	for name, n := range commandsByName(info) {
+		if name != "eval" && name != "evalsha" && name != "info" {
 			total += n
 		}
 	}
 	return total
+}
+
+// commandsByName is the calls of each command in INFO commandstats, by
+// its name there (lpos, client|setinfo).
+func commandsByName(info string) map[string]int64 {
+	calls := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, isStat := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isStat {
+			continue
+		}
+		n, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+		if v, err := strconv.ParseInt(n, 10, 64); err == nil {
+			calls[name] = v
+		}
+	}
+	return calls
 }
 
 // persistence reads Redis's INFO persistence.

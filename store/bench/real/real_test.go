@@ -161,6 +161,9 @@ func TestCommandCalls(t *testing.T) {
 	if got := commandCalls(info); got != 120+3+80 {
 		t.Errorf("commandCalls = %d, want %d", got, 120+3+80)
 	}
+	if got := commandsByName(info); got["lpos"] != 120 || got["client|setinfo"] != 3 || got["evalsha"] != 24 || len(got) != 6 {
+		t.Errorf("commandsByName = %v", got)
+	}
 	if got := commandCalls(""); got != 0 {
 		t.Errorf("commandCalls of nothing = %d, want 0", got)
 	}
