@@ -223,9 +223,9 @@ func (r *run) version(ctx context.Context) string {
 }
 
 // runReal runs the scenarios of `make bench`: with the waker on,
-// throughput and its floors (http-floor, enqueue-floor), then for each count of pending notices the backlog's enqueue
-// and lateness; then with the waker off (--no-wake), the backlogs and
-// lateness again, on a new serve with data of its own. A new serve rather
+// throughput and its floors (http-floor, enqueue-floor), then for each
+// count of pending notices the backlog's enqueue and lateness; then with
+// the waker off (--no-wake), the backlogs and lateness again, on a new serve with data of its own. A new serve rather
 // than a restart: a restarted serve's embedded Redis must first load the
 // whole backlog from its AOF, and serve gives up on a Redis that has not
 // answered within 15 s, which a million pending notices (540 MB) took on

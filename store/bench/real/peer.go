@@ -70,7 +70,8 @@ func runPeer(ctx context.Context, cfg config, log *slog.Logger) error {
 	if a := median(sum.AsynqPerSec); a > 0 {
 		sum.Ratio = math.Round(median(sum.NotifierPerSec)/a*100) / 100
 	}
-	// A median of two is their mean: rounded like every other CPU figure.
+	// An even count's median is the mean of two: rounded like every
+	// other CPU figure.
 	sum.NotifierCPU, sum.AsynqCPU, sum.Cores = round1(median(ncpu)), round1(median(acpu)), runtime.NumCPU()
 	b, _ := json.Marshal(sum)
 	fmt.Printf("%s\n", b)
