@@ -68,7 +68,10 @@ func TestRealPathBench(t *testing.T) {
 				t.Errorf("throughput: %+v", l)
 			}
 		case "http-floor":
-			if l.Delivered != 300 || l.NoticesPerSec <= 0 || l.CPU.Redis != 0 || l.CPU.Partner <= 0 {
+			// Too few POSTs for each process's CPU to count in ticks on
+			// a fast machine: store/bench/real's TestFloorsDoTheirWork
+			// sends enough to check them.
+			if l.Delivered != 300 || l.NoticesPerSec <= 0 || l.CPU.Redis != 0 || l.CPU.Enqueue != 0 {
 				t.Errorf("http-floor: %+v", l)
 			}
 		case "enqueue-floor":
