@@ -95,16 +95,24 @@ bench-locked-redis: deps build
 ## batches follow the timing there, so runs of one binary differ by up to 5%.
 BENCH_LINES ?= 5000
 BENCH_NOTICES ?= 5000
+# CALLGRIND_REDIS starts a private redis-server with serve's AOF settings
+# under callgrind, its socket and output in $dir, its pid in $vp (the EXIT
+# trap stops it and removes $dir), and waits until it answers; bin is the
+# notifier binary to measure. CALLGRIND_STOP shuts it down so callgrind
+# writes its counts; $(call callgrind_total,FILE) is FILE's instruction total.
+CALLGRIND_REDIS = dir=$$(mktemp -d); bin=$${BENCH_BIN:-$(BIN)}; \
+	trap 'kill $$vp 2>/dev/null; rm -rf '$$dir EXIT; \
+	valgrind --tool=callgrind --callgrind-out-file=$$dir/cg.out redis-server --port 0 --unixsocket $$dir/redis.sock \
+		--save '' --appendonly yes --appendfsync everysec --notify-keyspace-events Ex --dir $$dir >$$dir/valgrind.log 2>&1 & vp=$$!; \
+	for i in $$(seq 300); do redis-cli -s $$dir/redis.sock ping >/dev/null 2>&1 && break; sleep 0.2; done
+CALLGRIND_STOP = redis-cli -s $$dir/redis.sock shutdown nosave >/dev/null 2>&1; wait $$vp
+callgrind_total = $$(callgrind_annotate $(1) 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $$1); print $$1}')
 bench-redis-instructions: deps build
 	$(GO) build -o bin/bench-real ./store/bench/real
 	@command -v valgrind >/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null; \
 		else echo "valgrind is missing: sudo apt-get install valgrind"; exit 1; fi; }
-	@dir=$$(mktemp -d); bin=$${BENCH_BIN:-$(BIN)}; \
-	trap 'kill $$vp 2>/dev/null; rm -rf '$$dir EXIT; \
-	valgrind --tool=callgrind --callgrind-out-file=$$dir/cg.out redis-server --port 0 --unixsocket $$dir/redis.sock \
-		--save '' --appendonly yes --appendfsync everysec --notify-keyspace-events Ex --dir $$dir >$$dir/valgrind.log 2>&1 & vp=$$!; \
-	for i in $$(seq 300); do redis-cli -s $$dir/redis.sock ping >/dev/null 2>&1 && break; sleep 0.2; done; \
+	@$(CALLGRIND_REDIS); \
 	pad=$$(printf '%0180d' 0); \
 	seq $(BENCH_LINES) | awk -v pad=$$pad '{printf "{\"id\":\"ri-%08d\",\"url\":\"http://127.0.0.1:9/n\",\"body\":{\"order\":%d,\"pad\":\"%s\"},\"schedule\":\"25\"}\n", $$1, $$1, pad}' >$$dir/lines.jsonl; \
 	head -5 $$dir/lines.jsonl | sed 's/"ri-/"rw-/' >$$dir/warm.jsonl; \
@@ -112,16 +120,14 @@ bench-redis-instructions: deps build
 	callgrind_control -z $$vp >/dev/null 2>&1; \
 	$$bin enqueue --redis unix://$$dir/redis.sock --file $$dir/lines.jsonl >$$dir/enqueue.log 2>&1 || { cat $$dir/enqueue.log; exit 1; }; \
 	callgrind_control -d $$vp >/dev/null 2>&1; \
-	redis-cli -s $$dir/redis.sock shutdown nosave >/dev/null 2>&1; wait $$vp; \
-	callgrind_annotate $$dir/cg.out.1 2>/dev/null | awk -v n=$(BENCH_LINES) -v bin=$$bin '/PROGRAM TOTALS/ {gsub(",", "", $$1); printf "{\"scenario\":\"redis-instructions\",\"bin\":\"%s\",\"lines\":%d,\"redis_instructions_per_line\":%d}\n", bin, n, $$1 / n}'
-	@dir=$$(mktemp -d); bin=$${BENCH_BIN:-$(BIN)}; \
-	trap 'kill $$vp 2>/dev/null; rm -rf '$$dir EXIT; \
-	valgrind --tool=callgrind --callgrind-out-file=$$dir/cg.out redis-server --port 0 --unixsocket $$dir/redis.sock \
-		--save '' --appendonly yes --appendfsync everysec --notify-keyspace-events Ex --dir $$dir >$$dir/valgrind.log 2>&1 & vp=$$!; \
-	for i in $$(seq 300); do redis-cli -s $$dir/redis.sock ping >/dev/null 2>&1 && break; sleep 0.2; done; \
+	$(CALLGRIND_STOP); \
+	total=$(call callgrind_total,$$dir/cg.out.1); \
+	printf '{"scenario":"redis-instructions","bin":"%s","lines":%d,"redis_instructions_per_line":%d}\n' $$bin $(BENCH_LINES) $$((total / $(BENCH_LINES)))
+	@$(CALLGRIND_REDIS); \
 	./bin/bench-real --bin $$bin --redis unix://$$dir/redis.sock --throughput $(BENCH_NOTICES) --pending '' >$$dir/run.json 2>$$dir/run.log || { tail -5 $$dir/run.log; exit 1; }; \
-	redis-cli -s $$dir/redis.sock shutdown nosave >/dev/null 2>&1; wait $$vp; \
-	callgrind_annotate $$dir/cg.out 2>/dev/null | awk -v n=$(BENCH_NOTICES) -v bin=$$bin '/PROGRAM TOTALS/ {gsub(",", "", $$1); printf "{\"scenario\":\"redis-instructions-delivery\",\"bin\":\"%s\",\"notices\":%d,\"redis_instructions_per_notice\":%d}\n", bin, n, $$1 / n}'
+	$(CALLGRIND_STOP); \
+	total=$(call callgrind_total,$$dir/cg.out); \
+	printf '{"scenario":"redis-instructions-delivery","bin":"%s","notices":%d,"redis_instructions_per_notice":%d}\n' $$bin $(BENCH_NOTICES) $$((total / $(BENCH_NOTICES)))
 
 ## bench-inprocess: the in-process scenarios of `notifier bench` (the
 ## dispatcher inside the benchmark, a private Redis without AOF), then the

@@ -416,8 +416,8 @@ func EnqueueLines(ctx context.Context, r io.Reader, q Enqueuer, def backoff.Sche
 	// The first batches are small, doubling up to enqueueBatch, so that
 	// the store starts on the first notices while the rest of the first
 	// thousand are still being read: a first batch of a thousand kept
-	// Redis idle for the time it takes to decode it (some 25 ms of the
-	// 40-100 ms before Redis had work, at the start of every file).
+	// Redis idle, at the start of every file, for as long as decoding
+	// the whole batch took.
 	seq, size := 0, enqueueFirstBatch
 	next := func() batch {
 		seq++

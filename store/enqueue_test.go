@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"crypto/sha1"
 	"errors"
 	"fmt"
 	"strconv"
@@ -200,13 +199,12 @@ func TestEnqueueBatchesAnswerPerNotice(t *testing.T) {
 }
 
 // idsInBuckets returns ids (prefix, then a number) in the given buckets of
-// a payload table of two buckets, in order: a bucket is the low bit of the
-// first 32 bits of an id's SHA-1 (see store/records.go).
+// a payload table of two buckets, in order.
 func idsInBuckets(prefix string, buckets ...int) []string {
 	var ids []string
 	for i := 0; len(ids) < len(buckets); i++ {
 		id := fmt.Sprintf("%s%d", prefix, i)
-		if sum := sha1.Sum([]byte(id)); int(sum[3]&1) == buckets[len(ids)] {
+		if store.BucketOf(id, 1) == buckets[len(ids)] {
 			ids = append(ids, id)
 		}
 	}

@@ -252,7 +252,10 @@ local function wake(channel, flag)
 end
 `
 
-// batchLua defines batch_out(out, items, ok, err), the reply of a script
+// batchLua defines batch_at(t, first, step, items), the items' entries of
+// t (KEYS or ARGV) from index first, step apart, as a list to hand one
+// command for the whole batch (MGET, ZMSCORE); and batch_out(out, items,
+// ok, err), the reply of a script
 // that handles items in a loop run under pcall, so that a command failing
 // part-way (a bucket of another type in notifier's namespace, say) still lets
 // the script write what it deferred for the items before, and say which
@@ -260,6 +263,11 @@ end
 // item the loop failed on, -2 for each it did not reach, then the error's
 // text as one more element.
 const batchLua = `
+local function batch_at(t, first, step, items)
+  local r = {}
+  for k = 1, items do r[k] = t[first + step * (k - 1)] end
+  return r
+end
 local function batch_out(out, items, ok, err)
   if ok then return out end
   out[#out + 1] = -1

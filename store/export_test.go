@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 )
 
 // removePayloadScript deletes a notice's payload wherever it is kept, as
@@ -29,4 +30,12 @@ func (r *Redis) RemovePayload(ctx context.Context, id string) error {
 func (r *Redis) PayloadOf(ctx context.Context, id string) string {
 	p, _ := r.readPayload(ctx, id)
 	return string(p)
+}
+
+// BucketOf is notice id's bucket in a payload table of 2^level buckets
+// whose split pointer is 0: its recordHash modulo 2^level, as the scripts
+// place it (records.go).
+func BucketOf(id string, level int) int {
+	h, _ := strconv.ParseUint(recordHash(id), 10, 64)
+	return int(h % (1 << level))
 }

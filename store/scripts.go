@@ -78,9 +78,7 @@ local horizon, n = tonumber(ARGV[6]), tonumber(ARGV[7])
 local live
 local out, indexed, marks, fars, due_now = {}, {}, {}, 0, false
 local ok, err = pcall(function()
-  local pkeys = {}
-  for k = 1, items do pkeys[k] = KEYS[4 + 2 * k] end
-  local held, mine = redis.call('MGET', unpack(pkeys)), {}
+  local held, mine = redis.call('MGET', unpack(batch_at(KEYS, 6, 2, items))), {}
   for k = 1, items do
     local a, key, trig = 1 + 7 * k, KEYS[4 + 2 * k], KEYS[5 + 2 * k]
     local payload, due, id = ARGV[a + 1], tonumber(ARGV[a + 3]), ARGV[a + 6]
@@ -183,9 +181,7 @@ local st = rec_state(KEYS[2])
 local out, leased, fired = {}, {}, {}
 local items = (#KEYS - 2) / 3
 local ok, err = pcall(function()
-  local members = {}
-  for k = 1, items do members[k] = ARGV[4 * k - 1] end
-  local dues, dropped = redis.call('ZMSCORE', KEYS[1], unpack(members)), {}
+  local dues, dropped = redis.call('ZMSCORE', KEYS[1], unpack(batch_at(ARGV, 3, 4, items))), {}
   for k = 1, items do
     local b = 4 * k - 1
     local member, lease = ARGV[b], KEYS[3 * k + 1]
@@ -265,9 +261,7 @@ local gen
 local out, indexed, due_now, freed = {}, {}, false, {}
 local items = (#KEYS - 4) / 3
 local ok, err = pcall(function()
-  local leases = {}
-  for k = 1, items do leases[k] = KEYS[3 + 3 * k] end
-  local held = redis.call('MGET', unpack(leases))
+  local held = redis.call('MGET', unpack(batch_at(KEYS, 6, 3, items)))
   for k = 1, items do
     local a, key, lease, trig = 10 * k - 5, KEYS[2 + 3 * k], KEYS[3 + 3 * k], KEYS[4 + 3 * k]
     local id, upcoming = ARGV[a + 8], ARGV[a + 3]
